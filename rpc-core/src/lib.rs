@@ -1,0 +1,95 @@
+//! Typed RPC over JSON-RPC 2.0: annotate a trait, get a client and a server.
+//!
+//! `#[rpc_core::service]` on a trait generates a client proxy you call as if
+//! it were a local object and a dispatcher that runs your implementation. On
+//! the wire every message is JSON-RPC 2.0 in a length-prefixed frame over TCP
+//! (see `PROTOCOL.md`), so a client in any language needs only a socket and a
+//! JSON parser.
+//!
+//! ```
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// A calculator.
+//! #[rpc_core::service]
+//! pub trait Calculator {
+//!     /// Adds two numbers.
+//!     async fn add(&self, a: f64, b: f64) -> f64;
+//!     /// Divides `a` by `b`.
+//!     async fn div(&self, a: f64, b: f64) -> Result<f64, CalcError>;
+//! }
+//!
+//! #[derive(Debug, PartialEq, Serialize, Deserialize)]
+//! pub enum CalcError { DivisionByZero }
+//!
+//! struct Calc;
+//!
+//! impl Calculator for Calc {
+//!     async fn add(&self, a: f64, b: f64) -> f64 { a + b }
+//!     async fn div(&self, a: f64, b: f64) -> Result<f64, CalcError> {
+//!         if b == 0.0 { Err(CalcError::DivisionByZero) } else { Ok(a / b) }
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = rpc_core::Server::builder()
+//!     .service(CalculatorServer::new(Calc))
+//!     .bind("127.0.0.1:0")
+//!     .await?;
+//!
+//! let calc = CalculatorClient::connect(server.local_addr()).await?;
+//! assert_eq!(calc.add(2.0, 3.0).await?, 5.0);
+//! assert!(matches!(
+//!     calc.div(1.0, 0.0).await,
+//!     Err(rpc_core::RpcError::Application(CalcError::DivisionByZero))
+//! ));
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # What `#[service]` generates
+//!
+//! For a trait `Foo`:
+//! - the trait itself, with every `async fn` rewritten to return
+//!   `impl Future<Output = _> + Send`, so implementations write plain
+//!   `async fn` and nothing is boxed per call;
+//! - `FooClient`, a cheap-to-clone proxy with one `async` method per trait
+//!   method, returning `Result<T, RpcError>` (or `Result<T, RpcError<E>>`
+//!   for a method declared `-> Result<T, E>`);
+//! - `FooServer<S>`, the dispatcher for any `S: Foo`, to hand to
+//!   [`Server::builder`]`().service(..)`.
+//!
+//! Attributes: `#[service(namespace = "ns")]` prefixes every wire name with
+//! `ns.`; `#[service(crate = "path")]` names this crate if it is renamed;
+//! `#[rpc(name = "wire_name")]` on a method renames it on the wire.
+
+#![warn(missing_docs)]
+
+mod client;
+mod connection;
+mod discover;
+mod error;
+pub mod frame;
+mod message;
+mod params;
+mod server;
+mod service;
+
+pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT};
+pub use error::{Never, RpcError, ServerError};
+pub use message::{ErrorObject, code};
+pub use params::ParamReader;
+pub use rpc_macros::service;
+pub use server::{
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_WRITE_BUFFER, Server, ServerBuilder, ServerHandle,
+};
+pub use service::{HandlerFuture, MethodInfo, Reply, Service, encode_app_error, encode_reply};
+
+/// Items the generated code names. Not part of the public API: they may
+/// change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::service::{NoParams, method_not_found};
+    pub use serde_json::value::RawValue;
+    pub use tokio::net::ToSocketAddrs;
+}

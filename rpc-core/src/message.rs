@@ -1,0 +1,381 @@
+//! JSON-RPC 2.0 envelopes: parsing what arrives, writing what leaves.
+//!
+//! Incoming messages are parsed *borrowing* from the frame: the method name,
+//! the params and the id stay slices of the received bytes until a handler
+//! decodes its arguments. Outgoing messages are written straight into the
+//! connection's write buffer, so a response is serialized exactly once.
+//!
+//! The error codes are those of the JSON-RPC 2.0 specification plus the ones
+//! this implementation defines; see [`code`] and `PROTOCOL.md`.
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, BytesMut};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+/// JSON-RPC error codes used by this library.
+///
+/// `-32768..=-32000` is reserved by the specification; the server-defined
+/// codes live in `-32099..=-32000`. Errors returned by a method's own
+/// `Result<T, E>` use [`APPLICATION_ERROR`](code::APPLICATION_ERROR), outside
+/// the reserved range.
+pub mod code {
+    /// The frame is not valid JSON (or not valid UTF-8). The response id is `null`.
+    pub const PARSE_ERROR: i64 = -32700;
+    /// Valid JSON, but not a valid request object (or an empty batch).
+    pub const INVALID_REQUEST: i64 = -32600;
+    /// No service on this server offers the method.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// The params do not fit the method: missing, unknown or mistyped.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// The server failed while handling the call (a handler panicked, or its
+    /// result could not be serialized).
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// The connection already has the maximum number of calls in flight; try
+    /// again when some have completed. The connection stays open.
+    pub const SERVER_BUSY: i64 = -32000;
+    /// The frame announced a length above the receiver's maximum. The
+    /// connection is closed after this error, because the rest of the stream
+    /// can no longer be framed.
+    pub const FRAME_TOO_LARGE: i64 = -32001;
+    /// The method itself returned an error; `data` holds the serialized error
+    /// value of the method's `Result<T, E>`.
+    pub const APPLICATION_ERROR: i64 = 1000;
+}
+
+/// A JSON-RPC error object, as sent in the `error` member of a response.
+///
+/// ```
+/// use rpc_core::{ErrorObject, code};
+/// let e = ErrorObject::new(code::INVALID_PARAMS, "missing parameter `b`");
+/// assert_eq!(
+///     serde_json::to_string(&e).unwrap(),
+///     r#"{"code":-32602,"message":"missing parameter `b`"}"#
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message} (JSON-RPC error {code})")]
+pub struct ErrorObject {
+    /// A number that says which kind of error this is; see [`code`].
+    pub code: i64,
+    /// A short human-readable description.
+    pub message: String,
+    /// Additional structured information, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl ErrorObject {
+    /// An error with a code and message and no data.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// The same error with `data` attached.
+    pub fn with_data(mut self, data: serde_json::Value) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    #[cold]
+    pub(crate) fn parse_error(detail: impl std::fmt::Display) -> Self {
+        Self::new(code::PARSE_ERROR, format!("parse error: {detail}"))
+    }
+
+    #[cold]
+    pub(crate) fn invalid_request(detail: impl std::fmt::Display) -> Self {
+        Self::new(code::INVALID_REQUEST, format!("invalid request: {detail}"))
+    }
+
+    #[cold]
+    pub(crate) fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::new(code::INTERNAL_ERROR, format!("internal error: {detail}"))
+    }
+}
+
+/// One request or notification, borrowed from the frame it arrived in.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    /// The wire method name.
+    pub method: Cow<'a, str>,
+    /// The raw `params` member; `None` when absent or `null`.
+    pub params: Option<&'a RawValue>,
+    /// The raw `id`; `None` for a notification.
+    pub id: Option<&'a RawValue>,
+}
+
+/// What a frame holds, once parsed.
+#[derive(Debug)]
+pub(crate) enum Incoming<'a> {
+    /// A single request, or the error to answer it with and the id to use.
+    Single(Result<Request<'a>, Rejected<'a>>),
+    /// A non-empty batch: each member is parsed with [`parse_request`].
+    Batch(Vec<&'a RawValue>),
+}
+
+/// A request that could not be accepted: the id to answer with (`None`
+/// answers `null`) and the error.
+#[derive(Debug)]
+pub(crate) struct Rejected<'a> {
+    pub id: Option<&'a RawValue>,
+    pub error: ErrorObject,
+}
+
+impl<'a> Rejected<'a> {
+    fn anonymous(error: ErrorObject) -> Self {
+        Self { id: None, error }
+    }
+}
+
+/// Parses one frame body.
+pub(crate) fn parse_frame(body: &[u8]) -> Incoming<'_> {
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(e) => {
+            return Incoming::Single(Err(Rejected::anonymous(ErrorObject::parse_error(
+                format_args!("the frame is not valid UTF-8 (byte {})", e.valid_up_to()),
+            ))));
+        }
+    };
+    if text.trim_start().starts_with('[') {
+        return match serde_json::from_str::<Vec<&RawValue>>(text) {
+            Ok(members) if members.is_empty() => Incoming::Single(Err(Rejected::anonymous(
+                ErrorObject::invalid_request("a batch must contain at least one request"),
+            ))),
+            Ok(members) => Incoming::Batch(members),
+            Err(e) => Incoming::Single(Err(Rejected::anonymous(ErrorObject::parse_error(e)))),
+        };
+    }
+    Incoming::Single(parse_request(text))
+}
+
+/// The shape a request object is read into before validation.
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(borrow, default)]
+    jsonrpc: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+}
+
+/// Only the id, for answering a request that failed validation.
+#[derive(Deserialize)]
+struct IdOnly<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+}
+
+/// Deserializes a member that is present (even as `null`) into `Some`, so that
+/// `"id": null` (a request) stays distinct from a missing id (a notification).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// Parses and validates one request object.
+pub(crate) fn parse_request(text: &str) -> Result<Request<'_>, Rejected<'_>> {
+    let raw: RawRequest<'_> = match serde_json::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) if e.is_data() => {
+            let id = serde_json::from_str::<IdOnly<'_>>(text)
+                .ok()
+                .and_then(|i| i.id)
+                .filter(|id| valid_id(id));
+            return Err(Rejected {
+                id,
+                error: ErrorObject::invalid_request(e),
+            });
+        }
+        Err(e) => return Err(Rejected::anonymous(ErrorObject::parse_error(e))),
+    };
+    let id = match raw.id {
+        Some(id) if !valid_id(id) => {
+            return Err(Rejected::anonymous(ErrorObject::invalid_request(
+                "`id` must be a string, a number or null",
+            )));
+        }
+        id => id,
+    };
+    let reject = |detail: &str| Rejected {
+        id,
+        error: ErrorObject::invalid_request(detail),
+    };
+    if raw.jsonrpc.as_deref() != Some("2.0") {
+        return Err(reject("`jsonrpc` must be exactly \"2.0\""));
+    }
+    let Some(method) = raw.method else {
+        return Err(reject("the `method` member is missing"));
+    };
+    let params = match raw.params {
+        Some(p) if p.get() == "null" => None,
+        Some(p) if !matches!(p.get().as_bytes().first(), Some(b'[' | b'{')) => {
+            return Err(reject("`params` must be an array or an object"));
+        }
+        p => p,
+    };
+    Ok(Request { method, params, id })
+}
+
+/// A valid id is a string, a number or null (raw JSON text is already trimmed).
+fn valid_id(id: &RawValue) -> bool {
+    matches!(
+        id.get().as_bytes().first(),
+        Some(b'"' | b'-' | b'0'..=b'9' | b'n')
+    )
+}
+
+const NULL: &str = "null";
+
+/// Writes `{"jsonrpc":"2.0","result":<result>,"id":<id>}`.
+pub(crate) fn write_result(buf: &mut BytesMut, id: &str, result: &str) {
+    buf.put_slice(br#"{"jsonrpc":"2.0","result":"#);
+    buf.put_slice(result.as_bytes());
+    buf.put_slice(br#","id":"#);
+    buf.put_slice(id.as_bytes());
+    buf.put_u8(b'}');
+}
+
+/// Writes `{"jsonrpc":"2.0","error":{...},"id":<id or null>}`.
+pub(crate) fn write_error(buf: &mut BytesMut, id: Option<&str>, error: &ErrorObject) {
+    buf.put_slice(br#"{"jsonrpc":"2.0","error":"#);
+    // An ErrorObject always serializes: its data is already a JSON value.
+    if serde_json::to_writer((&mut *buf).writer(), error).is_err() {
+        buf.put_slice(br#"{"code":-32603,"message":"internal error"}"#);
+    }
+    buf.put_slice(br#","id":"#);
+    buf.put_slice(id.unwrap_or(NULL).as_bytes());
+    buf.put_u8(b'}');
+}
+
+/// Writes a request (with `id`) or a notification (without).
+pub(crate) fn write_request<P: Serialize + ?Sized>(
+    buf: &mut BytesMut,
+    method: &str,
+    params: &P,
+    id: Option<u64>,
+) -> serde_json::Result<()> {
+    buf.put_slice(br#"{"jsonrpc":"2.0","method":"#);
+    serde_json::to_writer((&mut *buf).writer(), method)?;
+    buf.put_slice(br#","params":"#);
+    serde_json::to_writer((&mut *buf).writer(), params)?;
+    if let Some(id) = id {
+        buf.put_slice(br#","id":"#);
+        buf.put_slice(itoa::Buffer::new().format(id).as_bytes());
+    }
+    buf.put_u8(b'}');
+    Ok(())
+}
+
+/// A response as the client reads it, borrowed from the frame.
+#[derive(Deserialize)]
+pub(crate) struct RawResponse<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    pub id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    pub result: Option<&'a RawValue>,
+    #[serde(default)]
+    pub error: Option<ErrorObject>,
+    /// Present on a request or notification the server sends to the client.
+    #[serde(borrow, default)]
+    pub method: Option<Cow<'a, str>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn single(text: &str) -> Result<Request<'_>, Rejected<'_>> {
+        match parse_frame(text.as_bytes()) {
+            Incoming::Single(r) => r,
+            Incoming::Batch(_) => panic!("unexpected batch"),
+        }
+    }
+
+    fn code_of(r: Result<Request<'_>, Rejected<'_>>) -> i64 {
+        r.err().map(|e| e.error.code).unwrap_or(0)
+    }
+
+    #[test]
+    fn accepts_positional_named_and_absent_params() {
+        let r = single(r#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":7}"#).unwrap();
+        assert_eq!(r.method, "add");
+        assert_eq!(r.params.unwrap().get(), "[1,2]");
+        assert_eq!(r.id.unwrap().get(), "7");
+        let r = single(r#"{"jsonrpc":"2.0","method":"add","params":{"a":1},"id":"x"}"#).unwrap();
+        assert_eq!(r.id.unwrap().get(), r#""x""#);
+        let r = single(r#"{"jsonrpc":"2.0","method":"ping"}"#).unwrap();
+        assert!(r.params.is_none() && r.id.is_none());
+    }
+
+    #[test]
+    fn null_id_is_a_request_not_a_notification() {
+        let r = single(r#"{"jsonrpc":"2.0","method":"m","id":null}"#).unwrap();
+        assert_eq!(r.id.map(|i| i.get()), Some("null"));
+    }
+
+    #[test]
+    fn error_codes_follow_the_specification() {
+        assert_eq!(code_of(single("{")), code::PARSE_ERROR);
+        assert_eq!(code_of(single("[1,")), code::PARSE_ERROR);
+        assert_eq!(code_of(single("[]")), code::INVALID_REQUEST);
+        assert_eq!(code_of(single("42")), code::INVALID_REQUEST);
+        assert_eq!(
+            code_of(single(r#"{"jsonrpc":"1.0","method":"m","id":1}"#)),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of(single(r#"{"jsonrpc":"2.0","id":1}"#)),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of(single(r#"{"jsonrpc":"2.0","method":1,"id":1}"#)),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of(single(
+                r#"{"jsonrpc":"2.0","method":"m","params":3,"id":1}"#
+            )),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of(single(r#"{"jsonrpc":"2.0","method":"m","id":{}}"#)),
+            code::INVALID_REQUEST
+        );
+        match parse_frame(&[b'"', 0xff, b'"']) {
+            Incoming::Single(r) => assert_eq!(code_of(r), code::PARSE_ERROR),
+            Incoming::Batch(_) => panic!("not a batch"),
+        }
+    }
+
+    #[test]
+    fn invalid_request_keeps_a_recoverable_id() {
+        let r = single(r#"{"jsonrpc":"2.0","method":5,"id":9}"#).unwrap_err();
+        assert_eq!(r.id.map(|i| i.get()), Some("9"));
+        let r = single(r#"{"jsonrpc":"2.0","id":"abc"}"#).unwrap_err();
+        assert_eq!(r.id.map(|i| i.get()), Some(r#""abc""#));
+    }
+
+    #[test]
+    fn request_and_response_writers_produce_valid_json() {
+        let mut buf = BytesMut::new();
+        write_request(&mut buf, "calc.add", &(1, 2.5), Some(3)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"jsonrpc":"2.0","method":"calc.add","params":[1,2.5],"id":3})
+        );
+        buf.clear();
+        write_error(&mut buf, None, &ErrorObject::new(-1, "x\"y"));
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["error"]["message"], "x\"y");
+        assert!(v["id"].is_null());
+    }
+}

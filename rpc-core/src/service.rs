@@ -1,0 +1,120 @@
+//! The contract between the server and a dispatcher.
+//!
+//! `#[service]` generates, for a trait `Foo`, a `FooServer<S>` that implements
+//! [`Service`]: it lists the methods it offers and turns a method name plus raw
+//! params into a future producing the JSON result. The server knows nothing
+//! else about a service, so several unrelated services can share one port.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::message::{ErrorObject, code};
+
+/// What a handler produces: the result as JSON text, or an error object.
+pub type Reply = Result<Box<RawValue>, ErrorObject>;
+
+/// The future of one call. Boxed once per call, at the boundary between the
+/// server and a type-erased service; the user's own methods are not boxed.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
+
+/// Describes one method a service offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// The name on the wire, namespace included (`calc.add`).
+    pub name: &'static str,
+    /// Parameter names, in positional order.
+    pub params: &'static [&'static str],
+    /// The method's doc comment.
+    pub docs: &'static str,
+}
+
+/// A dispatcher the [`Server`](crate::Server) can route calls to.
+///
+/// Implemented by the `FooServer<S>` types that `#[service]` generates. A
+/// hand-written implementation is possible too (a proxy, a dynamic service):
+///
+/// ```
+/// use rpc_core::{ErrorObject, HandlerFuture, MethodInfo, ParamReader, Service, code};
+/// use serde_json::value::RawValue;
+///
+/// struct Uptime(std::time::Instant);
+///
+/// impl Service for Uptime {
+///     fn name(&self) -> &'static str { "Uptime" }
+///     fn methods(&self) -> Vec<MethodInfo> {
+///         vec![MethodInfo { name: "uptime", params: &[], docs: "Seconds since start." }]
+///     }
+///     fn call(&self, method: &str, params: Option<&RawValue>) -> Result<HandlerFuture, ErrorObject> {
+///         ParamReader::new(params, &[])?;
+///         let secs = self.0.elapsed().as_secs();
+///         match method {
+///             "uptime" => Ok(Box::pin(async move { rpc_core::encode_reply(&secs) })),
+///             _ => Err(ErrorObject::new(code::METHOD_NOT_FOUND, "no such method")),
+///         }
+///     }
+/// }
+/// ```
+pub trait Service: Send + Sync + 'static {
+    /// The service's name, used in error messages and introspection.
+    fn name(&self) -> &'static str;
+
+    /// Every method this service answers, by wire name.
+    fn methods(&self) -> Vec<MethodInfo>;
+
+    /// Decodes the params of `method` and returns the future that runs it.
+    ///
+    /// Param errors are returned at once (before any handler runs), as an
+    /// [`ErrorObject`] with code [`INVALID_PARAMS`](code::INVALID_PARAMS).
+    fn call(&self, method: &str, params: Option<&RawValue>) -> Result<HandlerFuture, ErrorObject>;
+}
+
+/// Serializes a method's return value into a [`Reply`].
+pub fn encode_reply<T: Serialize + ?Sized>(value: &T) -> Reply {
+    serde_json::value::to_raw_value(value).map_err(result_not_serializable)
+}
+
+/// Turns a method's error value into an application error object: code
+/// [`APPLICATION_ERROR`](code::APPLICATION_ERROR), the serialized value in
+/// `data`, and a message derived from it.
+pub fn encode_app_error<E: Serialize + ?Sized>(error: &E) -> Reply {
+    let data = serde_json::to_value(error).map_err(result_not_serializable)?;
+    let message = match &data {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(map) if map.len() == 1 => {
+            map.keys().next().cloned().unwrap_or_default()
+        }
+        _ => "application error".to_owned(),
+    };
+    Err(ErrorObject::new(code::APPLICATION_ERROR, message).with_data(data))
+}
+
+#[cold]
+fn result_not_serializable(e: serde_json::Error) -> ErrorObject {
+    ErrorObject::internal(format_args!(
+        "the method's result could not be serialized: {e}"
+    ))
+}
+
+/// The error for a method no service offers.
+#[cold]
+pub fn method_not_found(method: &str) -> ErrorObject {
+    ErrorObject::new(
+        code::METHOD_NOT_FOUND,
+        format!("method `{method}` not found; call `rpc.discover` for the list of methods"),
+    )
+}
+
+/// Params of a call without arguments: serialized as `[]`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct NoParams;
+
+impl Serialize for NoParams {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        s.serialize_seq(Some(0))?.end()
+    }
+}

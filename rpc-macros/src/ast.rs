@@ -1,0 +1,150 @@
+//! A typed model of the annotated trait.
+//!
+//! The model borrows the user's syntax tree, so every generated token and
+//! every error can point back at what the user wrote.
+
+use proc_macro2::Span;
+use syn::{
+    FnArg, GenericArgument, Ident, ItemTrait, Pat, PathArguments, Receiver, ReturnType, TraitItem,
+    TraitItemFn, Type,
+};
+
+use crate::attr::{self, MethodAttrs, ServiceAttrs};
+use crate::ctxt::Errors;
+
+/// The trait and its methods.
+pub(crate) struct Service<'a> {
+    pub item: &'a ItemTrait,
+    pub attrs: ServiceAttrs,
+    pub methods: Vec<Method<'a>>,
+}
+
+/// One `async fn` of the trait.
+pub(crate) struct Method<'a> {
+    pub item: &'a TraitItemFn,
+    pub ident: &'a Ident,
+    /// The name on the wire, namespace included.
+    pub wire: String,
+    /// Where the wire name comes from: the `name = "..."` literal or the ident.
+    pub wire_span: Span,
+    pub receiver: Option<&'a Receiver>,
+    pub args: Vec<Arg<'a>>,
+    pub output: Output<'a>,
+}
+
+/// A named argument.
+pub(crate) struct Arg<'a> {
+    pub ident: &'a Ident,
+    pub ty: &'a Type,
+}
+
+/// What a method returns.
+pub(crate) enum Output<'a> {
+    /// Nothing: `()` on the wire (`null`).
+    Unit,
+    /// A plain value.
+    Plain(&'a Type),
+    /// `Result<T, E>`: `E` travels as an application error.
+    Result { ok: &'a Type, err: &'a Type },
+}
+
+impl<'a> Service<'a> {
+    /// Builds the model; shape errors (unnamed arguments) are recorded, and
+    /// the rest of the model is still built so later stages can report more.
+    pub(crate) fn from_syn(item: &'a ItemTrait, attrs: ServiceAttrs, errors: &mut Errors) -> Self {
+        let namespace = attrs.namespace.as_ref().map(|ns| ns.value());
+        let methods = item
+            .items
+            .iter()
+            .filter_map(|item| match item {
+                TraitItem::Fn(f) => Some(Method::from_syn(f, namespace.as_deref(), errors)),
+                _ => None,
+            })
+            .collect();
+        Self {
+            item,
+            attrs,
+            methods,
+        }
+    }
+}
+
+impl<'a> Method<'a> {
+    fn from_syn(item: &'a TraitItemFn, namespace: Option<&str>, errors: &mut Errors) -> Self {
+        let MethodAttrs { name } = attr::method_attrs(&item.attrs, errors);
+        let (base, wire_span) = match &name {
+            Some(lit) => (lit.value(), lit.span()),
+            None => (item.sig.ident.to_string(), item.sig.ident.span()),
+        };
+        let wire = match namespace {
+            Some(ns) => format!("{ns}.{base}"),
+            None => base,
+        };
+        let mut receiver = None;
+        let mut args = Vec::new();
+        for input in &item.sig.inputs {
+            match input {
+                FnArg::Receiver(r) => receiver = Some(r),
+                FnArg::Typed(typed) => match &*typed.pat {
+                    Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
+                        args.push(Arg {
+                            ident: &p.ident,
+                            ty: &typed.ty,
+                        })
+                    }
+                    other => errors.spanned(
+                        other,
+                        "an RPC argument needs a plain name (it is the parameter's name on the wire): write `name: Type`",
+                    ),
+                },
+            }
+        }
+        Self {
+            item,
+            ident: &item.sig.ident,
+            wire,
+            wire_span,
+            receiver,
+            args,
+            output: Output::from_syn(&item.sig.output),
+        }
+    }
+}
+
+impl<'a> Output<'a> {
+    fn from_syn(output: &'a ReturnType) -> Self {
+        let ty = match output {
+            ReturnType::Default => return Output::Unit,
+            ReturnType::Type(_, ty) => &**ty,
+        };
+        if let Type::Tuple(t) = ty {
+            if t.elems.is_empty() {
+                return Output::Unit;
+            }
+        }
+        if let Type::Path(p) = ty {
+            if p.qself.is_none() {
+                if let Some(last) = p.path.segments.last() {
+                    if last.ident == "Result" {
+                        if let PathArguments::AngleBracketed(args) = &last.arguments {
+                            let types: Vec<&Type> = args
+                                .args
+                                .iter()
+                                .filter_map(|a| match a {
+                                    GenericArgument::Type(t) => Some(t),
+                                    _ => None,
+                                })
+                                .collect();
+                            if let [ok, err] = types[..] {
+                                if args.args.len() == 2 {
+                                    return Output::Result { ok, err };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Output::Plain(ty)
+    }
+}
