@@ -1,0 +1,104 @@
+//! The tour: a server and every client in one process, each call printed.
+
+use rpc_core::RpcError;
+use rpc_demo::services::{CalcError, CalculatorClient, EchoClient, GreeterClient, all_services};
+
+use crate::DemoError;
+
+pub(crate) async fn run() -> Result<(), DemoError> {
+    let server = all_services().bind("127.0.0.1:0").await?;
+    let addr = server.local_addr();
+    println!("server listening on {addr} with Calculator, Greeter and Echo\n");
+
+    let calc = CalculatorClient::connect(addr).await?;
+    // The other proxies share the calculator's connection.
+    let greeter = GreeterClient::new(calc.inner().clone());
+    let echo = EchoClient::new(calc.inner().clone());
+
+    println!("Calculator");
+    show("add(2, 3)", calc.add(2.0, 3.0).await?, 5.0)?;
+    show("sub(10, 4)", calc.sub(10.0, 4.0).await?, 6.0)?;
+    show("mul(8, 5)", calc.mul(8.0, 5.0).await?, 40.0)?;
+    show("div(7, 2)", calc.div(7.0, 2.0).await.map_err(plain)?, 3.5)?;
+    show(
+        "pow(2, 10)",
+        calc.pow(2.0, 10.0).await.map_err(plain)?,
+        1024.0,
+    )?;
+    match calc.div(1.0, 0.0).await {
+        Err(RpcError::Application(e @ CalcError::DivisionByZero)) => {
+            println!(
+                "  div(1, 0)  -> typed error CalcError::{e:?} (\"{e}\"), matched by the caller"
+            );
+        }
+        other => {
+            return Err(DemoError::Other(format!(
+                "div(1, 0) should fail with DivisionByZero, got {other:?}"
+            )));
+        }
+    }
+
+    println!("\nGreeter");
+    let greeting = greeter.hello("João".to_owned()).await?;
+    println!("  hello(\"João\") = {greeting:?}");
+    expect(greeting == "Olá, João!", "the greeting")?;
+
+    println!("\nEcho");
+    let text = "sockets, RPC e sistemas distribuídos";
+    let back = echo.echo(text.to_owned()).await?;
+    println!("  echo({text:?}) = {back:?}");
+    expect(back == text, "the echo")?;
+
+    println!("\nOne connection, 100 calls in flight at once");
+    let calls = (0..100).map(|i| {
+        let calc = calc.clone();
+        async move { calc.mul(f64::from(i), 2.0).await }
+    });
+    let results = futures_join_all(calls).await;
+    let all_right = results
+        .iter()
+        .enumerate()
+        .all(|(i, r)| matches!(r, Ok(v) if *v == i as f64 * 2.0));
+    expect(all_right, "the concurrent results")?;
+    println!("  100 results, each matched to its call by id");
+
+    drop((calc, greeter, echo));
+    server.shutdown().await;
+    println!("\nserver stopped; every call answered as expected");
+    Ok(())
+}
+
+fn show(call: &str, got: f64, want: f64) -> Result<(), DemoError> {
+    println!("  {call:<11} = {got}");
+    expect(got == want, call)
+}
+
+fn expect(ok: bool, what: &str) -> Result<(), DemoError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(DemoError::Other(format!("{what} came back wrong")))
+    }
+}
+
+fn plain(e: RpcError<CalcError>) -> DemoError {
+    DemoError::Other(e.to_string())
+}
+
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F: Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await {
+            Ok(v) => out.push(v),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
