@@ -67,23 +67,29 @@
 
 mod client;
 mod connection;
+pub mod context;
 mod discover;
 mod error;
 pub mod frame;
 mod message;
 mod params;
+mod reader;
 mod server;
 mod service;
+#[cfg(feature = "tls")]
+pub mod tls;
 
-pub use client::{Client, ClientBuilder, DEFAULT_TIMEOUT};
+pub use client::{Batch, BatchCall, CallOptions, Client, ClientBuilder, DEFAULT_TIMEOUT};
 pub use error::{Never, RpcError, ServerError};
 pub use message::{ErrorObject, code};
 pub use params::ParamReader;
 pub use rpc_macros::service;
 pub use server::{
+    DEFAULT_FRAME_TIMEOUT, DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_WRITE_BUFFER, Server, ServerBuilder, ServerHandle,
 };
 pub use service::{HandlerFuture, MethodInfo, Reply, Service, encode_app_error, encode_reply};
+pub use tokio_util::sync::CancellationToken;
 
 /// Items the generated code names. Not part of the public API: they may
 /// change in any release.

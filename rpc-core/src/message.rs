@@ -39,6 +39,18 @@ pub mod code {
     /// connection is closed after this error, because the rest of the stream
     /// can no longer be framed.
     pub const FRAME_TOO_LARGE: i64 = -32001;
+    /// The call's time budget (`timeout_ms`) ran out before the handler
+    /// finished; the server stopped working on it.
+    pub const DEADLINE_EXCEEDED: i64 = -32002;
+    /// The server requires a token and this connection has not presented a
+    /// valid one with `rpc.auth`. No handler ran.
+    pub const UNAUTHORIZED: i64 = -32003;
+    /// The server already has its maximum number of connections; sent once,
+    /// then the connection is closed.
+    pub const TOO_MANY_CONNECTIONS: i64 = -32004;
+    /// The server is shutting down and accepts no new calls; calls already in
+    /// flight still complete.
+    pub const SHUTTING_DOWN: i64 = -32005;
     /// The method itself returned an error; `data` holds the serialized error
     /// value of the method's `Result<T, E>`.
     pub const APPLICATION_ERROR: i64 = 1000;
@@ -107,6 +119,8 @@ pub(crate) struct Request<'a> {
     pub params: Option<&'a RawValue>,
     /// The raw `id`; `None` for a notification.
     pub id: Option<&'a RawValue>,
+    /// The caller's remaining time budget in milliseconds, if it sent one.
+    pub timeout_ms: Option<u64>,
 }
 
 /// What a frame holds, once parsed.
@@ -165,6 +179,8 @@ struct RawRequest<'a> {
     params: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 /// Only the id, for answering a request that failed validation.
@@ -221,7 +237,12 @@ pub(crate) fn parse_request(text: &str) -> Result<Request<'_>, Rejected<'_>> {
         }
         p => p,
     };
-    Ok(Request { method, params, id })
+    Ok(Request {
+        method,
+        params,
+        id,
+        timeout_ms: raw.timeout_ms,
+    })
 }
 
 /// A valid id is a string, a number or null (raw JSON text is already trimmed).
@@ -255,23 +276,41 @@ pub(crate) fn write_error(buf: &mut BytesMut, id: Option<&str>, error: &ErrorObj
     buf.put_u8(b'}');
 }
 
-/// Writes a request (with `id`) or a notification (without).
+/// Writes a request (with `id`) or a notification (without), with the
+/// caller's time budget if it has one.
 pub(crate) fn write_request<P: Serialize + ?Sized>(
     buf: &mut BytesMut,
     method: &str,
     params: &P,
     id: Option<u64>,
+    timeout: Option<std::time::Duration>,
 ) -> serde_json::Result<()> {
     buf.put_slice(br#"{"jsonrpc":"2.0","method":"#);
     serde_json::to_writer((&mut *buf).writer(), method)?;
     buf.put_slice(br#","params":"#);
     serde_json::to_writer((&mut *buf).writer(), params)?;
+    let mut digits = itoa::Buffer::new();
     if let Some(id) = id {
         buf.put_slice(br#","id":"#);
-        buf.put_slice(itoa::Buffer::new().format(id).as_bytes());
+        buf.put_slice(digits.format(id).as_bytes());
+    }
+    if let Some(timeout) = timeout {
+        // Round up: a budget of 0.4 ms is not "no time at all".
+        let ms = u64::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+        buf.put_slice(br#","timeout_ms":"#);
+        buf.put_slice(digits.format(ms).as_bytes());
     }
     buf.put_u8(b'}');
     Ok(())
+}
+
+/// Writes a notification from the server with already-serialized params.
+pub(crate) fn write_notification(buf: &mut BytesMut, method: &str, params: &str) {
+    buf.put_slice(br#"{"jsonrpc":"2.0","method":""#);
+    buf.put_slice(method.as_bytes());
+    buf.put_slice(br#"","params":"#);
+    buf.put_slice(params.as_bytes());
+    buf.put_u8(b'}');
 }
 
 /// A response as the client reads it, borrowed from the frame.
@@ -366,12 +405,22 @@ mod tests {
     #[test]
     fn request_and_response_writers_produce_valid_json() {
         let mut buf = BytesMut::new();
-        write_request(&mut buf, "calc.add", &(1, 2.5), Some(3)).unwrap();
+        write_request(&mut buf, "calc.add", &(1, 2.5), Some(3), None).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"jsonrpc":"2.0","method":"calc.add","params":[1,2.5],"id":3})
         );
+        buf.clear();
+        let budget = std::time::Duration::from_micros(2_500_100);
+        write_request(&mut buf, "m", &[0; 0], None, Some(budget)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"jsonrpc":"2.0","method":"m","params":[],"timeout_ms":2501})
+        );
+        let r = parse_request(std::str::from_utf8(&buf).unwrap()).unwrap();
+        assert_eq!(r.timeout_ms, Some(2501));
         buf.clear();
         write_error(&mut buf, None, &ErrorObject::new(-1, "x\"y"));
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();

@@ -7,41 +7,60 @@
 //! responses are written as they complete, coalesced by the connection's
 //! [`WriteQueue`].
 //!
-//! Limits are enforced here: the maximum frame size (a longer frame is
-//! answered with an error and the connection closed, without allocating it),
-//! and the maximum calls in flight per connection (beyond it a call is
-//! answered "server busy" and the connection goes on).
+//! Every limit is enforced here, each with a documented default and a
+//! structured error: frame size, calls in flight per connection, connections,
+//! idle time, time to complete a started frame, and the response buffer of a
+//! peer that does not read. So are the per-connection protocol features:
+//! deadlines, `rpc.cancel`, `rpc.auth`, and the `rpc.shutdown` notice of a
+//! graceful stop.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 use serde_json::value::RawValue;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
-use tokio_util::codec::FramedRead;
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::connection::{QueueError, WriteQueue};
+use crate::context::CallContext;
 use crate::error::ServerError;
-use crate::frame::{DEFAULT_MAX_FRAME, FrameDecoder, FrameError, sub_bytes};
+use crate::frame::{DEFAULT_MAX_FRAME, FrameError, sub_bytes};
 use crate::message::{self, ErrorObject, Incoming, Request, code};
+use crate::reader::{FrameReader, ReadError};
 use crate::service::{self, HandlerFuture, MethodInfo, Reply, Service};
 
 /// Default maximum number of calls one connection may have in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
+/// Default maximum number of connections served at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
 /// Bytes of responses a connection buffers before its handlers wait for the
 /// peer to read; see [`ServerBuilder::write_buffer`].
 pub const DEFAULT_WRITE_BUFFER: usize = 1024 * 1024;
+
+/// Default time a connection may stay open with no call in flight and no
+/// frame arriving: 5 minutes.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default time a frame (or a TLS handshake) may take to arrive once it has
+/// started: 30 seconds.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default time in-flight calls get to finish after a shutdown starts: 10 seconds.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 /// Entry point: `Server::builder()`.
 ///
@@ -52,6 +71,7 @@ pub const DEFAULT_WRITE_BUFFER: usize = 1024 * 1024;
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let server = rpc_core::Server::builder()
 ///     .service(EchoServer::new(MyEcho))
+///     .max_connections(500)
 ///     .bind("127.0.0.1:7070")
 ///     .await?;
 /// println!("listening on {}", server.local_addr());
@@ -68,17 +88,41 @@ impl Server {
     }
 }
 
-/// Configures and starts a server.
+/// Configures and starts a server. Every option has a documented default.
 pub struct ServerBuilder {
     services: Vec<Arc<dyn Service>>,
     config: Config,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Config {
     max_frame: usize,
     max_in_flight: usize,
+    max_connections: usize,
     write_buffer: usize,
+    idle_timeout: Duration,
+    frame_timeout: Duration,
+    grace_period: Duration,
+    token: Option<Arc<str>>,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Config");
+        d.field("max_frame", &self.max_frame)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_connections", &self.max_connections)
+            .field("write_buffer", &self.write_buffer)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("frame_timeout", &self.frame_timeout)
+            .field("grace_period", &self.grace_period)
+            .field("token", &self.token.as_ref().map(|_| "<set>"));
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls.is_some());
+        d.finish()
+    }
 }
 
 impl Default for ServerBuilder {
@@ -88,7 +132,14 @@ impl Default for ServerBuilder {
             config: Config {
                 max_frame: DEFAULT_MAX_FRAME,
                 max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+                max_connections: DEFAULT_MAX_CONNECTIONS,
                 write_buffer: DEFAULT_WRITE_BUFFER,
+                idle_timeout: DEFAULT_IDLE_TIMEOUT,
+                frame_timeout: DEFAULT_FRAME_TIMEOUT,
+                grace_period: DEFAULT_GRACE_PERIOD,
+                token: None,
+                #[cfg(feature = "tls")]
+                tls: None,
             },
         }
     }
@@ -114,25 +165,74 @@ impl ServerBuilder {
         self
     }
 
-    /// Maximum size in bytes of one frame body, in both directions.
-    /// Default: [`DEFAULT_MAX_FRAME`] (16 MiB).
+    /// Maximum size in bytes of one frame body, in both directions. A longer
+    /// frame is answered with [`FRAME_TOO_LARGE`](code::FRAME_TOO_LARGE) and
+    /// the connection is closed. Default: [`DEFAULT_MAX_FRAME`] (16 MiB).
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.config.max_frame = bytes;
         self
     }
 
     /// Maximum calls running at once for one connection. A call beyond it is
-    /// answered with [`SERVER_BUSY`](code::SERVER_BUSY).
-    /// Default: [`DEFAULT_MAX_IN_FLIGHT`] (1024).
+    /// answered with [`SERVER_BUSY`](code::SERVER_BUSY); the connection goes
+    /// on. Default: [`DEFAULT_MAX_IN_FLIGHT`] (1024).
     pub fn max_in_flight(mut self, calls: usize) -> Self {
         self.config.max_in_flight = calls.max(1);
         self
     }
 
+    /// Maximum connections served at once. A connection beyond it receives
+    /// one [`TOO_MANY_CONNECTIONS`](code::TOO_MANY_CONNECTIONS) error and is
+    /// closed. Default: [`DEFAULT_MAX_CONNECTIONS`] (10,000).
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.config.max_connections = connections;
+        self
+    }
+
     /// Bytes of responses buffered per connection before handlers wait for
-    /// the peer to read. Default: [`DEFAULT_WRITE_BUFFER`] (1 MiB).
+    /// the peer to read (and the server stops reading its requests).
+    /// Default: [`DEFAULT_WRITE_BUFFER`] (1 MiB).
     pub fn write_buffer(mut self, bytes: usize) -> Self {
         self.config.write_buffer = bytes.max(1);
+        self
+    }
+
+    /// How long a connection may stay open with no call in flight and no
+    /// frame arriving before the server closes it.
+    /// Default: [`DEFAULT_IDLE_TIMEOUT`] (5 minutes).
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// How long a frame may take to arrive completely once its first byte
+    /// has (and how long a TLS handshake may take). A peer slower than that
+    /// is disconnected. Default: [`DEFAULT_FRAME_TIMEOUT`] (30 s).
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.config.frame_timeout = timeout;
+        self
+    }
+
+    /// How long calls in flight may run after a shutdown starts before they
+    /// are abandoned. Default: [`DEFAULT_GRACE_PERIOD`] (10 s).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.config.grace_period = grace;
+        self
+    }
+
+    /// Requires every connection to present `token` with `rpc.auth` before
+    /// any other call; until then calls get [`UNAUTHORIZED`](code::UNAUTHORIZED)
+    /// and no handler runs. (`rpc.ping` stays open, for health checks.)
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.config.token = Some(Arc::from(token.into()));
+        self
+    }
+
+    /// Serves TLS instead of plain TCP, with the given rustls configuration
+    /// (see [`crate::tls::server_config`]).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.config.tls = Some(tokio_rustls::TlsAcceptor::from(config));
         self
     }
 
@@ -176,20 +276,22 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// Stops accepting connections, lets every connection finish the calls it
-    /// has in flight and flush their responses, then returns.
+    /// Gracefully stops the server: stops accepting, sends every client an
+    /// `rpc.shutdown` notice, answers new calls with
+    /// [`SHUTTING_DOWN`](code::SHUTTING_DOWN), lets the calls in flight finish
+    /// within the grace period, flushes their responses, then closes.
     pub async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.task.await;
     }
 
-    /// A token that stops the server when cancelled (from a signal handler,
-    /// say), for use with [`wait`](Self::wait).
+    /// A token that starts the shutdown when cancelled (from a signal
+    /// handler, say); pair it with [`wait`](Self::wait).
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
     }
 
-    /// Waits until the server has stopped (after its stop token is cancelled).
+    /// Waits until the server has stopped.
     pub async fn wait(self) {
         let _ = self.task.await;
     }
@@ -202,7 +304,11 @@ fn start(
 ) -> Result<ServerHandle, ServerError> {
     let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
     let stop = CancellationToken::new();
-    let shared = Arc::new(Shared { router, config });
+    let shared = Arc::new(Shared {
+        router,
+        connections: Arc::new(Semaphore::new(config.max_connections)),
+        config,
+    });
     let task = tokio::spawn(accept_loop(listener, shared, stop.clone()));
     tracing::info!(%local_addr, "server listening");
     Ok(ServerHandle {
@@ -216,6 +322,7 @@ fn start(
 struct Shared {
     router: Router,
     config: Config,
+    connections: Arc<Semaphore>,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
@@ -227,9 +334,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
         };
         match accepted {
             Ok((stream, peer)) => {
+                let permit = shared.connections.clone().try_acquire_owned().ok();
                 let span = tracing::debug_span!("connection", %peer);
-                connections
-                    .spawn(serve_connection(stream, shared.clone(), stop.clone()).instrument(span));
+                connections.spawn(
+                    accept_connection(stream, shared.clone(), stop.clone(), permit)
+                        .instrument(span),
+                );
             }
             Err(e) => {
                 // Typically out of file descriptors: back off instead of spinning.
@@ -247,60 +357,150 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: Cancellat
     tracing::info!("server stopped");
 }
 
-/// Serves one connection until the peer closes it, it breaks, or the server stops.
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, stop: CancellationToken) {
+/// Sets up the byte stream (TLS handshake if configured), then serves it.
+async fn accept_connection(
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    permit: Option<OwnedSemaphorePermit>,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "could not set TCP_NODELAY");
     }
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = shared.config.tls.clone() {
+        let handshake = tokio::time::timeout(shared.config.frame_timeout, acceptor.accept(stream));
+        match handshake.await {
+            Ok(Ok(tls)) => {
+                let (read, write) = tokio::io::split(tls);
+                serve_connection(read, write, shared, stop, permit).await;
+            }
+            Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::info!("TLS handshake timed out"),
+        }
+        return;
+    }
     let (read, write) = stream.into_split();
-    let conn = Conn {
-        queue: Arc::new(WriteQueue::new(
-            shared.config.max_frame,
-            shared.config.write_buffer,
-        )),
-        in_flight: Arc::new(Semaphore::new(shared.config.max_in_flight)),
-        shared,
+    serve_connection(read, write, shared, stop, permit).await;
+}
+
+/// Serves one connection until the peer closes it, it breaks, it idles out,
+/// or the server stops. Without a connection `permit` the connection is over
+/// the limit: it gets one error and is closed.
+async fn serve_connection<R, W>(
+    read: R,
+    write: W,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    permit: Option<OwnedSemaphorePermit>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &shared.config;
+    let mut conn = Conn {
+        queue: Arc::new(WriteQueue::new(config.max_frame, config.write_buffer)),
+        in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+        running: Arc::new(Mutex::new(HashMap::new())),
+        authenticated: config.token.is_none(),
+        draining: false,
+        shared: shared.clone(),
     };
     let mut writer = tokio::spawn({
         let queue = conn.queue.clone();
         async move { queue.run_writer(write).await }
     });
-    let mut frames = FramedRead::new(read, FrameDecoder::new(conn.shared.config.max_frame));
+    if permit.is_none() {
+        tracing::warn!(
+            max = config.max_connections,
+            "connection refused: too many connections"
+        );
+        conn.push_error(
+            None,
+            &ErrorObject::new(
+                code::TOO_MANY_CONNECTIONS,
+                format!(
+                    "too many connections: this server serves at most {}; try again later or another server",
+                    config.max_connections
+                ),
+            ),
+        );
+        conn.queue.close();
+        let _ = tokio::time::timeout(config.frame_timeout, writer).await;
+        return;
+    }
+    let mut reader = FrameReader::new(read, config.max_frame, Some(config.frame_timeout));
     let mut handlers = JoinSet::new();
+    let mut reading = true;
+    let mut grace_ends: Option<Instant> = None;
+    let mut last_activity = Instant::now();
     loop {
+        let idle_until = handlers
+            .is_empty()
+            .then(|| last_activity + config.idle_timeout);
         tokio::select! {
-            _ = stop.cancelled() => break,
-            Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
-            frame = frames.next() => match frame {
-                Some(Ok(frame)) => conn.handle_frame(frame, &mut handlers).await,
-                Some(Err(FrameError::TooLarge { len, max })) => {
-                    tracing::warn!(len, max, "frame too large; closing the connection");
-                    let error = ErrorObject::new(
-                        code::FRAME_TOO_LARGE,
-                        format!("frame of {len} bytes exceeds the maximum of {max} bytes; the connection will be closed"),
-                    );
-                    conn.push_error(None, &error);
-                    break;
+            _ = stop.cancelled(), if grace_ends.is_none() => {
+                grace_ends = Some(Instant::now() + config.grace_period);
+                conn.draining = true;
+                conn.notify_shutdown();
+                if handlers.is_empty() { break }
+            }
+            _ = sleep_until_opt(grace_ends), if grace_ends.is_some() => {
+                tracing::info!(abandoned = handlers.len(), "grace period over; abandoning calls in flight");
+                handlers.abort_all();
+                break;
+            }
+            Some(_) = handlers.join_next(), if !handlers.is_empty() => {
+                last_activity = Instant::now();
+                if handlers.is_empty() && (!reading || conn.draining) { break }
+            }
+            _ = &mut writer => {
+                // The writer only ends early when the socket failed: nobody can
+                // receive the answers any more.
+                handlers.abort_all();
+                break;
+            }
+            frame = async { conn.queue.wait_for_room().await; reader.next(idle_until).await }, if reading => {
+                last_activity = Instant::now();
+                match frame {
+                    Ok(Some(frame)) => conn.handle_frame(frame, &mut handlers),
+                    Ok(None) => {
+                        reading = false;
+                        if handlers.is_empty() { break }
+                    }
+                    Err(ReadError::Frame(FrameError::TooLarge { len, max })) => {
+                        tracing::warn!(len, max, "frame too large; closing the connection");
+                        let error = ErrorObject::new(
+                            code::FRAME_TOO_LARGE,
+                            format!("frame of {len} bytes exceeds the maximum of {max} bytes; the connection will be closed"),
+                        );
+                        conn.push_error(None, &error);
+                        handlers.abort_all();
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "closing the connection");
+                        reading = false;
+                        if handlers.is_empty() || matches!(e, ReadError::Idle) { break }
+                    }
                 }
-                Some(Err(FrameError::Io(e))) => {
-                    tracing::debug!(error = %e, "read failed");
-                    break;
-                }
-                None => break,
-            },
+            }
         }
     }
-    drop(frames);
-    // Let the calls in flight finish and answer, unless the peer is gone.
-    loop {
-        tokio::select! {
-            next = handlers.join_next() => if next.is_none() { break },
-            _ = &mut writer => { handlers.abort_all(); break }
-        }
-    }
+    drop(reader);
     conn.queue.close();
     if !writer.is_finished() {
-        let _ = writer.await;
+        // Bounded: a peer that stops reading cannot hold the task forever.
+        let _ = tokio::time::timeout(config.frame_timeout, &mut writer).await;
+        writer.abort();
+    }
+    drop(permit);
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -309,13 +509,22 @@ struct Conn {
     shared: Arc<Shared>,
     queue: Arc<WriteQueue>,
     in_flight: Arc<Semaphore>,
+    /// Calls running in their own task, by raw id, so `rpc.cancel` can abort them.
+    running: Arc<Mutex<HashMap<Bytes, (tokio::task::Id, AbortHandle)>>>,
+    authenticated: bool,
+    draining: bool,
+}
+
+/// The outcome of admitting one request.
+enum Admitted {
+    /// Answer now (or stay silent for a notification).
+    Reply(Reply),
+    /// Run a handler.
+    Run(Call),
 }
 
 impl Conn {
-    async fn handle_frame(&self, frame: Bytes, handlers: &mut JoinSet<()>) {
-        // Reading more requests while the peer is not reading responses would
-        // only grow our buffer: wait until it drains.
-        self.queue.wait_for_room().await;
+    fn handle_frame(&mut self, frame: Bytes, handlers: &mut JoinSet<()>) {
         match message::parse_frame(&frame) {
             Incoming::Single(Err(rejected)) => {
                 let id = rejected.id.map(|id| sub_bytes(&frame, id.get()));
@@ -323,30 +532,32 @@ impl Conn {
             }
             Incoming::Single(Ok(request)) => {
                 let id = request.id.map(|id| sub_bytes(&frame, id.get()));
-                let call = self.prepare(&request);
-                let queue = self.queue.clone();
-                handlers.spawn(async move {
-                    let reply = call.run().await;
-                    if let Some(id) = id {
-                        queue.wait_for_room().await;
-                        push_reply(&queue, &id, reply);
-                    }
-                });
+                match self.admit(&request) {
+                    Admitted::Reply(reply) => match id {
+                        Some(id) => push_reply(&self.queue, &id, reply),
+                        None => log_notification_error(&request.method, &reply),
+                    },
+                    Admitted::Run(call) => self.spawn(call, id, handlers),
+                }
             }
             Incoming::Batch(members) => {
                 let calls: Vec<(Option<Bytes>, Call)> = members
                     .iter()
                     .map(|member| match message::parse_request(member.get()) {
-                        Ok(request) => (
-                            request.id.map(|id| sub_bytes(&frame, id.get())),
-                            self.prepare(&request),
-                        ),
+                        Ok(request) => {
+                            let id = request.id.map(|id| sub_bytes(&frame, id.get()));
+                            let call = match self.admit(&request) {
+                                Admitted::Reply(reply) => Call::ready(&request.method, reply),
+                                Admitted::Run(call) => call,
+                            };
+                            (id, call)
+                        }
                         Err(rejected) => (
                             Some(rejected.id.map_or_else(
                                 || Bytes::from_static(b"null"),
                                 |id| sub_bytes(&frame, id.get()),
                             )),
-                            Call::Ready(Err(rejected.error)),
+                            Call::ready("", Err(rejected.error)),
                         ),
                     })
                     .collect();
@@ -354,8 +565,15 @@ impl Conn {
                 handlers.spawn(async move {
                     let replies = futures_util::future::join_all(calls.into_iter().map(
                         |(id, call)| async move {
+                            let method = call.method.clone();
                             let reply = call.run().await;
-                            id.map(|id| (id, reply))
+                            match id {
+                                Some(id) => Some((id, reply)),
+                                None => {
+                                    log_notification_error(&method, &reply);
+                                    None
+                                }
+                            }
                         },
                     ))
                     .await;
@@ -369,10 +587,63 @@ impl Conn {
         }
     }
 
-    /// Routes a request and decodes its params; the handler does not run yet.
-    fn prepare(&self, request: &Request<'_>) -> Call {
+    /// Runs `call` in a task of its own, cancellable by id.
+    fn spawn(&self, call: Call, id: Option<Bytes>, handlers: &mut JoinSet<()>) {
+        let queue = self.queue.clone();
+        let Some(id) = id else {
+            handlers.spawn(async move {
+                let method = call.method.clone();
+                let reply = call.run().await;
+                log_notification_error(&method, &reply);
+            });
+            return;
+        };
+        let running = self.running.clone();
+        // Held across the spawn so the task cannot finish (and unregister)
+        // before it is registered.
+        let mut table = lock(&self.running);
+        let key = id.clone();
+        let abort = handlers.spawn(async move {
+            let reply = call.run().await;
+            {
+                let mut table = lock(&running);
+                if table
+                    .get(&id)
+                    .is_some_and(|(task, _)| *task == tokio::task::id())
+                {
+                    table.remove(&id);
+                }
+            }
+            queue.wait_for_room().await;
+            push_reply(&queue, &id, reply);
+        });
+        table.insert(key, (abort.id(), abort));
+    }
+
+    /// Decides what to do with a request: the built-in methods, the checks
+    /// (authentication, shutdown, in-flight limit), then routing.
+    fn admit(&mut self, request: &Request<'_>) -> Admitted {
+        let method = &*request.method;
+        if method == "rpc.auth" {
+            return Admitted::Reply(self.authenticate(request.params));
+        }
+        if !self.authenticated && method != "rpc.ping" {
+            return Admitted::Reply(Err(ErrorObject::new(
+                code::UNAUTHORIZED,
+                "unauthorized: this server requires a token; call `rpc.auth` with {\"token\": ...} first",
+            )));
+        }
+        if method == "rpc.cancel" {
+            return Admitted::Reply(self.cancel(request.params));
+        }
+        if self.draining {
+            return Admitted::Reply(Err(ErrorObject::new(
+                code::SHUTTING_DOWN,
+                "the server is shutting down and accepts no new calls; retry on another server or later",
+            )));
+        }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            return Call::Ready(Err(ErrorObject::new(
+            return Admitted::Reply(Err(ErrorObject::new(
                 code::SERVER_BUSY,
                 format!(
                     "server busy: this connection already has {} calls in flight; retry after some complete",
@@ -381,14 +652,66 @@ impl Conn {
             )));
         };
         let router = &self.shared.router;
-        let routed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            router.call(&request.method, request.params)
-        }));
-        match routed {
-            Ok(Ok(future)) => Call::Running(future, permit),
-            Ok(Err(error)) => Call::Ready(Err(error)),
-            Err(panic) => Call::Ready(Err(panicked(&request.method, &*panic))),
+        let routed =
+            std::panic::catch_unwind(AssertUnwindSafe(|| router.call(method, request.params)));
+        let future = match routed {
+            Ok(Ok(future)) => future,
+            Ok(Err(error)) => return Admitted::Reply(Err(error)),
+            Err(panic) => return Admitted::Reply(Err(panicked(method, &*panic))),
+        };
+        let deadline = request
+            .timeout_ms
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        Admitted::Run(Call {
+            method: Arc::from(method),
+            work: Work::Running {
+                future,
+                deadline,
+                timeout_ms: request.timeout_ms,
+                _permit: permit,
+            },
+        })
+    }
+
+    fn authenticate(&mut self, params: Option<&RawValue>) -> Reply {
+        let Some(expected) = self.shared.config.token.clone() else {
+            // No token required: any token is fine.
+            return service::encode_reply(&true);
+        };
+        let mut reader = crate::ParamReader::new(params, &["token"])?;
+        let given: String = reader.arg(0)?;
+        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            self.authenticated = true;
+            service::encode_reply(&true)
+        } else {
+            tracing::warn!("rpc.auth with a wrong token");
+            Err(ErrorObject::new(
+                code::UNAUTHORIZED,
+                "unauthorized: the token is not valid for this server",
+            ))
         }
+    }
+
+    fn cancel(&self, params: Option<&RawValue>) -> Reply {
+        let mut reader = crate::ParamReader::new(params, &["id"])?;
+        let id: Box<RawValue> = reader.arg(0)?;
+        let found = lock(&self.running).remove(id.get().as_bytes());
+        if let Some((_, handle)) = &found {
+            tracing::debug!(id = id.get(), "call cancelled by the client");
+            handle.abort();
+        }
+        service::encode_reply(&found.is_some())
+    }
+
+    fn notify_shutdown(&self) {
+        let params = format!(
+            r#"{{"grace_ms":{}}}"#,
+            self.shared.config.grace_period.as_millis()
+        );
+        let _ = self.queue.push(|buf| {
+            message::write_notification(buf, "rpc.shutdown", &params);
+            Ok::<_, Infallible>(())
+        });
     }
 
     fn push_error(&self, id: Option<&[u8]>, error: &ErrorObject) {
@@ -400,27 +723,91 @@ impl Conn {
     }
 }
 
-/// A routed call: either already answered, or a handler to run.
-enum Call {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Compares without an early exit, so the time taken does not reveal how
+/// much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// One admitted call.
+struct Call {
+    method: Arc<str>,
+    work: Work,
+}
+
+enum Work {
     Ready(Reply),
-    /// The permit counts the call against the connection's in-flight limit
-    /// until it completes.
-    Running(HandlerFuture, OwnedSemaphorePermit),
+    Running {
+        future: HandlerFuture,
+        deadline: Option<Instant>,
+        timeout_ms: Option<u64>,
+        /// Counts the call against the connection's in-flight limit until it ends.
+        _permit: OwnedSemaphorePermit,
+    },
 }
 
 impl Call {
-    async fn run(self) -> Reply {
-        match self {
-            Call::Ready(reply) => reply,
-            Call::Running(future, permit) => {
-                let reply = AssertUnwindSafe(future)
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| Err(panicked("the method", &*panic)));
-                drop(permit);
-                reply
-            }
+    fn ready(method: &str, reply: Reply) -> Self {
+        Call {
+            method: Arc::from(method),
+            work: Work::Ready(reply),
         }
+    }
+
+    async fn run(self) -> Reply {
+        let (future, deadline, timeout_ms, permit) = match self.work {
+            Work::Ready(reply) => return reply,
+            Work::Running {
+                future,
+                deadline,
+                timeout_ms,
+                _permit,
+            } => (future, deadline, timeout_ms, _permit),
+        };
+        let span = tracing::debug_span!("rpc.call", method = %self.method);
+        let started = Instant::now();
+        let guarded = AssertUnwindSafe(CallContext::new(deadline).scope(future)).catch_unwind();
+        let outcome = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
+                Ok(outcome) => outcome,
+                Err(_) => Ok(Err(ErrorObject::new(
+                    code::DEADLINE_EXCEEDED,
+                    format!(
+                        "deadline exceeded: the call did not finish within its budget of {} ms; the server stopped working on it",
+                        timeout_ms.unwrap_or_default()
+                    ),
+                ))),
+            },
+            None => guarded.await,
+        };
+        drop(permit);
+        let reply = outcome.unwrap_or_else(|panic| Err(panicked(&self.method, &*panic)));
+        span.in_scope(|| {
+            let elapsed_us = started.elapsed().as_micros() as u64;
+            match &reply {
+                Ok(_) => tracing::debug!(elapsed_us, outcome = "ok", "call finished"),
+                Err(e) => tracing::debug!(
+                    elapsed_us,
+                    outcome = "error",
+                    code = e.code,
+                    "call finished"
+                ),
+            }
+        });
+        reply
+    }
+}
+
+fn log_notification_error(method: &str, reply: &Reply) {
+    if let Err(error) = reply {
+        tracing::warn!(method, %error, "a notification failed (no response is sent for notifications)");
     }
 }
 
@@ -432,7 +819,7 @@ fn panicked(what: &str, panic: &(dyn std::any::Any + Send)) -> ErrorObject {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message");
     tracing::error!(method = what, panic = detail, "handler panicked");
-    ErrorObject::internal(format_args!("{what} panicked: {detail}"))
+    ErrorObject::internal(format_args!("the handler of `{what}` panicked: {detail}"))
 }
 
 fn write_reply(buf: &mut BytesMut, id: &str, reply: &Reply) {
@@ -482,7 +869,8 @@ fn push_batch(queue: &WriteQueue, replies: &[(Bytes, Reply)]) {
     }
 }
 
-/// Maps wire method names to services, and answers the built-in `rpc.` methods.
+/// Maps wire method names to services, and answers the built-in `rpc.ping`
+/// and `rpc.discover`.
 struct Router {
     services: Vec<Arc<dyn Service>>,
     routes: HashMap<&'static str, usize>,
@@ -522,8 +910,8 @@ impl Router {
     }
 
     fn call(&self, method: &str, params: Option<&RawValue>) -> Result<HandlerFuture, ErrorObject> {
-        if let Some(&index) = self.routes.get(method) {
-            return self.services[index].call(method, params);
+        if let Some(service) = self.routes.get(method).and_then(|&i| self.services.get(i)) {
+            return service.call(method, params);
         }
         match method {
             "rpc.ping" => {
@@ -537,5 +925,18 @@ impl Router {
             }
             _ => Err(service::method_not_found(method)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn token_comparison_is_exact() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret!"));
+        assert!(!constant_time_eq(b"", b"x"));
     }
 }
