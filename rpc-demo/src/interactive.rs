@@ -77,8 +77,8 @@ fn operation(text: &str) -> Option<&'static str> {
     })
 }
 
-pub(crate) async fn calc(server: &str) -> Result<(), DemoError> {
-    let calc = CalculatorClient::connect(server).await?;
+pub(crate) async fn calc(server: &str, client: rpc_core::Client) -> Result<(), DemoError> {
+    let calc = CalculatorClient::new(client);
     let mut term = Terminal::new();
     println!("Calculator at {server}: operations add, sub, mul, div, pow; `fim` to leave");
     loop {
@@ -117,8 +117,8 @@ fn describe(e: &CalcError) -> String {
     }
 }
 
-pub(crate) async fn hello(server: &str) -> Result<(), DemoError> {
-    let greeter = GreeterClient::connect(server).await?;
+pub(crate) async fn hello(client: rpc_core::Client) -> Result<(), DemoError> {
+    let greeter = GreeterClient::new(client);
     let mut term = Terminal::new();
     loop {
         let Some(name) = term.ask("Digite seu nome: ").await? else {
@@ -133,8 +133,8 @@ pub(crate) async fn hello(server: &str) -> Result<(), DemoError> {
     }
 }
 
-pub(crate) async fn echo(server: &str) -> Result<(), DemoError> {
-    let echo = EchoClient::connect(server).await?;
+pub(crate) async fn echo(server: &str, client: rpc_core::Client) -> Result<(), DemoError> {
+    let echo = EchoClient::new(client);
     let mut term = Terminal::new();
     println!("Echo at {server}: each line comes back; `fim` to leave");
     while let Some(line) = term.ask("> ").await? {

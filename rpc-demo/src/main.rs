@@ -7,9 +7,11 @@
 mod interactive;
 mod tour;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// Where the clients look for the server, and where `serve` listens, by default.
 const DEFAULT_ADDR: &str = "127.0.0.1:7070";
@@ -24,29 +26,68 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve Calculator, Greeter and Echo on one port until Ctrl-C.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = DEFAULT_ADDR)]
-        listen: String,
-    },
+    Serve(ServeArgs),
     /// Interactive calculator: operation, two numbers, result; `fim` to leave.
-    Calc {
-        /// Address of a running `rpc-demo serve`.
-        #[arg(long, default_value = DEFAULT_ADDR)]
-        server: String,
-    },
+    Calc(ClientArgs),
     /// Asks your name and prints the server's greeting.
-    Hello {
-        /// Address of a running `rpc-demo serve`.
-        #[arg(long, default_value = DEFAULT_ADDR)]
-        server: String,
-    },
+    Hello(ClientArgs),
     /// Sends each line you type and prints the echo; `fim` to leave.
-    Echo {
-        /// Address of a running `rpc-demo serve`.
-        #[arg(long, default_value = DEFAULT_ADDR)]
-        server: String,
-    },
+    Echo(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    listen: String,
+    /// Most connections served at once; more get an error and are closed.
+    #[arg(long, value_name = "N", default_value_t = rpc_core::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Most calls running at once per connection; more get "server busy".
+    #[arg(long, value_name = "N", default_value_t = rpc_core::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// Largest frame accepted, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = rpc_core::frame::DEFAULT_MAX_FRAME)]
+    max_frame: usize,
+    /// Seconds a started frame (or TLS handshake) may take to arrive.
+    #[arg(long, value_name = "SECS", default_value_t = rpc_core::DEFAULT_FRAME_TIMEOUT.as_secs_f64(), value_parser = seconds)]
+    frame_timeout: f64,
+    /// Require clients to present this token (`rpc.auth`) before any call.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ClientArgs {
+    /// Address of a running `rpc-demo serve`.
+    #[arg(long, default_value = DEFAULT_ADDR)]
+    server: String,
+    /// Seconds to wait for each answer.
+    #[arg(long, value_name = "SECS", default_value_t = rpc_core::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
+    timeout: f64,
+    /// Token to present if the server requires one.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Speak TLS, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// Name the server's certificate must carry (default: the host of --server).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_name: Option<String>,
+}
+
+/// Parses a positive number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() && s < 1e9 => Ok(s),
+        _ => Err(format!("'{text}' is not a positive number of seconds")),
+    }
 }
 
 /// An error that ends the program: printed as one line, exit status 1.
@@ -56,6 +97,8 @@ enum DemoError {
     Rpc(#[from] rpc_core::RpcError),
     #[error(transparent)]
     Server(#[from] rpc_core::ServerError),
+    #[error(transparent)]
+    Tls(#[from] rpc_core::tls::TlsError),
     #[error("reading the terminal failed: {0}")]
     Input(#[from] std::io::Error),
     #[error("{0}")]
@@ -65,7 +108,7 @@ enum DemoError {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Some(Command::Serve { .. }) => "info",
+        Some(Command::Serve(_)) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -89,10 +132,14 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             None => tour::run().await,
-            Some(Command::Serve { listen }) => serve(&listen).await,
-            Some(Command::Calc { server }) => interactive::calc(&server).await,
-            Some(Command::Hello { server }) => interactive::hello(&server).await,
-            Some(Command::Echo { server }) => interactive::echo(&server).await,
+            Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Calc(args)) => {
+                interactive::calc(&args.server, connect(&args).await?).await
+            }
+            Some(Command::Hello(args)) => interactive::hello(connect(&args).await?).await,
+            Some(Command::Echo(args)) => {
+                interactive::echo(&args.server, connect(&args).await?).await
+            }
         }
     });
     match outcome {
@@ -104,11 +151,55 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(listen: &str) -> Result<(), DemoError> {
-    let server = rpc_demo::services::all_services().bind(listen).await?;
+/// Connects as the client options say.
+async fn connect(args: &ClientArgs) -> Result<rpc_core::Client, DemoError> {
+    let mut builder = rpc_core::Client::builder().timeout(Duration::from_secs_f64(args.timeout));
+    if let Some(token) = &args.token {
+        builder = builder.token(token.clone());
+    }
+    if let Some(ca) = &args.tls_ca {
+        let config = rpc_core::tls::client_config(&rpc_core::tls::read_pem(ca)?, None)?;
+        let name = match &args.tls_name {
+            Some(name) => name.clone(),
+            None => host_of(&args.server).to_owned(),
+        };
+        builder = builder.tls(config, name);
+    }
+    Ok(builder.connect(args.server.as_str()).await?)
+}
+
+/// `host` of `host:port` (without the brackets of `[::1]:7070`).
+fn host_of(addr: &str) -> &str {
+    let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
+async fn serve(args: ServeArgs) -> Result<(), DemoError> {
+    let mut builder = rpc_demo::services::all_services()
+        .max_connections(args.max_connections)
+        .max_in_flight(args.max_in_flight)
+        .max_frame_size(args.max_frame)
+        .frame_timeout(Duration::from_secs_f64(args.frame_timeout));
+    if let Some(token) = args.token {
+        builder = builder.token(token);
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let config = rpc_core::tls::server_config(
+                &rpc_core::tls::read_pem(cert)?,
+                &rpc_core::tls::read_pem(key)?,
+                None,
+            )?;
+            builder = builder.tls(config);
+            true
+        }
+        _ => false,
+    };
+    let server = builder.bind(args.listen.as_str()).await?;
     println!(
-        "rpc-demo serving Calculator, Greeter and Echo on {}; Ctrl-C to stop",
-        server.local_addr()
+        "rpc-demo serving Calculator, Greeter and Echo on {}{}; Ctrl-C to stop",
+        server.local_addr(),
+        if tls { " (TLS)" } else { "" }
     );
     stop_signal().await?;
     println!("stopping: finishing the calls in flight");
@@ -130,4 +221,24 @@ async fn stop_signal() -> Result<(), DemoError> {
     #[cfg(not(unix))]
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_is_taken_from_the_server_address() {
+        assert_eq!(host_of("localhost:7070"), "localhost");
+        assert_eq!(host_of("127.0.0.1:7070"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:7070"), "::1");
+    }
+
+    #[test]
+    fn seconds_must_be_positive_numbers() {
+        assert_eq!(seconds("1.5"), Ok(1.5));
+        assert!(seconds("0").is_err());
+        assert!(seconds("-2").is_err());
+        assert!(seconds("soon").is_err());
+    }
 }

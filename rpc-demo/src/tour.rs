@@ -49,6 +49,21 @@ pub(crate) async fn run() -> Result<(), DemoError> {
     println!("  echo({text:?}) = {back:?}");
     expect(back == text, "the echo")?;
 
+    println!("\nDeadlines and cancellation");
+    let slow = echo.with_timeout(std::time::Duration::from_millis(100));
+    match slow.sleep(2_000).await {
+        Err(RpcError::Timeout(budget)) => println!(
+            "  sleep(2000) with a {budget:?} budget -> timed out; the server was told to stop (rpc.cancel)"
+        ),
+        other => {
+            return Err(DemoError::Other(format!(
+                "sleep(2000) should time out, got {other:?}"
+            )));
+        }
+    }
+    let ms = echo.sleep(10).await?;
+    println!("  sleep(10) = {ms}: the same connection goes on");
+
     println!("\nOne connection, 100 calls in flight at once");
     let calls = (0..100).map(|i| {
         let calc = calc.clone();

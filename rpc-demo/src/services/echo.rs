@@ -5,6 +5,9 @@
 pub trait Echo {
     /// Returns `text` unchanged.
     async fn echo(&self, text: String) -> String;
+    /// Waits `ms` milliseconds, then returns `ms`: a slow call, to watch
+    /// timeouts, deadlines and cancellation at work.
+    async fn sleep(&self, ms: u64) -> u64;
 }
 
 /// The echo service's implementation.
@@ -14,5 +17,10 @@ pub struct Echoer;
 impl Echo for Echoer {
     async fn echo(&self, text: String) -> String {
         text
+    }
+
+    async fn sleep(&self, ms: u64) -> u64 {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        ms
     }
 }
