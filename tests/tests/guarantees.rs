@@ -1,0 +1,401 @@
+//! Call guarantees: deadlines, their propagation, cancellation, batches,
+//! graceful shutdown, reconnection and the single retry of idempotent calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rpc_core::{CallOptions, Client, Never, RpcError, ServerBuilder, ServerHandle, code};
+use rpc_demo::services::{CalcError, CalculatorClient, EchoClient, all_services};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// Every wait in these tests is bounded by this.
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A service whose handlers report when they start and when they are dropped.
+#[rpc_core::service]
+trait Probe {
+    /// Starts, then never finishes on its own.
+    async fn hang(&self, tag: u64);
+    /// The remaining budget the handler sees, in milliseconds.
+    async fn budget(&self) -> Option<u64>;
+    /// Calls `budget` on the server at `addr` and returns what it saw.
+    async fn relay(&self, addr: String) -> Option<u64>;
+}
+
+struct ProbeImpl {
+    started: mpsc::UnboundedSender<u64>,
+    dropped: mpsc::UnboundedSender<u64>,
+}
+
+/// Reports `tag` on drop: proof that the server stopped a handler.
+struct DropSignal(u64, mpsc::UnboundedSender<u64>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.1.send(self.0);
+    }
+}
+
+impl Probe for ProbeImpl {
+    async fn hang(&self, tag: u64) {
+        let _signal = DropSignal(tag, self.dropped.clone());
+        let _ = self.started.send(tag);
+        std::future::pending::<()>().await;
+    }
+
+    async fn budget(&self) -> Option<u64> {
+        rpc_core::context::remaining().map(|d| d.as_millis() as u64)
+    }
+
+    async fn relay(&self, addr: String) -> Option<u64> {
+        let client = ProbeClient::connect(addr.as_str()).await.ok()?;
+        client.budget().await.ok().flatten()
+    }
+}
+
+/// A running probe server and the reports of its handlers.
+struct Fixture {
+    handle: ServerHandle,
+    started: mpsc::UnboundedReceiver<u64>,
+    dropped: mpsc::UnboundedReceiver<u64>,
+}
+
+async fn probe_server(builder: ServerBuilder) -> Fixture {
+    let (started_tx, started) = mpsc::unbounded_channel();
+    let (dropped_tx, dropped) = mpsc::unbounded_channel();
+    let handle = builder
+        .service(ProbeServer::new(ProbeImpl {
+            started: started_tx,
+            dropped: dropped_tx,
+        }))
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    Fixture {
+        handle,
+        started,
+        dropped,
+    }
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<u64>, what: &str) -> u64 {
+    timeout(LIMIT, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap_or_else(|| panic!("channel closed waiting for {what}"))
+}
+
+async fn send_frame(stream: &mut TcpStream, body: &str) {
+    stream
+        .write_all(&rpc_core::frame::encode(body.as_bytes()))
+        .await
+        .expect("write frame");
+}
+
+async fn read_json(stream: &mut TcpStream) -> serde_json::Value {
+    let read = async {
+        let len = stream.read_u32().await.expect("frame header") as usize;
+        let mut body = vec![0; len];
+        stream.read_exact(&mut body).await.expect("frame body");
+        serde_json::from_slice(&body).expect("a JSON frame")
+    };
+    timeout(LIMIT, read).await.expect("timed out waiting for a frame")
+}
+
+#[tokio::test]
+async fn an_expired_deadline_stops_the_handler_and_answers_a_deadline_error() {
+    let mut fx = probe_server(ServerBuilder::default()).await;
+    let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
+    send_frame(
+        &mut raw,
+        r#"{"jsonrpc":"2.0","method":"hang","params":[7],"id":1,"timeout_ms":150}"#,
+    )
+    .await;
+    assert_eq!(next(&mut fx.started, "the handler to start").await, 7);
+    let response = read_json(&mut raw).await;
+    assert_eq!(response["id"], 1);
+    assert_eq!(response["error"]["code"], code::DEADLINE_EXCEEDED);
+    assert_eq!(
+        next(&mut fx.dropped, "the handler to be stopped").await,
+        7,
+        "the server must stop working on an expired call"
+    );
+    // The connection goes on.
+    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
+    assert_eq!(read_json(&mut raw).await["result"], "pong");
+}
+
+#[tokio::test]
+async fn a_client_timeout_becomes_the_servers_deadline() {
+    let mut fx = probe_server(ServerBuilder::default()).await;
+    let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
+    let short = client.with_timeout(Duration::from_millis(200));
+    let result = timeout(LIMIT, short.hang(1)).await.expect("bounded");
+    assert!(matches!(result, Err(RpcError::Timeout(d)) if d == Duration::from_millis(200)));
+    assert_eq!(next(&mut fx.dropped, "the handler to be stopped").await, 1);
+}
+
+#[tokio::test]
+async fn a_handler_sees_its_remaining_budget_and_passes_it_on() {
+    let fx = probe_server(ServerBuilder::default()).await;
+    let addr = fx.handle.local_addr();
+    let client = ProbeClient::connect(addr).await.unwrap();
+
+    let seen = client
+        .with_timeout(Duration::from_secs(2))
+        .budget()
+        .await
+        .unwrap()
+        .expect("the server knows the caller's budget");
+    assert!(seen <= 2_000 && seen > 1_000, "budget seen by the handler: {seen} ms");
+
+    // The handler of `relay` calls `budget` on another connection: that call
+    // inherits what is left of the outer budget, not the client default (30 s).
+    let inner = client
+        .with_timeout(Duration::from_millis(1_500))
+        .relay(addr.to_string())
+        .await
+        .unwrap()
+        .expect("the inner call carried a budget");
+    assert!(inner <= 1_500, "inner budget {inner} ms exceeds the outer one");
+}
+
+#[tokio::test]
+async fn a_plain_json_rpc_request_without_a_budget_still_works() {
+    let fx = probe_server(ServerBuilder::default()).await;
+    let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
+    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"budget","id":"a"}"#).await;
+    let response = read_json(&mut raw).await;
+    assert_eq!(response["id"], "a");
+    assert!(response["result"].is_null(), "no budget was sent: {response}");
+}
+
+#[tokio::test]
+async fn dropping_a_call_cancels_it_on_the_server() {
+    let mut fx = probe_server(ServerBuilder::default()).await;
+    let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.hang(42).await }
+    });
+    assert_eq!(next(&mut fx.started, "the handler to start").await, 42);
+    call.abort();
+    assert_eq!(
+        next(&mut fx.dropped, "the server to abort the handler").await,
+        42,
+        "the dropped call must be cancelled on the server"
+    );
+    // Other calls on the same connection are unaffected.
+    assert!(client.budget().await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn rpc_cancel_by_id_stops_a_running_call() {
+    let mut fx = probe_server(ServerBuilder::default()).await;
+    let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
+    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"hang","params":[3],"id":"slow"}"#).await;
+    assert_eq!(next(&mut fx.started, "the handler to start").await, 3);
+    send_frame(
+        &mut raw,
+        r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":"slow"},"id":9}"#,
+    )
+    .await;
+    let response = read_json(&mut raw).await;
+    assert_eq!(response["id"], 9);
+    assert_eq!(response["result"], true, "{response}");
+    assert_eq!(next(&mut fx.dropped, "the cancelled handler").await, 3);
+    // Cancelling an unknown id is harmless.
+    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":["nope"],"id":10}"#).await;
+    assert_eq!(read_json(&mut raw).await["result"], false);
+}
+
+#[tokio::test]
+async fn a_batch_gives_each_call_its_own_typed_result() {
+    let server = all_services().bind("127.0.0.1:0").await.unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let mut batch = client.batch();
+    let sum = batch.call::<_, f64, Never>("add", &(2.0, 3.0)).unwrap();
+    let quotient = batch.call::<_, f64, CalcError>("div", &(1.0, 0.0)).unwrap();
+    batch.notify("echo", &("ignored",)).unwrap();
+    let greeting = batch.call::<_, String, Never>("hello", &("Ana",)).unwrap();
+    let missing = batch.call::<_, f64, Never>("nope", &[(); 0]).unwrap();
+    assert_eq!(batch.len(), 5);
+    timeout(LIMIT, batch.send()).await.unwrap().unwrap();
+    assert_eq!(sum.await.unwrap(), 5.0);
+    assert!(matches!(quotient.await, Err(RpcError::Application(CalcError::DivisionByZero))));
+    assert_eq!(greeting.await.unwrap(), "Olá, Ana!");
+    assert!(matches!(missing.await, Err(RpcError::Server(e)) if e.code == code::METHOD_NOT_FOUND));
+}
+
+#[tokio::test]
+async fn an_empty_batch_sends_nothing_and_succeeds() {
+    let server = all_services().bind("127.0.0.1:0").await.unwrap();
+    let client = Client::connect(server.local_addr()).await.unwrap();
+    let batch = client.batch();
+    assert!(batch.is_empty());
+    batch.send().await.unwrap();
+    assert_eq!(CalculatorClient::new(client).add(1.0, 1.0).await.unwrap(), 2.0);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
+    let server = all_services()
+        .grace_period(Duration::from_secs(5))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let echo = EchoClient::connect(addr).await.unwrap();
+    let mut raw = TcpStream::connect(addr).await.unwrap();
+    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"sleep","params":[400],"id":1}"#).await;
+    let in_flight = tokio::spawn({
+        let echo = echo.clone();
+        async move { echo.sleep(400).await }
+    });
+    // Both calls are on the server once a later call on each connection has
+    // been answered (frames of one connection are read in order).
+    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
+    assert_eq!(read_json(&mut raw).await["result"], "pong");
+    assert_eq!(echo.echo("ready".into()).await.unwrap(), "ready");
+
+    let stopping = tokio::spawn(server.shutdown());
+    let notice = read_json(&mut raw).await;
+    assert_eq!(notice["method"], "rpc.shutdown", "{notice}");
+    assert_eq!(notice["params"]["grace_ms"], 5000);
+    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"echo","params":["x"],"id":3}"#).await;
+    let refused = read_json(&mut raw).await;
+    assert_eq!(refused["id"], 3);
+    assert_eq!(refused["error"]["code"], code::SHUTTING_DOWN, "{refused}");
+    let finished = read_json(&mut raw).await;
+    assert_eq!((finished["id"].clone(), finished["result"].clone()), (1.into(), 400.into()));
+    let mut rest = Vec::new();
+    let eof = timeout(LIMIT, raw.read_to_end(&mut rest)).await.expect("closed after the drain");
+    assert!(eof.is_ok() && rest.is_empty(), "nothing after the last response");
+
+    let finished = timeout(LIMIT, in_flight).await.expect("bounded").unwrap();
+    assert_eq!(finished.unwrap(), 400, "the client's call in flight completes");
+    timeout(LIMIT, stopping).await.expect("shutdown completes").unwrap();
+    // The client heard the notice: a new call does not wait on the old
+    // connection but tries a new one, and the server is gone.
+    let after = timeout(LIMIT, echo.echo("late".into())).await.expect("fails fast");
+    assert!(matches!(after, Err(RpcError::Connect { .. } | RpcError::Closed(_))), "{after:?}");
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer listening");
+}
+
+#[tokio::test]
+async fn shutdown_abandons_calls_that_outlive_the_grace_period() {
+    let mut fx = probe_server(ServerBuilder::default().grace_period(Duration::from_millis(200))).await;
+    let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
+    let call = tokio::spawn({
+        let client = client.clone();
+        async move { client.hang(5).await }
+    });
+    assert_eq!(next(&mut fx.started, "the handler to start").await, 5);
+    timeout(LIMIT, fx.handle.shutdown()).await.expect("shutdown is bounded by the grace period");
+    assert_eq!(next(&mut fx.dropped, "the abandoned handler").await, 5);
+    let outcome = timeout(LIMIT, call).await.expect("bounded").unwrap();
+    assert!(matches!(outcome, Err(RpcError::Closed(_))), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn a_client_reconnects_after_the_server_restarts() {
+    let first = all_services().bind("127.0.0.1:0").await.unwrap();
+    let addr = first.local_addr();
+    let calc = CalculatorClient::connect(addr).await.unwrap();
+    assert_eq!(calc.add(1.0, 2.0).await.unwrap(), 3.0);
+    first.shutdown().await;
+
+    // While the server is down, calls fail quickly with a clear error.
+    let down = timeout(LIMIT, calc.add(1.0, 2.0)).await.expect("bounded");
+    assert!(
+        matches!(down, Err(RpcError::Closed(_) | RpcError::Connect { .. })),
+        "{down:?}"
+    );
+
+    let second = all_services().bind(addr).await.expect("rebind the same port");
+    let result = timeout(LIMIT, async {
+        loop {
+            match calc.add(2.0, 2.0).await {
+                Ok(v) => break v,
+                Err(RpcError::Connect { .. } | RpcError::Closed(_)) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("unexpected error while reconnecting: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the client reconnects within the limit");
+    assert_eq!(result, 4.0);
+    second.shutdown().await;
+}
+
+/// A server that answers nothing on its first connection (it reads one
+/// request and hangs up) and answers `add` normally afterwards; it counts the
+/// requests it received.
+async fn flaky_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let count = requests.clone();
+    tokio::spawn(async move {
+        let mut first = true;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let count = count.clone();
+            let drop_it = std::mem::replace(&mut first, false);
+            tokio::spawn(async move {
+                loop {
+                    let Ok(len) = stream.read_u32().await else { return };
+                    let mut body = vec![0; len as usize];
+                    if stream.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    if request["method"] == "rpc.cancel" {
+                        continue;
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    if drop_it {
+                        return; // hang up without answering
+                    }
+                    let reply = serde_json::json!({"jsonrpc":"2.0","result":4.0,"id":request["id"]});
+                    let bytes = rpc_core::frame::encode(reply.to_string().as_bytes());
+                    if stream.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, requests)
+}
+
+#[tokio::test]
+async fn an_idempotent_call_is_retried_once_on_a_fresh_connection() {
+    let (addr, requests) = flaky_server().await;
+    let client = Client::connect(addr).await.unwrap();
+    let value: f64 = timeout(
+        LIMIT,
+        client.call_with::<_, f64, Never>("add", &(2, 2), CallOptions::new().idempotent()),
+    )
+    .await
+    .expect("bounded")
+    .expect("the retry succeeds");
+    assert_eq!(value, 4.0);
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "sent exactly twice");
+}
+
+#[tokio::test]
+async fn a_call_not_marked_idempotent_is_never_retried() {
+    let (addr, requests) = flaky_server().await;
+    let client = Client::connect(addr).await.unwrap();
+    let outcome = timeout(LIMIT, client.call::<_, f64, Never>("add", &(2, 2)))
+        .await
+        .expect("bounded");
+    assert!(matches!(outcome, Err(RpcError::Closed(_))), "{outcome:?}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "sent exactly once");
+}
