@@ -81,7 +81,7 @@ impl Decoder for FrameDecoder {
 /// Appends frames to a buffer in place: reserve the header, let the caller
 /// write the body straight into the buffer, then patch in the length.
 ///
-/// Writing in place means a message is serialized exactly once, directly into
+/// Writing in place means an envelope is written exactly once, directly into
 /// the bytes that go to the socket.
 pub(crate) struct FrameWriter<'a> {
     buf: &'a mut BytesMut,

@@ -2,8 +2,9 @@
 //!
 //! Incoming messages are parsed *borrowing* from the frame: the method name,
 //! the params and the id stay slices of the received bytes until a handler
-//! decodes its arguments. Outgoing messages are written straight into the
-//! connection's write buffer, so a response is serialized exactly once.
+//! decodes its arguments. Outgoing envelopes are written straight into the
+//! connection's write buffer; a request's params are serialized there
+//! directly, a response's result is copied in from the handler's JSON.
 //!
 //! The error codes are those of the JSON-RPC 2.0 specification plus the ones
 //! this implementation defines; see [`code`] and `PROTOCOL.md`.
@@ -198,6 +199,12 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 
 /// Parses and validates one request object.
 pub(crate) fn parse_request(text: &str) -> Result<Request<'_>, Rejected<'_>> {
+    if !text.trim_start().starts_with('{') {
+        // serde would also accept the struct as an array of its fields.
+        return Err(Rejected::anonymous(ErrorObject::invalid_request(
+            "a request must be a JSON object",
+        )));
+    }
     let raw: RawRequest<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(e) if e.is_data() => {
@@ -366,6 +373,11 @@ mod tests {
         assert_eq!(code_of(single("[1,")), code::PARSE_ERROR);
         assert_eq!(code_of(single("[]")), code::INVALID_REQUEST);
         assert_eq!(code_of(single("42")), code::INVALID_REQUEST);
+        assert_eq!(
+            code_of(parse_request(r#"["2.0","rpc.ping",null,42]"#)),
+            code::INVALID_REQUEST,
+            "an array is not a request, even with the right fields in order"
+        );
         assert_eq!(
             code_of(single(r#"{"jsonrpc":"1.0","method":"m","id":1}"#)),
             code::INVALID_REQUEST

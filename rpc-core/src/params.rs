@@ -51,13 +51,17 @@ impl<'a> ParamReader<'a> {
             Some(raw) if raw.get().starts_with('[') => {
                 let list: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(invalid)?;
                 if list.len() > names.len() {
-                    return Err(invalid(format_args!(
-                        "expected at most {} positional parameter{} ({}), got {}",
-                        names.len(),
-                        if names.len() == 1 { "" } else { "s" },
-                        names.join(", "),
-                        list.len()
-                    )));
+                    return Err(invalid(if names.is_empty() {
+                        format!("this method takes no parameters, got {}", list.len())
+                    } else {
+                        format!(
+                            "expected at most {} positional parameter{} ({}), got {}",
+                            names.len(),
+                            if names.len() == 1 { "" } else { "s" },
+                            list_names(names),
+                            list.len()
+                        )
+                    }));
                 }
                 Values::ByPosition(list)
             }

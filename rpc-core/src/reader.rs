@@ -62,6 +62,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// The byte stream, for draining it after a fatal error.
+    pub(crate) fn into_inner(self) -> R {
+        self.io
+    }
+
     /// The next frame, or `Ok(None)` when the peer closed cleanly between frames.
     ///
     /// `idle_until`, if given, is when to give up while no frame has started.

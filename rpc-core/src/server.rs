@@ -40,6 +40,7 @@ use crate::frame::{DEFAULT_MAX_FRAME, FrameError, sub_bytes};
 use crate::message::{self, ErrorObject, Incoming, Request, code};
 use crate::reader::{FrameReader, ReadError};
 use crate::service::{self, HandlerFuture, MethodInfo, Reply, Service};
+use tokio::io::AsyncReadExt;
 
 /// Default maximum number of calls one connection may have in flight.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -427,6 +428,7 @@ async fn serve_connection<R, W>(
         );
         conn.queue.close();
         let _ = tokio::time::timeout(config.frame_timeout, writer).await;
+        linger(read).await;
         return;
     }
     let mut reader = FrameReader::new(read, config.max_frame, Some(config.frame_timeout));
@@ -434,6 +436,7 @@ async fn serve_connection<R, W>(
     let mut reading = true;
     let mut grace_ends: Option<Instant> = None;
     let mut last_activity = Instant::now();
+    let mut fatal = false;
     loop {
         let idle_until = handlers
             .is_empty()
@@ -476,6 +479,7 @@ async fn serve_connection<R, W>(
                         );
                         conn.push_error(None, &error);
                         handlers.abort_all();
+                        fatal = true;
                         break;
                     }
                     Err(e) => {
@@ -487,12 +491,14 @@ async fn serve_connection<R, W>(
             }
         }
     }
-    drop(reader);
     conn.queue.close();
     if !writer.is_finished() {
         // Bounded: a peer that stops reading cannot hold the task forever.
         let _ = tokio::time::timeout(config.frame_timeout, &mut writer).await;
         writer.abort();
+    }
+    if fatal {
+        linger(reader.into_inner()).await;
     }
     drop(permit);
 }
@@ -527,11 +533,11 @@ impl Conn {
     fn handle_frame(&mut self, frame: Bytes, handlers: &mut JoinSet<()>) {
         match message::parse_frame(&frame) {
             Incoming::Single(Err(rejected)) => {
-                let id = rejected.id.map(|id| sub_bytes(&frame, id.get()));
+                let id = rejected.id.map(|id| keep_id(&frame, id));
                 self.push_error(id.as_deref(), &rejected.error);
             }
             Incoming::Single(Ok(request)) => {
-                let id = request.id.map(|id| sub_bytes(&frame, id.get()));
+                let id = request.id.map(|id| keep_id(&frame, id));
                 match self.admit(&request) {
                     Admitted::Reply(reply) => match id {
                         Some(id) => push_reply(&self.queue, &id, reply),
@@ -545,7 +551,7 @@ impl Conn {
                     .iter()
                     .map(|member| match message::parse_request(member.get()) {
                         Ok(request) => {
-                            let id = request.id.map(|id| sub_bytes(&frame, id.get()));
+                            let id = request.id.map(|id| keep_id(&frame, id));
                             let call = match self.admit(&request) {
                                 Admitted::Reply(reply) => Call::ready(&request.method, reply),
                                 Admitted::Run(call) => call,
@@ -555,7 +561,7 @@ impl Conn {
                         Err(rejected) => (
                             Some(rejected.id.map_or_else(
                                 || Bytes::from_static(b"null"),
-                                |id| sub_bytes(&frame, id.get()),
+                                |id| keep_id(&frame, id),
                             )),
                             Call::ready("", Err(rejected.error)),
                         ),
@@ -721,6 +727,35 @@ impl Conn {
             Ok::<_, Infallible>(())
         });
     }
+}
+
+/// The raw id of a request, kept until its response is written: a slice of
+/// a small frame, or a copy, so a large frame is not held alive by its id.
+fn keep_id(frame: &Bytes, id: &RawValue) -> Bytes {
+    const SLICE_BELOW: usize = 4096;
+    if frame.len() < SLICE_BELOW {
+        sub_bytes(frame, id.get())
+    } else {
+        Bytes::copy_from_slice(id.get().as_bytes())
+    }
+}
+
+/// After a fatal error frame: keep reading (and discarding) for a moment, so
+/// the close does not reset the connection while the peer still has unread
+/// requests in flight, which could destroy the error frame before the peer
+/// reads it.
+async fn linger<R: AsyncRead + Unpin>(mut read: R) {
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        let mut total = 0usize;
+        while total < 1024 * 1024 {
+            match read.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

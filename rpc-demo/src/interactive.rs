@@ -31,7 +31,7 @@ impl Terminal {
         out.flush().await?;
         match self.lines.next_line().await? {
             None => {
-                println!();
+                say!("");
                 Ok(None)
             }
             Some(line) => {
@@ -53,7 +53,7 @@ impl Terminal {
             };
             match parse_number(&text) {
                 Some(n) => return Ok(Some(n)),
-                None => println!("'{text}' is not a number; type one like 8 or 2.5"),
+                None => say!("'{text}' is not a number; type one like 8 or 2.5"),
             }
         }
     }
@@ -80,13 +80,13 @@ fn operation(text: &str) -> Option<&'static str> {
 pub(crate) async fn calc(server: &str, client: rpc_core::Client) -> Result<(), DemoError> {
     let calc = CalculatorClient::new(client);
     let mut term = Terminal::new();
-    println!("Calculator at {server}: operations add, sub, mul, div, pow; `fim` to leave");
+    say!("Calculator at {server}: operations add, sub, mul, div, pow; `fim` to leave");
     loop {
         let Some(op_text) = term.ask("Informe a operação: ").await? else {
             return Ok(());
         };
         let Some(op) = operation(&op_text) else {
-            println!("unknown operation '{op_text}'; choose add, sub, mul, div or pow");
+            say!("unknown operation '{op_text}'; choose add, sub, mul, div or pow");
             continue;
         };
         let Some(a) = term.number("Informe o valor 1: ").await? else {
@@ -96,15 +96,15 @@ pub(crate) async fn calc(server: &str, client: rpc_core::Client) -> Result<(), D
             return Ok(());
         };
         let result = match op {
-            "add" => calc.add(a, b).await.map_err(RpcError::widen),
-            "sub" => calc.sub(a, b).await.map_err(RpcError::widen),
-            "mul" => calc.mul(a, b).await.map_err(RpcError::widen),
+            "add" => calc.add(a, b).await,
+            "sub" => calc.sub(a, b).await,
+            "mul" => calc.mul(a, b).await,
             "div" => calc.div(a, b).await,
             _ => calc.pow(a, b).await,
         };
         match result {
-            Ok(value) => println!("{op}({a}, {b}) = {value}"),
-            Err(RpcError::Application(e)) => println!("{op}({a}, {b}): {}", describe(&e)),
+            Ok(value) => say!("{op}({a}, {b}) = {value}"),
+            Err(RpcError::Application(e)) => say!("{op}({a}, {b}): {}", describe(&e)),
             Err(e) => return Err(DemoError::Other(e.to_string())),
         }
     }
@@ -125,10 +125,10 @@ pub(crate) async fn hello(client: rpc_core::Client) -> Result<(), DemoError> {
             return Err(DemoError::Other("no name was typed".to_owned()));
         };
         if name.is_empty() {
-            println!("type a name, or `fim` to leave");
+            say!("type a name, or `fim` to leave");
             continue;
         }
-        println!("{}", greeter.hello(name).await?);
+        say!("{}", greeter.hello(name).await?);
         return Ok(());
     }
 }
@@ -136,9 +136,9 @@ pub(crate) async fn hello(client: rpc_core::Client) -> Result<(), DemoError> {
 pub(crate) async fn echo(server: &str, client: rpc_core::Client) -> Result<(), DemoError> {
     let echo = EchoClient::new(client);
     let mut term = Terminal::new();
-    println!("Echo at {server}: each line comes back; `fim` to leave");
+    say!("Echo at {server}: each line comes back; `fim` to leave");
     while let Some(line) = term.ask("> ").await? {
-        println!("{}", echo.echo(line).await?);
+        say!("{}", echo.echo(line).await?);
     }
     Ok(())
 }

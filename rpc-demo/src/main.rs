@@ -4,6 +4,14 @@
 //! process). `serve` runs every demo service on one port; `calc`, `hello`
 //! and `echo` are the interactive clients of the course's labs.
 
+/// `println!` that reports a closed standard output as an error instead of
+/// panicking (as `rpc-demo | head` would otherwise do).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say_line(::std::format_args!($($arg)*))?
+    };
+}
+
 mod interactive;
 mod tour;
 
@@ -101,8 +109,23 @@ enum DemoError {
     Tls(#[from] rpc_core::tls::TlsError),
     #[error("reading the terminal failed: {0}")]
     Input(#[from] std::io::Error),
+    #[error("standard output is closed")]
+    OutputClosed,
     #[error("{0}")]
     Other(String),
+}
+
+/// Writes one line to standard output.
+fn say_line(args: std::fmt::Arguments<'_>) -> Result<(), DemoError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => DemoError::OutputClosed,
+            _ => DemoError::Input(e),
+        })
 }
 
 fn main() -> ExitCode {
@@ -125,7 +148,13 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
+            {
+                use std::io::Write as _;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "error: could not start the async runtime: {e}"
+                );
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -144,8 +173,13 @@ fn main() -> ExitCode {
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
+        // Whoever read our output has gone (`rpc-demo | head`): nothing to say.
+        Err(DemoError::OutputClosed) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e}");
+            {
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "error: {e}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -196,15 +230,15 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
         _ => false,
     };
     let server = builder.bind(args.listen.as_str()).await?;
-    println!(
+    say!(
         "rpc-demo serving Calculator, Greeter and Echo on {}{}; Ctrl-C to stop",
         server.local_addr(),
         if tls { " (TLS)" } else { "" }
     );
     stop_signal().await?;
-    println!("stopping: finishing the calls in flight");
+    say!("stopping: finishing the calls in flight");
     server.shutdown().await;
-    println!("stopped");
+    say!("stopped");
     Ok(())
 }
 

@@ -8,17 +8,17 @@ use crate::DemoError;
 pub(crate) async fn run() -> Result<(), DemoError> {
     let server = all_services().bind("127.0.0.1:0").await?;
     let addr = server.local_addr();
-    println!("server listening on {addr} with Calculator, Greeter and Echo\n");
+    say!("server listening on {addr} with Calculator, Greeter and Echo\n");
 
     let calc = CalculatorClient::connect(addr).await?;
     // The other proxies share the calculator's connection.
     let greeter = GreeterClient::new(calc.inner().clone());
     let echo = EchoClient::new(calc.inner().clone());
 
-    println!("Calculator");
-    show("add(2, 3)", calc.add(2.0, 3.0).await?, 5.0)?;
-    show("sub(10, 4)", calc.sub(10.0, 4.0).await?, 6.0)?;
-    show("mul(8, 5)", calc.mul(8.0, 5.0).await?, 40.0)?;
+    say!("Calculator");
+    show("add(2, 3)", calc.add(2.0, 3.0).await.map_err(plain)?, 5.0)?;
+    show("sub(10, 4)", calc.sub(10.0, 4.0).await.map_err(plain)?, 6.0)?;
+    show("mul(8, 5)", calc.mul(8.0, 5.0).await.map_err(plain)?, 40.0)?;
     show("div(7, 2)", calc.div(7.0, 2.0).await.map_err(plain)?, 3.5)?;
     show(
         "pow(2, 10)",
@@ -27,9 +27,7 @@ pub(crate) async fn run() -> Result<(), DemoError> {
     )?;
     match calc.div(1.0, 0.0).await {
         Err(RpcError::Application(e @ CalcError::DivisionByZero)) => {
-            println!(
-                "  div(1, 0)  -> typed error CalcError::{e:?} (\"{e}\"), matched by the caller"
-            );
+            say!("  div(1, 0)  -> typed error CalcError::{e:?} (\"{e}\"), matched by the caller");
         }
         other => {
             return Err(DemoError::Other(format!(
@@ -38,21 +36,21 @@ pub(crate) async fn run() -> Result<(), DemoError> {
         }
     }
 
-    println!("\nGreeter");
+    say!("\nGreeter");
     let greeting = greeter.hello("João".to_owned()).await?;
-    println!("  hello(\"João\") = {greeting:?}");
+    say!("  hello(\"João\") = {greeting:?}");
     expect(greeting == "Olá, João!", "the greeting")?;
 
-    println!("\nEcho");
+    say!("\nEcho");
     let text = "sockets, RPC e sistemas distribuídos";
     let back = echo.echo(text.to_owned()).await?;
-    println!("  echo({text:?}) = {back:?}");
+    say!("  echo({text:?}) = {back:?}");
     expect(back == text, "the echo")?;
 
-    println!("\nDeadlines and cancellation");
+    say!("\nDeadlines and cancellation");
     let slow = echo.with_timeout(std::time::Duration::from_millis(100));
     match slow.sleep(2_000).await {
-        Err(RpcError::Timeout(budget)) => println!(
+        Err(RpcError::Timeout(budget)) => say!(
             "  sleep(2000) with a {budget:?} budget -> timed out; the server was told to stop (rpc.cancel)"
         ),
         other => {
@@ -62,9 +60,9 @@ pub(crate) async fn run() -> Result<(), DemoError> {
         }
     }
     let ms = echo.sleep(10).await?;
-    println!("  sleep(10) = {ms}: the same connection goes on");
+    say!("  sleep(10) = {ms}: the same connection goes on");
 
-    println!("\nOne connection, 100 calls in flight at once");
+    say!("\nOne connection, 100 calls in flight at once");
     let calls = (0..100).map(|i| {
         let calc = calc.clone();
         async move { calc.mul(f64::from(i), 2.0).await }
@@ -75,16 +73,16 @@ pub(crate) async fn run() -> Result<(), DemoError> {
         .enumerate()
         .all(|(i, r)| matches!(r, Ok(v) if *v == i as f64 * 2.0));
     expect(all_right, "the concurrent results")?;
-    println!("  100 results, each matched to its call by id");
+    say!("  100 results, each matched to its call by id");
 
     drop((calc, greeter, echo));
     server.shutdown().await;
-    println!("\nserver stopped; every call answered as expected");
+    say!("\nserver stopped; every call answered as expected");
     Ok(())
 }
 
 fn show(call: &str, got: f64, want: f64) -> Result<(), DemoError> {
-    println!("  {call:<11} = {got}");
+    say!("  {call:<11} = {got}");
     expect(got == want, call)
 }
 

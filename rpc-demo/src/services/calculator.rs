@@ -6,16 +6,18 @@ use serde::{Deserialize, Serialize};
 #[rpc_core::service]
 pub trait Calculator {
     /// Returns `a + b`.
-    async fn add(&self, a: f64, b: f64) -> f64;
+    async fn add(&self, a: f64, b: f64) -> Result<f64, CalcError>;
     /// Returns `a - b`.
-    async fn sub(&self, a: f64, b: f64) -> f64;
+    async fn sub(&self, a: f64, b: f64) -> Result<f64, CalcError>;
     /// Returns `a * b`.
-    async fn mul(&self, a: f64, b: f64) -> f64;
+    async fn mul(&self, a: f64, b: f64) -> Result<f64, CalcError>;
     /// Returns `a / b`; dividing by zero is a [`CalcError::DivisionByZero`]
     /// the caller can match on.
     async fn div(&self, a: f64, b: f64) -> Result<f64, CalcError>;
-    /// Returns `a` raised to the power `b`; a result that is not a finite
-    /// number is a [`CalcError::NotFinite`].
+    /// Returns `a` raised to the power `b`.
+    ///
+    /// Every operation whose result is not a finite number (an overflow, or
+    /// `0^-1`) answers [`CalcError::NotFinite`]: JSON has no infinity.
     async fn pow(&self, a: f64, b: f64) -> Result<f64, CalcError>;
 }
 
@@ -50,16 +52,16 @@ impl Calc {
 }
 
 impl Calculator for Calc {
-    async fn add(&self, a: f64, b: f64) -> f64 {
-        a + b
+    async fn add(&self, a: f64, b: f64) -> Result<f64, CalcError> {
+        Self::finite("add", a + b)
     }
 
-    async fn sub(&self, a: f64, b: f64) -> f64 {
-        a - b
+    async fn sub(&self, a: f64, b: f64) -> Result<f64, CalcError> {
+        Self::finite("sub", a - b)
     }
 
-    async fn mul(&self, a: f64, b: f64) -> f64 {
-        a * b
+    async fn mul(&self, a: f64, b: f64) -> Result<f64, CalcError> {
+        Self::finite("mul", a * b)
     }
 
     async fn div(&self, a: f64, b: f64) -> Result<f64, CalcError> {
