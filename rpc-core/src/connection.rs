@@ -140,6 +140,11 @@ impl WriteQueue {
                     break io.shutdown().await;
                 }
                 self.data_ready.notified().await;
+                // Woken by the first frame of a batch, typically by a task on
+                // this same worker that will yield soon. Let every task that is
+                // ready now run first and add its frame, so one write carries
+                // them all instead of the first alone.
+                tokio::task::yield_now().await;
                 continue;
             }
             self.room.notify_waiters();

@@ -200,10 +200,13 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
 /// Parses and validates one request object.
 pub(crate) fn parse_request(text: &str) -> Result<Request<'_>, Rejected<'_>> {
     if !text.trim_start().starts_with('{') {
-        // serde would also accept the struct as an array of its fields.
-        return Err(Rejected::anonymous(ErrorObject::invalid_request(
-            "a request must be a JSON object",
-        )));
+        // serde would also accept the struct as an array of its fields; and
+        // text that is not JSON at all is a parse error, not a bad request.
+        let error = match serde_json::from_str::<&RawValue>(text) {
+            Ok(_) => ErrorObject::invalid_request("a request must be a JSON object"),
+            Err(e) => ErrorObject::parse_error(e),
+        };
+        return Err(Rejected::anonymous(error));
     }
     let raw: RawRequest<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
@@ -370,6 +373,8 @@ mod tests {
     #[test]
     fn error_codes_follow_the_specification() {
         assert_eq!(code_of(single("{")), code::PARSE_ERROR);
+        assert_eq!(code_of(single("hello?")), code::PARSE_ERROR);
+        assert_eq!(code_of(single("")), code::PARSE_ERROR);
         assert_eq!(code_of(single("[1,")), code::PARSE_ERROR);
         assert_eq!(code_of(single("[]")), code::INVALID_REQUEST);
         assert_eq!(code_of(single("42")), code::INVALID_REQUEST);

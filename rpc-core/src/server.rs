@@ -478,9 +478,12 @@ async fn serve_connection<R, W>(
                             format!("frame of {len} bytes exceeds the maximum of {max} bytes; the connection will be closed"),
                         );
                         conn.push_error(None, &error);
-                        handlers.abort_all();
+                        // Nothing more can be read; the calls already running
+                        // still answer, within the grace period.
                         fatal = true;
-                        break;
+                        reading = false;
+                        grace_ends.get_or_insert(Instant::now() + config.grace_period);
+                        if handlers.is_empty() { break }
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "closing the connection");

@@ -1,0 +1,37 @@
+//! A service whose slow method waits until the test opens a gate, for tests
+//! about calls in flight (limits, shutdown). The test controls every step,
+//! so nothing depends on timing.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+/// One slow method and one quick one.
+#[rpc_core::service]
+pub trait Gated {
+    /// Signals that it started, then returns `"done"` once the gate opens.
+    async fn slow(&self) -> String;
+    /// Returns 1 at once.
+    async fn quick(&self) -> u32;
+}
+
+/// The implementation; the test keeps clones of both signals.
+#[derive(Default, Clone)]
+pub struct Gate {
+    /// Notified when `slow` has started (one permit per call).
+    pub entered: Arc<Notify>,
+    /// Notified by the test to let one `slow` call finish.
+    pub open: Arc<Notify>,
+}
+
+impl Gated for Gate {
+    async fn slow(&self) -> String {
+        self.entered.notify_one();
+        self.open.notified().await;
+        "done".to_owned()
+    }
+
+    async fn quick(&self) -> u32 {
+        1
+    }
+}
