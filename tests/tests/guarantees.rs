@@ -103,7 +103,9 @@ async fn read_json(stream: &mut TcpStream) -> serde_json::Value {
         stream.read_exact(&mut body).await.expect("frame body");
         serde_json::from_slice(&body).expect("a JSON frame")
     };
-    timeout(LIMIT, read).await.expect("timed out waiting for a frame")
+    timeout(LIMIT, read)
+        .await
+        .expect("timed out waiting for a frame")
 }
 
 #[tokio::test]
@@ -151,7 +153,10 @@ async fn a_handler_sees_its_remaining_budget_and_passes_it_on() {
         .await
         .unwrap()
         .expect("the server knows the caller's budget");
-    assert!(seen <= 2_000 && seen > 1_000, "budget seen by the handler: {seen} ms");
+    assert!(
+        seen <= 2_000 && seen > 1_000,
+        "budget seen by the handler: {seen} ms"
+    );
 
     // The handler of `relay` calls `budget` on another connection: that call
     // inherits what is left of the outer budget, not the client default (30 s).
@@ -161,7 +166,10 @@ async fn a_handler_sees_its_remaining_budget_and_passes_it_on() {
         .await
         .unwrap()
         .expect("the inner call carried a budget");
-    assert!(inner <= 1_500, "inner budget {inner} ms exceeds the outer one");
+    assert!(
+        inner <= 1_500,
+        "inner budget {inner} ms exceeds the outer one"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +179,10 @@ async fn a_plain_json_rpc_request_without_a_budget_still_works() {
     send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"budget","id":"a"}"#).await;
     let response = read_json(&mut raw).await;
     assert_eq!(response["id"], "a");
-    assert!(response["result"].is_null(), "no budget was sent: {response}");
+    assert!(
+        response["result"].is_null(),
+        "no budget was sent: {response}"
+    );
 }
 
 #[tokio::test]
@@ -197,7 +208,11 @@ async fn dropping_a_call_cancels_it_on_the_server() {
 async fn rpc_cancel_by_id_stops_a_running_call() {
     let mut fx = probe_server(ServerBuilder::default()).await;
     let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"hang","params":[3],"id":"slow"}"#).await;
+    send_frame(
+        &mut raw,
+        r#"{"jsonrpc":"2.0","method":"hang","params":[3],"id":"slow"}"#,
+    )
+    .await;
     assert_eq!(next(&mut fx.started, "the handler to start").await, 3);
     send_frame(
         &mut raw,
@@ -209,7 +224,11 @@ async fn rpc_cancel_by_id_stops_a_running_call() {
     assert_eq!(response["result"], true, "{response}");
     assert_eq!(next(&mut fx.dropped, "the cancelled handler").await, 3);
     // Cancelling an unknown id is harmless.
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":["nope"],"id":10}"#).await;
+    send_frame(
+        &mut raw,
+        r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":["nope"],"id":10}"#,
+    )
+    .await;
     assert_eq!(read_json(&mut raw).await["result"], false);
 }
 
@@ -226,7 +245,10 @@ async fn a_batch_gives_each_call_its_own_typed_result() {
     assert_eq!(batch.len(), 5);
     timeout(LIMIT, batch.send()).await.unwrap().unwrap();
     assert_eq!(sum.await.unwrap(), 5.0);
-    assert!(matches!(quotient.await, Err(RpcError::Application(CalcError::DivisionByZero))));
+    assert!(matches!(
+        quotient.await,
+        Err(RpcError::Application(CalcError::DivisionByZero))
+    ));
     assert_eq!(greeting.await.unwrap(), "Olá, Ana!");
     assert!(matches!(missing.await, Err(RpcError::Server(e)) if e.code == code::METHOD_NOT_FOUND));
 }
@@ -238,7 +260,10 @@ async fn an_empty_batch_sends_nothing_and_succeeds() {
     let batch = client.batch();
     assert!(batch.is_empty());
     batch.send().await.unwrap();
-    assert_eq!(CalculatorClient::new(client).add(1.0, 1.0).await.unwrap(), 2.0);
+    assert_eq!(
+        CalculatorClient::new(client).add(1.0, 1.0).await.unwrap(),
+        2.0
+    );
 }
 
 #[tokio::test]
@@ -251,7 +276,11 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     let addr = server.local_addr();
     let echo = EchoClient::connect(addr).await.unwrap();
     let mut raw = TcpStream::connect(addr).await.unwrap();
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"sleep","params":[400],"id":1}"#).await;
+    send_frame(
+        &mut raw,
+        r#"{"jsonrpc":"2.0","method":"sleep","params":[400],"id":1}"#,
+    )
+    .await;
     let in_flight = tokio::spawn({
         let echo = echo.clone();
         async move { echo.sleep(400).await }
@@ -266,36 +295,66 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     let notice = read_json(&mut raw).await;
     assert_eq!(notice["method"], "rpc.shutdown", "{notice}");
     assert_eq!(notice["params"]["grace_ms"], 5000);
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"echo","params":["x"],"id":3}"#).await;
+    send_frame(
+        &mut raw,
+        r#"{"jsonrpc":"2.0","method":"echo","params":["x"],"id":3}"#,
+    )
+    .await;
     let refused = read_json(&mut raw).await;
     assert_eq!(refused["id"], 3);
     assert_eq!(refused["error"]["code"], code::SHUTTING_DOWN, "{refused}");
     let finished = read_json(&mut raw).await;
-    assert_eq!((finished["id"].clone(), finished["result"].clone()), (1.into(), 400.into()));
+    assert_eq!(
+        (finished["id"].clone(), finished["result"].clone()),
+        (1.into(), 400.into())
+    );
     let mut rest = Vec::new();
-    let eof = timeout(LIMIT, raw.read_to_end(&mut rest)).await.expect("closed after the drain");
-    assert!(eof.is_ok() && rest.is_empty(), "nothing after the last response");
+    let eof = timeout(LIMIT, raw.read_to_end(&mut rest))
+        .await
+        .expect("closed after the drain");
+    assert!(
+        eof.is_ok() && rest.is_empty(),
+        "nothing after the last response"
+    );
 
     let finished = timeout(LIMIT, in_flight).await.expect("bounded").unwrap();
-    assert_eq!(finished.unwrap(), 400, "the client's call in flight completes");
-    timeout(LIMIT, stopping).await.expect("shutdown completes").unwrap();
+    assert_eq!(
+        finished.unwrap(),
+        400,
+        "the client's call in flight completes"
+    );
+    timeout(LIMIT, stopping)
+        .await
+        .expect("shutdown completes")
+        .unwrap();
     // The client heard the notice: a new call does not wait on the old
     // connection but tries a new one, and the server is gone.
-    let after = timeout(LIMIT, echo.echo("late".into())).await.expect("fails fast");
-    assert!(matches!(after, Err(RpcError::Connect { .. } | RpcError::Closed(_))), "{after:?}");
-    assert!(TcpStream::connect(addr).await.is_err(), "no longer listening");
+    let after = timeout(LIMIT, echo.echo("late".into()))
+        .await
+        .expect("fails fast");
+    assert!(
+        matches!(after, Err(RpcError::Connect { .. } | RpcError::Closed(_))),
+        "{after:?}"
+    );
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "no longer listening"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_abandons_calls_that_outlive_the_grace_period() {
-    let mut fx = probe_server(ServerBuilder::default().grace_period(Duration::from_millis(200))).await;
+    let mut fx =
+        probe_server(ServerBuilder::default().grace_period(Duration::from_millis(200))).await;
     let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
     let call = tokio::spawn({
         let client = client.clone();
         async move { client.hang(5).await }
     });
     assert_eq!(next(&mut fx.started, "the handler to start").await, 5);
-    timeout(LIMIT, fx.handle.shutdown()).await.expect("shutdown is bounded by the grace period");
+    timeout(LIMIT, fx.handle.shutdown())
+        .await
+        .expect("shutdown is bounded by the grace period");
     assert_eq!(next(&mut fx.dropped, "the abandoned handler").await, 5);
     let outcome = timeout(LIMIT, call).await.expect("bounded").unwrap();
     assert!(matches!(outcome, Err(RpcError::Closed(_))), "{outcome:?}");
@@ -316,7 +375,10 @@ async fn a_client_reconnects_after_the_server_restarts() {
         "{down:?}"
     );
 
-    let second = all_services().bind(addr).await.expect("rebind the same port");
+    let second = all_services()
+        .bind(addr)
+        .await
+        .expect("rebind the same port");
     let result = timeout(LIMIT, async {
         loop {
             match calc.add(2.0, 2.0).await {
@@ -349,7 +411,9 @@ async fn flaky_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
             let drop_it = std::mem::replace(&mut first, false);
             tokio::spawn(async move {
                 loop {
-                    let Ok(len) = stream.read_u32().await else { return };
+                    let Ok(len) = stream.read_u32().await else {
+                        return;
+                    };
                     let mut body = vec![0; len as usize];
                     if stream.read_exact(&mut body).await.is_err() {
                         return;
@@ -362,7 +426,8 @@ async fn flaky_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                     if drop_it {
                         return; // hang up without answering
                     }
-                    let reply = serde_json::json!({"jsonrpc":"2.0","result":4.0,"id":request["id"]});
+                    let reply =
+                        serde_json::json!({"jsonrpc":"2.0","result":4.0,"id":request["id"]});
                     let bytes = rpc_core::frame::encode(reply.to_string().as_bytes());
                     if stream.write_all(&bytes).await.is_err() {
                         return;
