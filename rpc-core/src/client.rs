@@ -400,21 +400,40 @@ impl Client {
         E: DeserializeOwned,
     {
         let (timeout, deadline) = self.budget(options);
+        let span = tracing::debug_span!(
+            "rpc.client.call",
+            method = %method,
+            id = tracing::field::Empty,
+            timeout_ms = timeout.as_millis() as u64
+        );
+        let started = Instant::now();
         let mut retried = false;
-        loop {
+        let result = loop {
             let attempt = async {
                 let conn = self.connection(deadline, timeout).await?;
                 conn.request(method, params, deadline, timeout).await
             };
-            match attempt.await {
-                Ok(answer) => return decode(method, answer),
+            match tracing::Instrument::instrument(attempt, span.clone()).await {
+                Ok(answer) => {
+                    break decode(method, answer).map_err(|e| timeout_if_expired(e, timeout));
+                }
                 Err(RpcError::Closed(why)) if options.idempotent && !retried => {
-                    tracing::debug!(method, reason = %why, "connection lost; retrying the idempotent call once");
+                    span.in_scope(|| {
+                        tracing::debug!(reason = %why, "connection lost; retrying the idempotent call once")
+                    });
                     retried = true;
                 }
-                Err(e) => return Err(e.widen()),
+                Err(e) => break Err(e.widen()),
             }
+        };
+        if !span.is_disabled() {
+            let elapsed_us = started.elapsed().as_micros() as u64;
+            span.in_scope(|| match &result {
+                Ok(_) => tracing::debug!(elapsed_us, outcome = "ok", "call finished"),
+                Err(e) => tracing::debug!(elapsed_us, outcome = "error", error = %ErrorDisplay(e), "call finished"),
+            });
         }
+        result
     }
 
     /// Sends `method` as a notification: no id, no response, no retry. The
@@ -426,7 +445,12 @@ impl Client {
     ) -> Result<(), RpcError> {
         let (timeout, deadline) = self.budget(CallOptions::new());
         let conn = self.connection(deadline, timeout).await?;
-        conn.shared.queue.wait_for_room().await;
+        if tokio::time::timeout_at(deadline, conn.shared.queue.wait_for_room())
+            .await
+            .is_err()
+        {
+            return Err(RpcError::Timeout(timeout));
+        }
         conn.shared
             .queue
             .push(|buf| message::write_request(buf, method, params, None, None))
@@ -452,7 +476,6 @@ impl Client {
             members: Vec::new(),
             state: Arc::new(BatchState {
                 sent: OnceLock::new(),
-                timeout: self.timeout(),
             }),
         }
     }
@@ -574,6 +597,7 @@ impl Connection {
             .push(|buf| message::write_request(buf, method, params, Some(id), Some(budget)))
             .map_err(|e| shared.queue_error(e))?;
         guard.sent = true;
+        tracing::Span::current().record("id", id);
         match tokio::time::timeout_at(deadline, answer).await {
             Ok(Ok(answer)) => {
                 guard.armed = false;
@@ -785,6 +809,35 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
+/// Displays an `RpcError<E>` without requiring `E: Debug` (for logs).
+struct ErrorDisplay<'a, E>(&'a RpcError<E>);
+
+impl<E> std::fmt::Display for ErrorDisplay<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            RpcError::Application(_) => f.write_str("the method returned an application error"),
+            RpcError::Server(e) => write!(f, "{e}"),
+            RpcError::Connect { addr, source } => {
+                write!(f, "could not connect to {addr}: {source}")
+            }
+            RpcError::Closed(why) => write!(f, "connection closed: {why}"),
+            RpcError::Timeout(d) => write!(f, "timed out after {d:?}"),
+            RpcError::Encode(e) => write!(f, "encode: {e}"),
+            RpcError::Decode(e) => write!(f, "decode: {e}"),
+            RpcError::Frame(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// The server's "deadline exceeded" is the caller's timeout: the same
+/// outcome, whichever side noticed first.
+fn timeout_if_expired<E>(error: RpcError<E>, timeout: Duration) -> RpcError<E> {
+    match error {
+        RpcError::Server(e) if e.code == code::DEADLINE_EXCEEDED => RpcError::Timeout(timeout),
+        other => other,
+    }
+}
+
 fn decode<T: DeserializeOwned, E: DeserializeOwned>(
     method: &str,
     answer: Answer,
@@ -832,9 +885,16 @@ impl std::fmt::Debug for Batch {
 }
 
 struct BatchState {
-    /// Once sent: the connection, and the id given to each member (0 for a
-    /// notification).
-    sent: OnceLock<(Arc<Shared>, Vec<u64>)>,
+    sent: OnceLock<Sent>,
+}
+
+/// A batch once sent.
+struct Sent {
+    shared: Arc<Shared>,
+    /// The id given to each member (0 for a notification).
+    ids: Vec<u64>,
+    /// Every call of the batch shares one budget, counted from the send.
+    deadline: Instant,
     timeout: Duration,
 }
 
@@ -928,6 +988,10 @@ impl Batch {
             return Err(RpcError::Timeout(timeout));
         }
         let body = &self.body;
+        let budget_ms = deadline
+            .saturating_duration_since(Instant::now())
+            .as_micros()
+            .div_ceil(1000);
         let pushed = shared.queue.push(|buf| {
             buf.put_u8(b'[');
             let mut digits = itoa::Buffer::new();
@@ -939,6 +1003,8 @@ impl Batch {
                 if *id != 0 {
                     buf.put_slice(br#","id":"#);
                     buf.put_slice(digits.format(*id).as_bytes());
+                    buf.put_slice(br#","timeout_ms":"#);
+                    buf.put_slice(digits.format(budget_ms).as_bytes());
                 }
                 buf.put_u8(b'}');
             }
@@ -949,7 +1015,12 @@ impl Batch {
             shared.forget(&ids);
             return Err(shared.queue_error(e));
         }
-        let _ = self.state.sent.set((shared, ids));
+        let _ = self.state.sent.set(Sent {
+            shared,
+            ids,
+            deadline,
+            timeout,
+        });
         Ok(())
     }
 }
@@ -982,20 +1053,21 @@ where
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let sent = self.state.sent.get();
-            match tokio::time::timeout(self.state.timeout, self.answer).await {
-                Ok(Ok(answer)) => decode(&self.method, answer),
-                Ok(Err(_)) => Err(match sent {
-                    Some((shared, _)) => shared.closed_error().widen(),
-                    None => RpcError::Closed("the batch was not sent".to_owned()),
-                }),
+            let Some(sent) = self.state.sent.get() else {
+                return Err(RpcError::Closed(
+                    "the batch was not sent: await a BatchCall after `Batch::send`".to_owned(),
+                ));
+            };
+            match tokio::time::timeout_at(sent.deadline, self.answer).await {
+                Ok(Ok(answer)) => {
+                    decode(&self.method, answer).map_err(|e| timeout_if_expired(e, sent.timeout))
+                }
+                Ok(Err(_)) => Err(sent.shared.closed_error().widen()),
                 Err(_) => {
-                    if let Some((shared, ids)) = sent {
-                        if let Some(id) = ids.get(self.index) {
-                            shared.forget(std::slice::from_ref(id));
-                        }
+                    if let Some(id) = sent.ids.get(self.index) {
+                        sent.shared.forget(std::slice::from_ref(id));
                     }
-                    Err(RpcError::Timeout(self.state.timeout))
+                    Err(RpcError::Timeout(sent.timeout))
                 }
             }
         })

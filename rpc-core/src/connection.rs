@@ -11,8 +11,11 @@
 //! ([`WriteQueue::wait_for_room`]), so a peer that stops reading cannot make
 //! this side buffer without bound.
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -101,20 +104,46 @@ impl WriteQueue {
         Ok(())
     }
 
+    /// Queues bytes that are not a frame (the plain-HTTP answer to a peer on
+    /// the wrong protocol, just before closing).
+    pub(crate) fn push_raw(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(), QueueError<std::convert::Infallible>> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(QueueError::Closed);
+        }
+        let was_empty = state.buf.is_empty();
+        state.buf.extend_from_slice(bytes);
+        drop(state);
+        if was_empty {
+            self.data_ready.notify_one();
+        }
+        Ok(())
+    }
+
     /// Waits until the buffer is below its high-water mark (or closed).
     pub(crate) async fn wait_for_room(&self) {
+        // The common case, room at once, registers no waiter: that would
+        // lock the `Notify`'s list twice (insert, then remove on drop).
+        if self.has_room() {
+            return;
+        }
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let state = self.lock();
-                if state.closed || state.buf.len() < self.high_water {
-                    return;
-                }
+            if self.has_room() {
+                return;
             }
             notified.await;
         }
+    }
+
+    fn has_room(&self) -> bool {
+        let state = self.lock();
+        state.closed || state.buf.len() < self.high_water
     }
 
     /// Marks the queue closed: frames already queued are still written, new
@@ -140,11 +169,11 @@ impl WriteQueue {
                     break io.shutdown().await;
                 }
                 self.data_ready.notified().await;
-                // Woken by the first frame of a batch, typically by a task on
-                // this same worker that will yield soon. Let every task that is
-                // ready now run first and add its frame, so one write carries
-                // them all instead of the first alone.
-                tokio::task::yield_now().await;
+                // Woken by the first frame of a batch, by a task that is still
+                // running on this worker: Tokio runs the woken writer right
+                // after it, before the other ready tasks, so each write would
+                // carry one frame. Step behind them first.
+                YieldToQueue::default().await;
                 continue;
             }
             self.room.notify_waiters();
@@ -164,6 +193,32 @@ impl WriteQueue {
             self.room.notify_waiters();
         }
         result
+    }
+}
+
+/// Returns `Pending` once, having woken its own task: Tokio then puts the
+/// task at the back of the worker's run queue, behind every task that is
+/// ready now.
+///
+/// Not `tokio::task::yield_now`: that one defers the task until the worker
+/// next polls the I/O driver, which costs an extra `epoll_wait` per batch
+/// (measured: two per call instead of one in a one-call-at-a-time
+/// exchange) for no gain in batching.
+#[derive(Default)]
+struct YieldToQueue {
+    yielded: bool,
+}
+
+impl Future for YieldToQueue {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -193,6 +248,81 @@ mod tests {
             .flat_map(|b| crate::frame::encode(b))
             .collect();
         assert_eq!(got, expected);
+    }
+
+    /// Counts the writes that reach the inner stream.
+    struct CountWrites<W>(W, Arc<std::sync::atomic::AtomicUsize>);
+
+    impl<W: AsyncWrite + Unpin> AsyncWrite for CountWrites<W> {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let polled = Pin::new(&mut self.0).poll_write(cx, buf);
+            if let Poll::Ready(Ok(n)) = polled {
+                if n > 0 {
+                    self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            polled
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.0).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn frames_from_tasks_ready_together_share_one_write() {
+        let q = Arc::new(WriteQueue::new(1024, 1 << 20));
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (a, mut b) = tokio::io::duplex(1 << 16);
+        let writer = tokio::spawn({
+            let q = q.clone();
+            let io = CountWrites(a, writes.clone());
+            async move { q.run_writer(io).await }
+        });
+        // Let the writer go idle, waiting for a first frame.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // Eight producers made ready at once on the worker, as the responses
+        // of one read wake eight callers.
+        let producers = tokio::spawn({
+            let q = q.clone();
+            async move {
+                (0..8u8)
+                    .map(|i| {
+                        let q = q.clone();
+                        tokio::spawn(async move {
+                            q.push(|buf| {
+                                buf.extend_from_slice(&[b'0' + i]);
+                                Ok::<_, ()>(())
+                            })
+                            .unwrap();
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            }
+        })
+        .await
+        .unwrap();
+        for p in producers {
+            p.await.unwrap();
+        }
+        q.close();
+        writer.await.unwrap().unwrap();
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), 8 * 5, "all eight frames arrive");
+        assert_eq!(
+            writes.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "frames queued by tasks that were ready together go out in one write"
+        );
     }
 
     #[tokio::test]

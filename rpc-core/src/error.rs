@@ -49,7 +49,9 @@ pub enum RpcError<E = Never> {
     },
     /// The connection is closed (or broke) and the call got no response. The
     /// call may or may not have run on the server.
-    #[error("the connection to the server is closed ({0}); connect again to make new calls")]
+    #[error(
+        "the connection to the server is closed ({0}); the call may or may not have run; new calls reconnect when the server is back"
+    )]
     Closed(String),
     /// No response arrived within the call's time limit. The call may or may
     /// not have run on the server.

@@ -34,6 +34,15 @@ pub enum FrameError {
         /// The configured maximum.
         max: usize,
     },
+    /// The peer is not speaking this protocol at all: its first bytes are
+    /// those of another protocol (an HTTP request, a TLS handshake).
+    #[error("the peer speaks {protocol}, not length-prefixed JSON-RPC; {hint}")]
+    Foreign {
+        /// The protocol recognised.
+        protocol: &'static str,
+        /// What to do about it.
+        hint: &'static str,
+    },
     /// Reading from the socket failed, or it closed in the middle of a frame.
     #[error("connection error while reading a frame: {0}")]
     Io(#[from] std::io::Error),
@@ -60,8 +69,12 @@ impl Decoder for FrameDecoder {
         let Some(header) = src.get(..HEADER_LEN) else {
             return Ok(None);
         };
-        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let header = [header[0], header[1], header[2], header[3]];
+        let len = u32::from_be_bytes(header) as usize;
         if len > self.max_frame {
+            if let Some((protocol, hint)) = foreign_protocol(&header) {
+                return Err(FrameError::Foreign { protocol, hint });
+            }
             return Err(FrameError::TooLarge {
                 len,
                 max: self.max_frame,
@@ -76,6 +89,28 @@ impl Decoder for FrameDecoder {
         src.advance(HEADER_LEN);
         Ok(Some(src.split_to(len).freeze()))
     }
+}
+
+/// Recognises the first four bytes of protocols people point at the wrong
+/// port by mistake. Only consulted for lengths above the maximum, so a valid
+/// frame is never misread.
+fn foreign_protocol(header: &[u8; 4]) -> Option<(&'static str, &'static str)> {
+    const HTTP: &[&[u8; 4]] = &[
+        b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC", b"HTTP",
+    ];
+    if HTTP.contains(&header) {
+        return Some((
+            "HTTP",
+            "this port expects 4-byte length-prefixed JSON frames (see PROTOCOL.md), not HTTP",
+        ));
+    }
+    if matches!(header, [0x14..=0x17, 0x03, 0x00..=0x04, _]) {
+        return Some((
+            "TLS",
+            "one side uses TLS and the other does not: configure TLS on both, or on neither",
+        ));
+    }
+    None
 }
 
 /// Appends frames to a buffer in place: reserve the header, let the caller
@@ -185,6 +220,30 @@ mod tests {
             other => panic!("expected TooLarge, got {other:?}"),
         }
         assert_eq!(buf.capacity(), before);
+    }
+
+    #[test]
+    fn http_and_tls_on_the_wrong_port_are_named() {
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\n"[..]);
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(FrameError::Foreign {
+                protocol: "HTTP",
+                ..
+            })
+        ));
+        let mut buf = BytesMut::from(&[0x16, 0x03, 0x01, 0x02, 0x00][..]);
+        assert!(matches!(
+            dec.decode(&mut buf),
+            Err(FrameError::Foreign {
+                protocol: "TLS",
+                ..
+            })
+        ));
+        // A small frame is a frame, whatever its bytes.
+        let mut buf = BytesMut::from(&encode(b"GET ")[..]);
+        assert_eq!(&dec.decode(&mut buf).unwrap().unwrap()[..], b"GET ");
     }
 
     #[test]

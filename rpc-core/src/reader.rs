@@ -36,6 +36,10 @@ pub(crate) enum ReadError {
     /// Nothing arrived before the idle deadline.
     #[error("the connection was idle for too long")]
     Idle,
+    /// The peer has not read its responses for this long, so the server
+    /// has not been able to read its requests either.
+    #[error("the peer has not read its responses for {0:?}")]
+    Stalled(Duration),
     /// The peer closed the connection in the middle of a frame.
     #[error("the peer closed the connection in the middle of a frame ({0} bytes received)")]
     Truncated(usize),

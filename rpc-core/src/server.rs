@@ -63,6 +63,10 @@ pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time in-flight calls get to finish after a shutdown starts: 10 seconds.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
+/// Smallest limit applied to outgoing frames, whatever `max_frame_size`:
+/// every error response fits, so a tiny limit never silences the server.
+const MIN_OUTGOING_FRAME: usize = 4096;
+
 /// Entry point: `Server::builder()`.
 ///
 /// ```no_run
@@ -400,7 +404,12 @@ async fn serve_connection<R, W>(
 {
     let config = &shared.config;
     let mut conn = Conn {
-        queue: Arc::new(WriteQueue::new(config.max_frame, config.write_buffer)),
+        // Outgoing frames are checked against the same maximum, but never
+        // below a floor that every error response fits in.
+        queue: Arc::new(WriteQueue::new(
+            config.max_frame.max(MIN_OUTGOING_FRAME),
+            config.write_buffer,
+        )),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
         running: Arc::new(Mutex::new(HashMap::new())),
         authenticated: config.token.is_none(),
@@ -463,13 +472,26 @@ async fn serve_connection<R, W>(
                 handlers.abort_all();
                 break;
             }
-            frame = async { conn.queue.wait_for_room().await; reader.next(idle_until).await }, if reading => {
+            frame = async {
+                // A peer that stops reading for as long as the idle timeout
+                // is treated as gone, so it cannot hold a connection forever.
+                if tokio::time::timeout(config.idle_timeout, conn.queue.wait_for_room()).await.is_err() {
+                    return Err(ReadError::Stalled(config.idle_timeout));
+                }
+                reader.next(idle_until).await
+            }, if reading => {
                 last_activity = Instant::now();
                 match frame {
                     Ok(Some(frame)) => conn.handle_frame(frame, &mut handlers),
                     Ok(None) => {
                         reading = false;
                         if handlers.is_empty() { break }
+                    }
+                    Err(ReadError::Frame(FrameError::Foreign { protocol, hint })) => {
+                        tracing::info!(protocol, "the peer speaks another protocol; closing the connection");
+                        conn.push_foreign(protocol, hint);
+                        fatal = true;
+                        break;
                     }
                     Err(ReadError::Frame(FrameError::TooLarge { len, max })) => {
                         tracing::warn!(len, max, "frame too large; closing the connection");
@@ -488,7 +510,7 @@ async fn serve_connection<R, W>(
                     Err(e) => {
                         tracing::debug!(error = %e, "closing the connection");
                         reading = false;
-                        if handlers.is_empty() || matches!(e, ReadError::Idle) { break }
+                        if handlers.is_empty() || matches!(e, ReadError::Idle | ReadError::Stalled(_)) { break }
                     }
                 }
             }
@@ -663,17 +685,24 @@ impl Conn {
         let router = &self.shared.router;
         let routed =
             std::panic::catch_unwind(AssertUnwindSafe(|| router.call(method, request.params)));
-        let future = match routed {
-            Ok(Ok(future)) => future,
+        let (service, future) = match routed {
+            Ok(Ok(routed)) => routed,
             Ok(Err(error)) => return Admitted::Reply(Err(error)),
             Err(panic) => return Admitted::Reply(Err(panicked(method, &*panic))),
         };
         let deadline = request
             .timeout_ms
             .map(|ms| Instant::now() + Duration::from_millis(ms));
+        let span = tracing::debug_span!(
+            "rpc.call",
+            service,
+            method = %method,
+            id = request.id.map(|id| id.get()),
+        );
         Admitted::Run(Call {
             method: Arc::from(method),
             work: Work::Running {
+                span,
                 future,
                 deadline,
                 timeout_ms: request.timeout_ms,
@@ -721,6 +750,20 @@ impl Conn {
             message::write_notification(buf, "rpc.shutdown", &params);
             Ok::<_, Infallible>(())
         });
+    }
+
+    /// Answers a peer that speaks another protocol in terms it understands:
+    /// a plain HTTP 400 for HTTP (so `curl` shows why), nothing for TLS.
+    fn push_foreign(&self, protocol: &str, hint: &str) {
+        if protocol != "HTTP" {
+            return;
+        }
+        let body = format!("{hint}.\n");
+        let response = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = self.queue.push_raw(response.as_bytes());
     }
 
     fn push_error(&self, id: Option<&[u8]>, error: &ErrorObject) {
@@ -783,6 +826,7 @@ struct Call {
 enum Work {
     Ready(Reply),
     Running {
+        span: tracing::Span,
         future: HandlerFuture,
         deadline: Option<Instant>,
         timeout_ms: Option<u64>,
@@ -800,18 +844,20 @@ impl Call {
     }
 
     async fn run(self) -> Reply {
-        let (future, deadline, timeout_ms, permit) = match self.work {
+        let (span, future, deadline, timeout_ms, permit) = match self.work {
             Work::Ready(reply) => return reply,
             Work::Running {
+                span,
                 future,
                 deadline,
                 timeout_ms,
                 _permit,
-            } => (future, deadline, timeout_ms, _permit),
+            } => (span, future, deadline, timeout_ms, _permit),
         };
-        let span = tracing::debug_span!("rpc.call", method = %self.method);
         let started = Instant::now();
-        let guarded = AssertUnwindSafe(CallContext::new(deadline).scope(future)).catch_unwind();
+        let guarded = AssertUnwindSafe(CallContext::new(deadline).scope(future))
+            .catch_unwind()
+            .instrument(span.clone());
         let outcome = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
                 Ok(outcome) => outcome,
@@ -827,6 +873,9 @@ impl Call {
         };
         drop(permit);
         let reply = outcome.unwrap_or_else(|panic| Err(panicked(&self.method, &*panic)));
+        if span.is_disabled() {
+            return reply;
+        }
         span.in_scope(|| {
             let elapsed_us = started.elapsed().as_micros() as u64;
             match &reply {
@@ -947,19 +996,25 @@ impl Router {
         })
     }
 
-    fn call(&self, method: &str, params: Option<&RawValue>) -> Result<HandlerFuture, ErrorObject> {
+    /// The service that offers `method` (its name, for tracing) and the
+    /// future that runs the call.
+    fn call(
+        &self,
+        method: &str,
+        params: Option<&RawValue>,
+    ) -> Result<(&'static str, HandlerFuture), ErrorObject> {
         if let Some(service) = self.routes.get(method).and_then(|&i| self.services.get(i)) {
-            return service.call(method, params);
+            return Ok((service.name(), service.call(method, params)?));
         }
         match method {
             "rpc.ping" => {
                 crate::ParamReader::new(params, &[])?;
-                Ok(Box::pin(async { service::encode_reply("pong") }))
+                Ok(("rpc", Box::pin(async { service::encode_reply("pong") })))
             }
             "rpc.discover" => {
                 crate::ParamReader::new(params, &[])?;
                 let doc = self.discover.clone();
-                Ok(Box::pin(async move { Ok(doc) }))
+                Ok(("rpc", Box::pin(async move { Ok(doc) })))
             }
             _ => Err(service::method_not_found(method)),
         }

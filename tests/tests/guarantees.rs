@@ -464,3 +464,54 @@ async fn a_call_not_marked_idempotent_is_never_retried() {
     assert!(matches!(outcome, Err(RpcError::Closed(_))), "{outcome:?}");
     assert_eq!(requests.load(Ordering::SeqCst), 1, "sent exactly once");
 }
+
+#[tokio::test]
+async fn an_http_request_on_the_rpc_port_gets_a_plain_http_explanation() {
+    let server = all_services().bind("127.0.0.1:0").await.unwrap();
+    let mut raw = TcpStream::connect(server.local_addr()).await.unwrap();
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    timeout(LIMIT, raw.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("length-prefixed JSON frames"), "{answer}");
+    // The server goes on.
+    let calc = CalculatorClient::connect(server.local_addr())
+        .await
+        .unwrap();
+    assert_eq!(calc.add(1.0, 1.0).await.unwrap(), 2.0);
+}
+
+#[tokio::test]
+async fn a_plain_client_on_a_tls_port_is_told_so() {
+    // A TLS server answers a plaintext request with an alert record; the
+    // client must name the mismatch instead of reporting a huge frame.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        if let Ok((mut stream, _)) = listener.accept().await {
+            let mut first = [0u8; 4];
+            let _ = stream.read_exact(&mut first).await;
+            // A TLS alert record: content type 21, version 3.3, length 2.
+            let _ = stream
+                .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32])
+                .await;
+        }
+    });
+    let client = Client::connect(addr).await.unwrap();
+    let outcome = timeout(LIMIT, client.call::<_, String, Never>("rpc.ping", &[(); 0]))
+        .await
+        .expect("bounded");
+    match outcome {
+        Err(RpcError::Closed(why)) => assert!(why.contains("TLS"), "{why}"),
+        other => panic!("expected a closed connection naming TLS, got {other:?}"),
+    }
+}
