@@ -4,6 +4,7 @@
 //! every error can point back at what the user wrote.
 
 use proc_macro2::Span;
+use syn::ext::IdentExt;
 use syn::{
     FnArg, GenericArgument, Ident, ItemTrait, Pat, PathArguments, Receiver, ReturnType, TraitItem,
     TraitItemFn, Type,
@@ -35,6 +36,8 @@ pub(crate) struct Method<'a> {
 /// A named argument.
 pub(crate) struct Arg<'a> {
     pub ident: &'a Ident,
+    /// The name on the wire: the ident without any `r#`.
+    pub name: String,
     pub ty: &'a Type,
 }
 
@@ -74,7 +77,7 @@ impl<'a> Method<'a> {
         let MethodAttrs { name } = attr::method_attrs(&item.attrs, errors);
         let (base, wire_span) = match &name {
             Some(lit) => (lit.value(), lit.span()),
-            None => (item.sig.ident.to_string(), item.sig.ident.span()),
+            None => (item.sig.ident.unraw().to_string(), item.sig.ident.span()),
         };
         let wire = match namespace {
             Some(ns) => format!("{ns}.{base}"),
@@ -85,15 +88,14 @@ impl<'a> Method<'a> {
         for input in &item.sig.inputs {
             match input {
                 FnArg::Receiver(r) => receiver = Some(r),
-                FnArg::Typed(typed) => match &*typed.pat {
-                    Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
-                        args.push(Arg {
-                            ident: &p.ident,
-                            ty: &typed.ty,
-                        })
-                    }
-                    other => errors.spanned(
-                        other,
+                FnArg::Typed(typed) => match plain_name(&typed.pat) {
+                    Some(ident) => args.push(Arg {
+                        ident,
+                        name: ident.unraw().to_string(),
+                        ty: &typed.ty,
+                    }),
+                    None => errors.spanned(
+                        &typed.pat,
                         "an RPC argument needs a plain name (it is the parameter's name on the wire): write `name: Type`",
                     ),
                 },
@@ -108,6 +110,17 @@ impl<'a> Method<'a> {
             args,
             output: Output::from_syn(&item.sig.output),
         }
+    }
+}
+
+/// The name bound by `pat` if it is a plain `name` (not `mut name`, `_` or
+/// a destructuring pattern).
+pub(crate) fn plain_name(pat: &Pat) -> Option<&Ident> {
+    match pat {
+        Pat::Ident(p) if p.by_ref.is_none() && p.mutability.is_none() && p.subpat.is_none() => {
+            Some(&p.ident)
+        }
+        _ => None,
     }
 }
 

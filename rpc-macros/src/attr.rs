@@ -33,17 +33,34 @@ pub(crate) fn service_attrs(args: TokenStream, errors: &mut Errors) -> ServiceAt
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("namespace") {
             let lit = string_value(&meta, attrs.namespace.is_some())?;
-            if lit.value().is_empty() || lit.value().contains(char::is_whitespace) {
+            let value = lit.value();
+            if value.is_empty()
+                || value.contains(char::is_whitespace)
+                || value.starts_with('.')
+                || value.ends_with('.')
+            {
                 return Err(syn::Error::new(
                     lit.span(),
-                    "the namespace must be a non-empty name without spaces, like `namespace = \"calc\"`",
+                    "the namespace must be a non-empty name without spaces or outer dots, like `namespace = \"calc\"`",
+                ));
+            }
+            if value == "rpc" || value.starts_with("rpc.") {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    "the namespace `rpc` is reserved: JSON-RPC keeps names starting with `rpc.` for built-in methods; choose another namespace",
                 ));
             }
             attrs.namespace = Some(lit);
             Ok(())
         } else if meta.path.is_ident("crate") {
             let lit = string_value(&meta, attrs.krate.is_some())?;
-            attrs.krate = Some(lit.parse()?);
+            let path = lit.parse().map_err(|_| {
+                syn::Error::new(
+                    lit.span(),
+                    "expected the path of the runtime crate, like `crate = \"::rpc_core\"`",
+                )
+            })?;
+            attrs.krate = Some(path);
             Ok(())
         } else {
             Err(meta.error(format_args!(
@@ -64,7 +81,15 @@ pub(crate) fn method_attrs(attrs: &[Attribute], errors: &mut Errors) -> MethodAt
     for attr in attrs.iter().filter(|a| a.path().is_ident(RPC)) {
         let parsed = attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("name") {
-                out.name = Some(string_value(&meta, out.name.is_some())?);
+                let lit = string_value(&meta, out.name.is_some())?;
+                let value = lit.value();
+                if value.is_empty() || value.contains(char::is_whitespace) {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "the wire name must be non-empty and without spaces, like `name = \"getUser\"`",
+                    ));
+                }
+                out.name = Some(lit);
                 Ok(())
             } else {
                 Err(meta.error(format_args!(
@@ -88,12 +113,20 @@ fn string_value(meta: &ParseNestedMeta<'_>, seen: bool) -> syn::Result<LitStr> {
             path_name(&meta.path)
         )));
     }
-    let value = meta.value()?;
-    let lit: syn::Lit = value.parse()?;
-    match lit {
-        syn::Lit::Str(s) => Ok(s),
-        other => Err(syn::Error::new(
-            other.span(),
+    if !meta.input.peek(syn::Token![=]) {
+        return Err(meta.error(format_args!(
+            "expected a value: `{} = \"...\"`",
+            path_name(&meta.path)
+        )));
+    }
+    let value: syn::Expr = meta.value()?.parse()?;
+    match value {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(s),
+            ..
+        }) => Ok(s),
+        other => Err(syn::Error::new_spanned(
+            other,
             format_args!(
                 "expected a string, like `{} = \"...\"`",
                 path_name(&meta.path)
@@ -106,6 +139,11 @@ fn path_name(path: &syn::Path) -> String {
     quote::ToTokens::to_token_stream(path)
         .to_string()
         .replace(' ', "")
+}
+
+/// Only the `cfg` attributes of a method or trait.
+pub(crate) fn cfg_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
+    attrs.iter().filter(|a| a.path().is_ident("cfg"))
 }
 
 /// The span to use for generated names tied to no user token.

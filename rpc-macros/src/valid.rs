@@ -1,12 +1,14 @@
 //! Semantic checks: everything the runtime cannot support is rejected here,
 //! at the user's span, with a message that says what to write instead.
 
-use std::collections::HashMap;
-
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::ext::IdentExt;
 use syn::visit::Visit;
-use syn::{ReturnType, TraitItem, Type};
+use syn::{GenericParam, ReturnType, TraitItem, Type};
 
 use crate::ast::{Method, Service};
+use crate::attr::{RPC, cfg_attrs};
 use crate::ctxt::Errors;
 
 /// Names of the generated client's own methods; a trait method of the same
@@ -15,33 +17,55 @@ const CLIENT_METHODS: &[&str] = &["connect", "new", "inner", "with_timeout"];
 
 pub(crate) fn check(service: &Service<'_>, errors: &mut Errors) {
     let item = service.item;
-    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+    if !item.generics.params.is_empty() {
         errors.spanned(
             &item.generics,
             "#[service] traits cannot be generic: the wire interface must be one concrete set of methods; use concrete types",
         );
     }
+    if let Some(clause) = &item.generics.where_clause {
+        errors.spanned(
+            clause,
+            "#[service] traits cannot have a `where` clause; write bounds on `Self` as supertraits: `trait Name: Bound`",
+        );
+    }
     if let Some(auto) = &item.auto_token {
-        errors.spanned(auto, "#[service] cannot be used on an auto trait");
+        errors.spanned(
+            auto,
+            "#[service] cannot be used on an auto trait: remove `auto`",
+        );
+    }
+    for attr in item.attrs.iter().filter(|a| a.path().is_ident(RPC)) {
+        errors.spanned(
+            attr,
+            "#[rpc(...)] goes on a method; options for the whole trait go in #[service(...)]",
+        );
     }
     for trait_item in &item.items {
         match trait_item {
             TraitItem::Fn(_) => {}
             TraitItem::Type(t) => errors.spanned(
-                t,
+                without_attrs(t.type_token, t.semi_token),
                 "associated types are not supported in a #[service] trait; use a concrete type in the method signatures",
             ),
             TraitItem::Const(c) => errors.spanned(
-                c,
+                without_attrs(c.const_token, c.semi_token),
                 "associated constants are not supported in a #[service] trait; define the constant outside the trait",
+            ),
+            TraitItem::Macro(m) => errors.spanned(
+                &m.mac,
+                "a #[service] trait may contain only `async fn` methods, not macro invocations; write the methods out",
             ),
             other => errors.spanned(other, "a #[service] trait may contain only `async fn` methods"),
         }
     }
-    let mut seen: HashMap<&str, &Method<'_>> = HashMap::new();
-    for method in &service.methods {
+    for (index, method) in service.methods.iter().enumerate() {
         check_method(method, errors);
-        if let Some(first) = seen.get(method.wire.as_str()) {
+        let earlier = &service.methods[..index];
+        if let Some(first) = earlier
+            .iter()
+            .find(|m| m.wire == method.wire && may_coexist(m, method))
+        {
             errors.push(syn::Error::new(
                 method.wire_span,
                 format_args!(
@@ -49,10 +73,28 @@ pub(crate) fn check(service: &Service<'_>, errors: &mut Errors) {
                     method.wire, first.ident
                 ),
             ));
-        } else {
-            seen.insert(&method.wire, method);
         }
     }
+}
+
+/// Whether two methods can be compiled in together: methods under different
+/// `#[cfg]`s are taken to be alternatives (one per platform, say) and may
+/// share a name.
+fn may_coexist(a: &Method<'_>, b: &Method<'_>) -> bool {
+    let cfgs = |m: &Method<'_>| -> Vec<String> {
+        cfg_attrs(&m.item.attrs)
+            .map(|a| a.to_token_stream().to_string())
+            .collect()
+    };
+    let (a, b) = (cfgs(a), cfgs(b));
+    a.is_empty() || b.is_empty() || a == b
+}
+
+/// The span from `first` to `last`, leaving out the attributes before them.
+fn without_attrs(first: impl ToTokens, last: impl ToTokens) -> TokenStream {
+    let mut tokens = first.into_token_stream();
+    last.to_tokens(&mut tokens);
+    tokens
 }
 
 fn check_method(method: &Method<'_>, errors: &mut Errors) {
@@ -63,55 +105,35 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
             "default method bodies are not supported in a #[service] trait; remove the body and implement the method in the `impl`",
         );
     }
-    match &sig.asyncness {
-        None => errors.spanned(
+    if sig.asyncness.is_none() {
+        errors.spanned(
             sig.fn_token,
             format_args!(
                 "RPC methods must be async: write `async fn {}(&self, ...)`",
                 sig.ident
             ),
-        ),
-        Some(_) => {}
-    }
-    if let Some(c) = &sig.constness {
-        errors.spanned(c, "RPC methods cannot be `const`");
-    }
-    if let Some(u) = &sig.unsafety {
-        errors.spanned(u, "RPC methods cannot be `unsafe`");
-    }
-    if let Some(abi) = &sig.abi {
-        errors.spanned(abi, "RPC methods cannot have an `extern` ABI");
-    }
-    if let Some(v) = &sig.variadic {
-        errors.spanned(v, "RPC methods cannot be variadic");
-    }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.spanned(
-            &sig.generics,
-            "RPC methods cannot be generic: the server must know each argument's concrete type; use concrete types",
         );
     }
-    match method.receiver {
-        None => errors.spanned(
-            &sig.ident,
-            format_args!(
-                "RPC methods need `&self` as their first parameter: `async fn {}(&self, ...)`",
-                sig.ident
-            ),
-        ),
-        Some(r) => {
-            let by_shared_ref = matches!(&r.reference, Some((_, None)))
-                && r.mutability.is_none()
-                && r.colon_token.is_none();
-            if !by_shared_ref {
-                errors.spanned(
-                    r,
-                    "RPC methods must take `&self`: the server calls one shared instance from many tasks at once (use a Mutex or atomics inside for state)",
-                );
-            }
-        }
+    if let Some(c) = &sig.constness {
+        errors.spanned(c, "RPC methods cannot be `const`: remove it");
     }
-    let name = sig.ident.to_string();
+    if let Some(u) = &sig.unsafety {
+        errors.spanned(
+            u,
+            "RPC methods cannot be `unsafe`: a remote caller cannot uphold a safety contract; remove it",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned(abi, "RPC methods cannot have an `extern` ABI: remove it");
+    }
+    if let Some(v) = &sig.variadic {
+        errors.spanned(
+            v,
+            "RPC methods cannot be variadic: take a `Vec<T>` argument instead",
+        );
+    }
+    check_generics_and_receiver(method, errors);
+    let name = sig.ident.unraw().to_string();
     if CLIENT_METHODS.contains(&name.as_str()) {
         errors.spanned(
             &sig.ident,
@@ -134,6 +156,72 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
     }
     if let ReturnType::Type(_, ty) = &sig.output {
         check_type(ty, "return", errors);
+    }
+}
+
+/// Rejects generic methods and any receiver but `&self`.
+fn check_generics_and_receiver(method: &Method<'_>, errors: &mut Errors) {
+    let sig = &method.item.sig;
+    if let Some(clause) = &sig.generics.where_clause {
+        errors.spanned(
+            clause,
+            "RPC methods cannot have a `where` clause: their types must be concrete; remove it",
+        );
+    }
+    let params = &sig.generics.params;
+    let only_lifetimes = params
+        .iter()
+        .all(|p| matches!(p, GenericParam::Lifetime(_)));
+    // `&'a self`: right but for the lifetime.
+    let receiver_lifetime = method
+        .receiver
+        .filter(|r| r.mutability.is_none() && r.colon_token.is_none())
+        .and_then(|r| r.reference.as_ref())
+        .and_then(|(_, lifetime)| lifetime.as_ref());
+    match method.receiver {
+        // `fn get<'a>(&'a self)`: one mistake, reported once over both parts.
+        Some(r) if receiver_lifetime.is_some() && !params.is_empty() && only_lifetimes => {
+            let mut tokens = sig.generics.to_token_stream();
+            r.to_tokens(&mut tokens);
+            errors.spanned(
+                tokens,
+                format_args!(
+                    "RPC methods take plain `&self`, without lifetimes: write `async fn {}(&self, ...)`",
+                    sig.ident
+                ),
+            );
+            return;
+        }
+        Some(_) if receiver_lifetime.is_some() => errors.spanned(
+            receiver_lifetime,
+            "RPC methods take plain `&self`, without a lifetime: remove it",
+        ),
+        Some(r) => {
+            let by_shared_ref = matches!(&r.reference, Some((_, None)))
+                && r.mutability.is_none()
+                && r.colon_token.is_none();
+            if !by_shared_ref {
+                errors.spanned(
+                    r,
+                    "RPC methods must take `&self`: the server calls one shared instance from many tasks at once (use a Mutex or atomics inside for state)",
+                );
+            }
+        }
+        None => errors.spanned(
+            &sig.ident,
+            format_args!(
+                "RPC methods need `&self` as their first parameter: `async fn {}(&self, ...)`",
+                sig.ident
+            ),
+        ),
+    }
+    if !params.is_empty() {
+        let message = if only_lifetimes {
+            "RPC methods cannot have lifetime parameters: arguments arrive owned, so there is nothing to borrow; remove them"
+        } else {
+            "RPC methods cannot be generic: the server must know each argument's concrete type; use concrete types"
+        };
+        errors.spanned(&sig.generics, message);
     }
 }
 
@@ -177,6 +265,28 @@ fn check_type(ty: &Type, role: &str, errors: &mut Errors) {
                     self.role
                 ),
             );
+        }
+        fn visit_type_never(&mut self, t: &'ast syn::TypeNever) {
+            self.errors.spanned(
+                t,
+                format_args!(
+                    "`!` is not supported in {} types: a call must produce a value to send; use `()`",
+                    self.role
+                ),
+            );
+        }
+        fn visit_type_path(&mut self, t: &'ast syn::TypePath) {
+            if t.qself.is_none() && t.path.segments.first().is_some_and(|s| s.ident == "Self") {
+                self.errors.spanned(
+                    t,
+                    format_args!(
+                        "`Self` cannot appear in {} types: the client and the server each have their own `Self`; name the concrete type",
+                        self.role
+                    ),
+                );
+            } else {
+                syn::visit::visit_type_path(self, t);
+            }
         }
         fn visit_type_ptr(&mut self, t: &'ast syn::TypePtr) {
             self.errors.spanned(

@@ -1,11 +1,12 @@
 //! The client proxy: `FooClient`, one `async` method per trait method.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 
 use crate::ast::{Output, Service};
+use crate::attr::cfg_attrs;
 
-use super::{carried_attrs, cfg_attrs, ok_type};
+use super::{carried_attrs, ok_type};
 
 pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
     let trait_ident = &service.item.ident;
@@ -25,22 +26,30 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
             let (ident, ty) = (a.ident, a.ty);
             quote!(#ident: #ty)
         });
-        let refs = method.args.iter().map(|a| a.ident);
-        let params = if method.args.is_empty() {
-            quote!(&#krate::__private::NoParams)
-        } else {
-            quote!(&( #(&#refs,)* ))
-        };
         let ok = ok_type(&method.output);
         let error = match &method.output {
             Output::Result { err, .. } => quote!(#krate::RpcError<#err>),
             _ => quote!(#krate::RpcError),
         };
-        quote! {
-            #(#attrs)*
-            #vis async fn #ident(&self, #(#args),*) -> ::core::result::Result<#ok, #error> {
+        // A type without `Serialize` or `Deserialize` fails a bound of
+        // `Client::call`, which rustc reports at the call, at its params and
+        // at its `.await`: all three carry the span of the method's name, so
+        // the user sees one error there, naming the type.
+        let refs = method.args.iter().map(|a| a.ident);
+        let params = if method.args.is_empty() {
+            quote_spanned!(ident.span()=> &#krate::__private::NoParams)
+        } else {
+            quote_spanned!(ident.span()=> &( #(&#refs,)* ))
+        };
+        let body = quote_spanned! {ident.span()=>
+            {
                 self.client.call(#wire, #params).await
             }
+        };
+        quote! {
+            #(#attrs)*
+            #vis async fn #ident(&self, #(#args),*) -> ::core::result::Result<#ok, #error>
+            #body
         }
     });
 

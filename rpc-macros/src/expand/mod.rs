@@ -6,11 +6,11 @@
 mod client;
 mod server;
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, quote};
 use syn::{Attribute, ItemTrait, ReturnType, TraitItem, parse_quote};
 
-use crate::ast::{Method, Output, Service};
+use crate::ast::{Method, Output, Service, plain_name};
 use crate::attr::{self, RPC};
 use crate::ctxt::Errors;
 use crate::valid;
@@ -19,11 +19,8 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let item: ItemTrait = match syn::parse2(input.clone()) {
         Ok(item) => item,
-        Err(_) => {
-            errors.spanned(
-                &input,
-                "#[service] goes on a trait: `#[service] trait Name { async fn method(&self, ...) -> T; }`",
-            );
+        Err(e) => {
+            errors.push(not_a_trait(&input).unwrap_or(e));
             let mut out = input;
             out.extend(errors.into_compile_errors());
             return out;
@@ -33,7 +30,7 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     let model = Service::from_syn(&item, attrs, &mut errors);
     valid::check(&model, &mut errors);
     if let Err(e) = std::mem::take(&mut errors).finish() {
-        let mut out = strip_helper_attrs(item.clone()).into_token_stream();
+        let mut out = fallback(item.clone()).into_token_stream();
         out.extend(e.to_compile_error());
         return out;
     }
@@ -48,21 +45,75 @@ pub(crate) fn service(args: TokenStream, input: TokenStream) -> TokenStream {
     out
 }
 
-/// The trait as the user wrote it, without `#[rpc]` attributes (which would
-/// otherwise be reported as unknown).
-fn strip_helper_attrs(mut item: ItemTrait) -> ItemTrait {
+/// The error for an item that is not a trait, at its keyword; `None` if the
+/// input does not parse as an item at all (then syn's own error is better).
+fn not_a_trait(input: &TokenStream) -> Option<syn::Error> {
+    const HOWTO: &str = "`#[service] trait Name { async fn method(&self, ...) -> T; }`";
+    let item: syn::Item = syn::parse2(input.clone()).ok()?;
+    let error = match &item {
+        syn::Item::Trait(_) => return None,
+        syn::Item::Impl(i) => syn::Error::new_spanned(
+            i.impl_token,
+            "#[service] goes on the trait definition, not on its `impl`; \
+             implement the trait without the attribute",
+        ),
+        syn::Item::Struct(i) => keyword_error(i.struct_token, HOWTO),
+        syn::Item::Enum(i) => keyword_error(i.enum_token, HOWTO),
+        syn::Item::Fn(i) => keyword_error(i.sig.fn_token, HOWTO),
+        syn::Item::Mod(i) => keyword_error(i.mod_token, HOWTO),
+        syn::Item::TraitAlias(i) => keyword_error(i.trait_token, HOWTO),
+        other => keyword_error(other, HOWTO),
+    };
+    Some(error)
+}
+
+fn keyword_error(keyword: impl ToTokens, howto: &str) -> syn::Error {
+    syn::Error::new_spanned(keyword, format_args!("#[service] goes on a trait: {howto}"))
+}
+
+/// The trait as the user wrote it, beside the errors: without `#[rpc]`
+/// attributes (which would be reported as unknown), and without what we
+/// already reported that rustc would report a second time (`auto`, `const`
+/// methods, C variadics, patterns in methods without a body).
+fn fallback(mut item: ItemTrait) -> ItemTrait {
+    item.auto_token = None;
+    item.attrs.retain(|a| !a.path().is_ident(RPC));
     for trait_item in &mut item.items {
+        strip_rpc_attrs(trait_item);
         if let TraitItem::Fn(f) = trait_item {
-            f.attrs.retain(|a| !a.path().is_ident(RPC));
+            f.sig.constness = None;
+            f.sig.variadic = None;
+            if f.default.is_none() {
+                for input in &mut f.sig.inputs {
+                    if let syn::FnArg::Typed(typed) = input {
+                        if plain_name(&typed.pat).is_none() {
+                            *typed.pat = parse_quote!(_);
+                        }
+                    }
+                }
+            }
         }
     }
     item
 }
 
+/// Removes our `#[rpc]` helper attributes from one trait item.
+fn strip_rpc_attrs(item: &mut TraitItem) {
+    let attrs = match item {
+        TraitItem::Fn(f) => &mut f.attrs,
+        TraitItem::Const(c) => &mut c.attrs,
+        TraitItem::Type(t) => &mut t.attrs,
+        TraitItem::Macro(m) => &mut m.attrs,
+        _ => return,
+    };
+    attrs.retain(|a| !a.path().is_ident(RPC));
+}
+
 /// The trait with `Send + Sync + 'static` added and each `async fn` turned
 /// into a method returning `impl Future + Send`.
 fn rewrite_trait(service: &Service<'_>) -> TokenStream {
-    let mut item = strip_helper_attrs(service.item.clone());
+    let mut item = service.item.clone();
+    item.items.iter_mut().for_each(strip_rpc_attrs);
     item.supertraits.push(parse_quote!(::core::marker::Send));
     item.supertraits.push(parse_quote!(::core::marker::Sync));
     item.supertraits.push(parse_quote!('static));
@@ -93,11 +144,6 @@ fn carried_attrs<'a>(method: &'a Method<'_>) -> impl Iterator<Item = &'a Attribu
     })
 }
 
-/// Only the `cfg` attributes of a method or trait.
-fn cfg_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute> {
-    attrs.iter().filter(|a| a.path().is_ident("cfg"))
-}
-
 /// The doc comment of a method or trait, as one string.
 fn doc_string(attrs: &[Attribute]) -> String {
     let lines: Vec<String> = attrs
@@ -116,6 +162,19 @@ fn doc_string(attrs: &[Attribute]) -> String {
         .map(|line| line.strip_prefix(' ').map(str::to_owned).unwrap_or(line))
         .collect();
     lines.join("\n")
+}
+
+/// `tokens` (a path) with every token at `span`, so an error about the
+/// expression it starts is reported at `span` as a whole.
+fn respan(tokens: impl ToTokens, span: Span) -> TokenStream {
+    tokens
+        .into_token_stream()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 /// The success type of a method as tokens (`()` for no return value).

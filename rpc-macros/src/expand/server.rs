@@ -1,18 +1,20 @@
 //! The dispatcher: `FooServer<S>`, implementing `Service` for any `S: Foo`.
 
 use proc_macro2::{Ident, TokenStream};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
 
 use crate::ast::{Output, Service};
-use crate::attr::internal_span;
+use crate::attr::{cfg_attrs, internal_span};
 
-use super::{cfg_attrs, doc_string};
+use super::{doc_string, respan};
 
 pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
     let trait_ident = &service.item.ident;
     let vis = &service.item.vis;
     let server = format_ident!("{}Server", trait_ident);
-    let name = trait_ident.to_string();
+    let name = trait_ident.unraw().to_string();
     let cfgs: Vec<_> = cfg_attrs(&service.item.attrs).collect();
     // Internal names: mixed-site spans keep them apart from the user's.
     let imp = Ident::new("__RpcImpl", internal_span());
@@ -28,7 +30,7 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
     let infos = service.methods.iter().map(|method| {
         let cfgs = cfg_attrs(&method.item.attrs);
         let wire = &method.wire;
-        let names = method.args.iter().map(|a| a.ident.to_string());
+        let names = method.args.iter().map(|a| &a.name);
         let docs = doc_string(&method.item.attrs);
         quote! {
             #(#cfgs)*
@@ -40,28 +42,49 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         let cfgs = cfg_attrs(&method.item.attrs);
         let wire = &method.wire;
         let ident = method.ident;
-        let names = method.args.iter().map(|a| a.ident.to_string());
+        let names = method.args.iter().map(|a| &a.name);
+        // Spanned at the argument's type, so a type that cannot be
+        // deserialized is reported there rather than at the attribute.
         let decode = method.args.iter().enumerate().map(|(index, a)| {
             let (ident, ty) = (a.ident, a.ty);
-            quote!(let #ident: #ty = #reader.arg(#index)?;)
+            quote_spanned!(ty.span()=> let #ident: #ty = #reader.arg(#index)?;)
         });
         let args = method.args.iter().map(|a| a.ident);
         let call = quote!(<#imp as #trait_ident>::#ident(&*#svc, #(#args),*).await);
+        // As with arguments: a result that cannot be serialized is reported
+        // at its type. The value's name carries that span too, since rustc
+        // points at the argument that fails a bound.
         let encode = match &method.output {
-            Output::Result { .. } => quote! {
-                match #call {
-                    ::core::result::Result::Ok(value) => #krate::encode_reply(&value),
-                    ::core::result::Result::Err(error) => #krate::encode_app_error(&error),
+            Output::Unit => quote!(#krate::encode_reply(&#call)),
+            Output::Plain(ty) => {
+                let value = Ident::new("__value", ty.span());
+                let krate = respan(krate, ty.span());
+                let reply = quote_spanned!(ty.span()=> #krate::encode_reply(&#value));
+                quote!({ let #value = #call; #reply })
+            }
+            Output::Result { ok, err } => {
+                let (ok_value, err_value) = (
+                    Ident::new("__value", ok.span()),
+                    Ident::new("__error", err.span()),
+                );
+                let (ok_krate, err_krate) = (respan(krate, ok.span()), respan(krate, err.span()));
+                let reply = quote_spanned!(ok.span()=> #ok_krate::encode_reply(&#ok_value));
+                let app_error =
+                    quote_spanned!(err.span()=> #err_krate::encode_app_error(&#err_value));
+                quote! {
+                    match #call {
+                        ::core::result::Result::Ok(#ok_value) => #reply,
+                        ::core::result::Result::Err(#err_value) => #app_error,
+                    }
                 }
-            },
-            _ => quote!(#krate::encode_reply(&#call)),
+            }
         };
         quote! {
             #(#cfgs)*
             #wire => {
                 let mut #reader = #krate::ParamReader::new(#params_var, &[#(#names),*])?;
                 #(#decode)*
-                let #svc = ::std::sync::Arc::clone(&self.service);
+                let #svc = ::core::clone::Clone::clone(&self.service);
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #encode }))
             }
         }

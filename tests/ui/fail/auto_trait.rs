@@ -1,0 +1,4 @@
+#[rpc_core::service]
+pub auto trait Service {}
+
+fn main() {}

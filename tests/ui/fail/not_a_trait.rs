@@ -1,0 +1,6 @@
+#[rpc_core::service]
+pub struct Service {
+    value: u8,
+}
+
+fn main() {}

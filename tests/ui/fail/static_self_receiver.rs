@@ -1,0 +1,6 @@
+#[rpc_core::service]
+pub trait Service {
+    async fn get(&'static self) -> u8;
+}
+
+fn main() {}
