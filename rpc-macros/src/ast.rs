@@ -31,6 +31,12 @@ pub(crate) struct Method<'a> {
     pub receiver: Option<&'a Receiver>,
     pub args: Vec<Arg<'a>>,
     pub output: Output<'a>,
+    /// `#[rpc(timeout = "...")]`: milliseconds, and the literal.
+    pub timeout: Option<(u64, syn::LitStr)>,
+    /// `#[rpc(oneway)]`, where it was written.
+    pub oneway: Option<Span>,
+    /// `#[rpc(idempotent)]`, where it was written.
+    pub idempotent: Option<Span>,
 }
 
 /// A named argument.
@@ -74,7 +80,12 @@ impl<'a> Service<'a> {
 
 impl<'a> Method<'a> {
     fn from_syn(item: &'a TraitItemFn, namespace: Option<&str>, errors: &mut Errors) -> Self {
-        let MethodAttrs { name } = attr::method_attrs(&item.attrs, errors);
+        let MethodAttrs {
+            name,
+            timeout,
+            oneway,
+            idempotent,
+        } = attr::method_attrs(&item.attrs, errors);
         let (base, wire_span) = match &name {
             Some(lit) => (lit.value(), lit.span()),
             None => (item.sig.ident.unraw().to_string(), item.sig.ident.span()),
@@ -109,6 +120,9 @@ impl<'a> Method<'a> {
             receiver,
             args,
             output: Output::from_syn(&item.sig.output),
+            timeout,
+            oneway,
+            idempotent,
         }
     }
 }

@@ -25,6 +25,47 @@ pub(crate) struct ServiceAttrs {
 pub(crate) struct MethodAttrs {
     /// `name = "wire_name"`.
     pub name: Option<LitStr>,
+    /// `timeout = "2s"`: the method's default time budget, in milliseconds,
+    /// with the literal (for errors).
+    pub timeout: Option<(u64, LitStr)>,
+    /// `oneway`: sent as a notification, no response awaited.
+    pub oneway: Option<Span>,
+    /// `idempotent`: may be retried once on a fresh connection.
+    pub idempotent: Option<Span>,
+}
+
+/// Parses a duration such as `"2s"`, `"500ms"`, `"1.5s"` or `"1m"` into
+/// whole milliseconds (at least 1).
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1_000.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = text.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else {
+        return None;
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    let ms = (value * unit_ms).ceil();
+    (value.is_finite() && value > 0.0 && ms <= u64::MAX as f64).then_some(ms as u64)
+}
+
+/// Reads a bare flag such as `oneway`, refusing a value or a repeat.
+fn flag(meta: &ParseNestedMeta<'_>, seen: bool) -> syn::Result<Span> {
+    let name = path_name(&meta.path);
+    if seen {
+        return Err(meta.error(format_args!("`{name}` is given more than once; keep one")));
+    }
+    if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+        return Err(meta.error(format_args!(
+            "`{name}` takes no value: write `#[rpc({name})]`"
+        )));
+    }
+    Ok(syn::spanned::Spanned::span(&meta.path))
 }
 
 /// Parses the arguments of `#[service(...)]`.
@@ -91,9 +132,25 @@ pub(crate) fn method_attrs(attrs: &[Attribute], errors: &mut Errors) -> MethodAt
                 }
                 out.name = Some(lit);
                 Ok(())
+            } else if meta.path.is_ident("timeout") {
+                let lit = string_value(&meta, out.timeout.is_some())?;
+                let Some(ms) = parse_duration(&lit.value()) else {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "expected a positive duration with a unit, like `timeout = \"2s\"` or `timeout = \"500ms\"` (units: ms, s, m, h)",
+                    ));
+                };
+                out.timeout = Some((ms, lit));
+                Ok(())
+            } else if meta.path.is_ident("oneway") {
+                out.oneway = Some(flag(&meta, out.oneway.is_some())?);
+                Ok(())
+            } else if meta.path.is_ident("idempotent") {
+                out.idempotent = Some(flag(&meta, out.idempotent.is_some())?);
+                Ok(())
             } else {
                 Err(meta.error(format_args!(
-                    "unknown #[rpc] option `{}`; expected `name = \"...\"`",
+                    "unknown #[rpc] option `{}`; expected `name = \"...\"`, `timeout = \"...\"`, `oneway` or `idempotent`",
                     path_name(&meta.path)
                 )))
             }
@@ -149,4 +206,21 @@ pub(crate) fn cfg_attrs(attrs: &[Attribute]) -> impl Iterator<Item = &Attribute>
 /// The span to use for generated names tied to no user token.
 pub(crate) fn internal_span() -> Span {
     Span::mixed_site()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_need_a_unit_and_a_positive_value() {
+        assert_eq!(parse_duration("2s"), Some(2_000));
+        assert_eq!(parse_duration("500ms"), Some(500));
+        assert_eq!(parse_duration("1.5s"), Some(1_500));
+        assert_eq!(parse_duration("1m"), Some(60_000));
+        assert_eq!(parse_duration("0.0001s"), Some(1));
+        for bad in ["2", "0s", "-1s", "fast", "s", "1.5.2s", "infs"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 }

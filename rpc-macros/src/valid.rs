@@ -13,7 +13,7 @@ use crate::ctxt::Errors;
 
 /// Names of the generated client's own methods; a trait method of the same
 /// name would clash with them.
-const CLIENT_METHODS: &[&str] = &["connect", "new", "inner", "with_timeout"];
+const CLIENT_METHODS: &[&str] = &["connect", "new", "inner", "with_timeout", "batch"];
 
 pub(crate) fn check(service: &Service<'_>, errors: &mut Errors) {
     let item = service.item;
@@ -133,6 +133,7 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
         );
     }
     check_generics_and_receiver(method, errors);
+    check_call_options(method, errors);
     let name = sig.ident.unraw().to_string();
     if CLIENT_METHODS.contains(&name.as_str()) {
         errors.spanned(
@@ -299,4 +300,32 @@ fn check_type(ty: &Type, role: &str, errors: &mut Errors) {
         }
     }
     Finder { errors, role }.visit_type(ty);
+}
+
+/// `oneway` excludes a result, a timeout and retries: nothing comes back.
+fn check_call_options(method: &Method<'_>, errors: &mut Errors) {
+    let Some(oneway) = method.oneway else {
+        return;
+    };
+    if let ReturnType::Type(_, ty) = &method.item.sig.output {
+        if !matches!(method.output, crate::ast::Output::Unit) {
+            errors.spanned(
+                ty,
+                "a #[rpc(oneway)] method sends a notification and gets no answer, so it cannot return a value: remove the return type",
+            );
+        }
+    }
+    if let Some((_, lit)) = &method.timeout {
+        errors.spanned(
+            lit,
+            "a #[rpc(oneway)] method waits for no response, so it has no timeout: remove `timeout`",
+        );
+    }
+    if let Some(idempotent) = method.idempotent {
+        errors.push(syn::Error::new(
+            idempotent,
+            "a #[rpc(oneway)] call is never retried (no answer says whether it failed): remove `idempotent`",
+        ));
+    }
+    let _ = oneway;
 }

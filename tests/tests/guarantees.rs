@@ -515,3 +515,149 @@ async fn a_plain_client_on_a_tls_port_is_told_so() {
         other => panic!("expected a closed connection naming TLS, got {other:?}"),
     }
 }
+
+/// A service exercising the method attributes.
+#[rpc_core::service]
+trait Tuned {
+    /// Never finishes; its calls wait 150 ms unless the handle says otherwise.
+    #[rpc(timeout = "150ms")]
+    async fn slow(&self);
+    /// Records `line`, then never finishes: a caller that waited would hang.
+    #[rpc(oneway)]
+    async fn log(&self, line: String);
+    /// Sums, safe to run twice.
+    #[rpc(idempotent)]
+    async fn add(&self, a: i64, b: i64) -> f64;
+}
+
+struct TunedImpl(mpsc::UnboundedSender<String>);
+
+impl Tuned for TunedImpl {
+    async fn slow(&self) {
+        std::future::pending::<()>().await;
+    }
+
+    async fn log(&self, line: String) {
+        let _ = self.0.send(line);
+        std::future::pending::<()>().await;
+    }
+
+    async fn add(&self, a: i64, b: i64) -> f64 {
+        (a + b) as f64
+    }
+}
+
+async fn tuned_server() -> (ServerHandle, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let server = rpc_core::Server::builder()
+        .service(TunedServer::new(TunedImpl(tx)))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    (server, rx)
+}
+
+#[tokio::test]
+async fn a_method_timeout_is_the_default_and_a_handle_timeout_overrides_it() {
+    let (server, _log) = tuned_server().await;
+    let client = TunedClient::connect(server.local_addr()).await.unwrap();
+    let outcome = timeout(LIMIT, client.slow()).await.expect("bounded");
+    assert!(
+        matches!(outcome, Err(RpcError::Timeout(d)) if d == Duration::from_millis(150)),
+        "{outcome:?}"
+    );
+    let outcome = timeout(
+        LIMIT,
+        client.with_timeout(Duration::from_millis(300)).slow(),
+    )
+    .await
+    .expect("bounded");
+    assert!(
+        matches!(outcome, Err(RpcError::Timeout(d)) if d == Duration::from_millis(300)),
+        "{outcome:?}"
+    );
+    // Other methods keep the client's default.
+    assert_eq!(client.add(1, 2).await.unwrap(), 3.0);
+}
+
+#[tokio::test]
+async fn a_oneway_method_returns_without_waiting_for_the_handler() {
+    let (server, mut log) = tuned_server().await;
+    let client = TunedClient::connect(server.local_addr()).await.unwrap();
+    timeout(LIMIT, client.log("first".into()))
+        .await
+        .expect("a oneway call does not wait for its (never finishing) handler")
+        .unwrap();
+    let line = timeout(LIMIT, log.recv()).await.expect("bounded").unwrap();
+    assert_eq!(line, "first", "the server ran the handler");
+}
+
+#[tokio::test]
+async fn a_oneway_method_goes_out_as_a_notification() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = TunedClient::connect(addr).await.unwrap();
+    let (mut stream, _) = listener.accept().await.unwrap();
+    client.log("hi".into()).await.unwrap();
+    let request = read_json(&mut stream).await;
+    assert_eq!(request["method"], "log");
+    assert_eq!(request["params"], serde_json::json!(["hi"]));
+    assert!(
+        request.get("id").is_none(),
+        "a notification has no id: {request}"
+    );
+}
+
+#[tokio::test]
+async fn a_method_marked_idempotent_is_retried_by_the_generated_client() {
+    let (addr, requests) = flaky_server().await;
+    let client = TunedClient::connect(addr).await.unwrap();
+    let sum = timeout(LIMIT, client.add(2, 2))
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert_eq!(sum, 4.0);
+    assert_eq!(requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_generated_batch_sends_one_frame_and_types_each_result() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // A server that checks the batch arrives as one frame, then answers it
+    // in reverse order.
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let batch = read_json(&mut stream).await;
+        let members = batch
+            .as_array()
+            .expect("one frame holding an array")
+            .clone();
+        let mut replies: Vec<serde_json::Value> = members
+            .iter()
+            .filter(|m| m.get("id").is_some())
+            .map(|m| {
+                let sum = m["params"][0].as_i64().unwrap() + m["params"][1].as_i64().unwrap();
+                serde_json::json!({"jsonrpc": "2.0", "result": sum as f64, "id": m["id"]})
+            })
+            .collect();
+        replies.reverse();
+        let frame =
+            rpc_core::frame::encode(serde_json::Value::Array(replies).to_string().as_bytes());
+        stream.write_all(&frame).await.unwrap();
+        members.len()
+    });
+    let client = TunedClient::connect(addr).await.unwrap();
+    let mut batch = client.batch();
+    let first = batch.add(1, 2).unwrap();
+    batch.log("in the batch".into()).unwrap();
+    let second = batch.add(10, 20).unwrap();
+    timeout(LIMIT, batch).await.expect("bounded").unwrap();
+    assert_eq!(first.await.unwrap(), 3.0);
+    assert_eq!(second.await.unwrap(), 30.0);
+    assert_eq!(
+        server.await.unwrap(),
+        3,
+        "two calls and a notification in one frame"
+    );
+}

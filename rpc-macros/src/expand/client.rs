@@ -41,17 +41,68 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         } else {
             quote_spanned!(ident.span()=> &( #(&#refs,)* ))
         };
-        let body = quote_spanned! {ident.span()=>
-            {
-                self.client.call(#wire, #params).await
+        let options = call_options(method, krate);
+        let body = if method.oneway.is_some() {
+            quote_spanned! {ident.span()=>
+                {
+                    self.client.notify(#wire, #params).await
+                }
+            }
+        } else {
+            quote_spanned! {ident.span()=>
+                {
+                    self.client.call_with(#wire, #params, #options).await
+                }
             }
         };
-        quote! {
+        let batch_body = if method.oneway.is_some() {
+            quote_spanned! {ident.span()=>
+                {
+                    self.batch.notify(#wire, #params)
+                }
+            }
+        } else {
+            quote_spanned! {ident.span()=>
+                {
+                    self.batch.call(#wire, #params)
+                }
+            }
+        };
+        let batch_ok = if method.oneway.is_some() {
+            quote!(())
+        } else {
+            let err = match &method.output {
+                Output::Result { err, .. } => quote!(#err),
+                _ => quote!(#krate::Never),
+            };
+            quote!(#krate::BatchCall<#ok, #err>)
+        };
+        let batch_attrs = carried_attrs(method);
+        let args_again = method.args.iter().map(|a| {
+            let (ident, ty) = (a.ident, a.ty);
+            quote!(#ident: #ty)
+        });
+        let method = quote! {
             #(#attrs)*
             #vis async fn #ident(&self, #(#args),*) -> ::core::result::Result<#ok, #error>
             #body
-        }
+        };
+        let batch_method = quote! {
+            #(#batch_attrs)*
+            #[doc = ""]
+            #[doc = "Adds this call to the batch; its result comes from the returned value once the batch is sent."]
+            #vis fn #ident(&mut self, #(#args_again),*) -> ::core::result::Result<#batch_ok, #krate::RpcError>
+            #batch_body
+        };
+        (method, batch_method)
     });
+    let (methods, batch_methods): (::std::vec::Vec<_>, ::std::vec::Vec<_>) = methods.unzip();
+    let batch = format_ident!("{}Batch", trait_ident);
+    let batch_doc = format!(
+        "Calls of [`{trait_ident}`] collected into one JSON-RPC batch: add calls with the methods, \
+         `.await` the batch to send it, then `.await` each call's result.\n\n\
+         ```ignore\nlet mut batch = client.batch();\nlet first = batch.method(..)?;\nbatch.await?;\nlet value = first.await?;\n```"
+    );
 
     quote! {
         #(#cfgs)*
@@ -87,7 +138,57 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 Self { client: self.client.with_timeout(timeout) }
             }
 
+            /// Starts a batch: calls collected here go out in one frame.
+            #vis fn batch(&self) -> #batch {
+                #batch { batch: self.client.batch() }
+            }
+
             #(#methods)*
         }
+
+        #(#cfgs)*
+        #[doc = #batch_doc]
+        #[derive(::core::fmt::Debug)]
+        #[must_use = "a batch is sent only when awaited"]
+        #vis struct #batch {
+            batch: #krate::Batch,
+        }
+
+        #(#cfgs)*
+        impl #batch {
+            #(#batch_methods)*
+        }
+
+        #(#cfgs)*
+        impl ::core::convert::From<#batch> for #krate::Batch {
+            fn from(batch: #batch) -> Self {
+                batch.batch
+            }
+        }
+
+        #(#cfgs)*
+        impl ::core::future::IntoFuture for #batch {
+            type Output = ::core::result::Result<(), #krate::RpcError>;
+            type IntoFuture = ::core::pin::Pin<::std::boxed::Box<
+                dyn ::core::future::Future<Output = Self::Output> + ::core::marker::Send,
+            >>;
+
+            /// Sends the batch.
+            fn into_future(self) -> Self::IntoFuture {
+                ::std::boxed::Box::pin(self.batch.send())
+            }
+        }
     }
+}
+
+/// The `CallOptions` of a method, from its attributes.
+fn call_options(method: &crate::ast::Method<'_>, krate: &syn::Path) -> TokenStream {
+    let mut options = quote!(#krate::CallOptions::new());
+    if let Some((ms, _)) = &method.timeout {
+        options = quote!(#options.timeout(::core::time::Duration::from_millis(#ms)));
+    }
+    if method.idempotent.is_some() {
+        options = quote!(#options.idempotent());
+    }
+    options
 }

@@ -1,0 +1,7 @@
+#[rpc_core::service]
+pub trait Service {
+    #[rpc(oneway)]
+    async fn log(&self, line: String) -> bool;
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[rpc_core::service]
+pub trait Service {
+    #[rpc(oneway, timeout = "1s")]
+    async fn log(&self, line: String);
+}
+
+fn main() {}
