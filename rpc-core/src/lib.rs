@@ -59,9 +59,34 @@
 //! - `FooServer<S>`, the dispatcher for any `S: Foo`, to hand to
 //!   [`Server::builder`]`().service(..)`.
 //!
-//! Attributes: `#[service(namespace = "ns")]` prefixes every wire name with
-//! `ns.`; `#[service(crate = "path")]` names this crate if it is renamed;
-//! `#[rpc(name = "wire_name")]` on a method renames it on the wire.
+//! - `FooBatch`, from `FooClient::batch()`: the same methods, collected and
+//!   sent as one JSON-RPC batch when the batch is awaited; each call then
+//!   resolves to its own typed result.
+//!
+//! # Attributes
+//!
+//! On the trait, `#[service(...)]`:
+//! - `namespace = "ns"` prefixes every wire name with `ns.`;
+//! - `crate = "path"` names this crate if it is renamed.
+//!
+//! On a method, `#[rpc(...)]`:
+//! - `name = "wire_name"` renames it on the wire;
+//! - `timeout = "2s"` (units `ms`, `s`, `m`, `h`) is its default time budget,
+//!   instead of the client's; a handle's [`Client::with_timeout`] still wins;
+//! - `oneway` (for a method returning `()`) sends a JSON-RPC notification:
+//!   the call returns once the message is queued, and the server only logs
+//!   the handler's errors;
+//! - `idempotent` lets the client retry the call once on a fresh connection
+//!   if the connection broke before the answer came. No other call is ever
+//!   retried, so nothing runs twice by surprise.
+//!
+//! # Guarantees
+//!
+//! Every call has a deadline, sent to the server (`timeout_ms`), which stops
+//! the handler when it passes; a handler's own calls inherit what remains
+//! ([`context`]). Dropping a call's future cancels it on the server. Every
+//! server limit has a default and a structured error ([`code`]), and
+//! [`ServerHandle::shutdown`] drains calls in flight. See `PROTOCOL.md`.
 
 #![warn(missing_docs)]
 
