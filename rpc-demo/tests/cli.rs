@@ -1,0 +1,265 @@
+//! The `rpc-demo` binary as a person uses it: the tour, the server, and the
+//! interactive clients fed from standard input, including bad input.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rpc-demo");
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A child process killed on drop, so a failing test leaks nothing.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Output {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `rpc-demo ARGS` with `input` on stdin; fails the test if it takes
+/// longer than the limit.
+fn run(args: &[&str], input: &str) -> Output {
+    let mut child = Running(
+        Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rpc-demo"),
+    );
+    let mut stdin = child.0.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    drop(stdin);
+    let mut out = child.0.stdout.take().expect("stdout");
+    let mut err = child.0.stderr.take().expect("stderr");
+    let readers = std::thread::spawn(move || {
+        let (mut o, mut e) = (String::new(), String::new());
+        let _ = out.read_to_string(&mut o);
+        let _ = err.read_to_string(&mut e);
+        (o, e)
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "rpc-demo {args:?} did not finish within {LIMIT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (stdout, stderr) = readers.join().expect("reader thread");
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// `rpc-demo serve` on a free port; its address.
+fn serve(extra: &[&str]) -> (Running, String) {
+    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    let mut child = Running(
+        Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rpc-demo serve"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the server never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let line = rx
+        .recv_timeout(LIMIT)
+        .expect("the server announces its address");
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .map(|w| w.trim_end_matches([';', ',']).to_owned())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (child, addr)
+}
+
+fn assert_no_panic(out: &Output) {
+    for text in [&out.stdout, &out.stderr] {
+        assert!(
+            !text.contains("panicked") && !text.contains("backtrace"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn the_tour_calls_every_method_and_exits_zero() {
+    let out = run(&[], "");
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    for expected in [
+        "add(2, 3)",
+        "= 5",
+        "pow(2, 10)",
+        "DivisionByZero",
+        "Olá, João!",
+        "timed out",
+        "100 results",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "missing {expected:?} in:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn the_calculator_answers_and_survives_bad_input() {
+    let (_server, addr) = serve(&[]);
+    let input = "add\n2\n3\nsoma\nabc\n4\n5\nroot\ndiv\n1\n0\nmult\n8\n5\npow\n10\n400\nfim\n";
+    let out = run(&["calc", "--server", &addr], input);
+    assert_no_panic(&out);
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    for expected in [
+        "add(2, 3) = 5",
+        "'abc' is not a number",
+        "add(4, 5) = 9",
+        "unknown operation 'root'",
+        "cannot divide by zero",
+        "mul(8, 5) = 40",
+        "not a finite number",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "missing {expected:?} in:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn hello_asks_the_name_and_prints_the_greeting() {
+    let (_server, addr) = serve(&[]);
+    let out = run(&["hello", "--server", &addr], "\nJoão\n");
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Digite seu nome:"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("type a name"),
+        "an empty name is refused: {}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("Olá, João!"), "{}", out.stdout);
+}
+
+#[test]
+fn echo_repeats_each_line_until_fim() {
+    let (_server, addr) = serve(&[]);
+    let out = run(
+        &["echo", "--server", &addr],
+        "oi\nolá mundo\nfim\nnot sent\n",
+    );
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    let echoed: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("Echo at"))
+        .collect();
+    let text = echoed.join("\n");
+    assert!(text.contains("oi") && text.contains("olá mundo"), "{text}");
+    assert!(
+        !text.contains("not sent"),
+        "input after `fim` is not sent: {text}"
+    );
+}
+
+#[test]
+fn a_client_without_a_server_says_so_in_one_line_and_fails() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let out = run(
+        &["calc", "--server", &format!("127.0.0.1:{port}")],
+        "add\n1\n2\n",
+    );
+    assert_no_panic(&out);
+    assert!(!out.status.success());
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {:?}", out.stderr);
+    assert!(
+        lines[0].starts_with("error: could not connect"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn bad_flags_are_refused_with_a_message() {
+    let out = run(&["calc", "--timeout=-1"], "");
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("not a positive number of seconds"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["serve", "--tls-cert", "x.pem"], "");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("--tls-key"), "{}", out.stderr);
+    assert_no_panic(&out);
+}
+
+#[test]
+fn a_server_with_a_token_refuses_clients_without_it() {
+    let (_server, addr) = serve(&["--token", "s3cret"]);
+    let out = run(&["hello", "--server", &addr], "Ana\n");
+    assert_no_panic(&out);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("unauthorized"), "{}", out.stderr);
+    let out = run(&["hello", "--server", &addr, "--token", "wrong"], "Ana\n");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("not valid"), "{}", out.stderr);
+    let out = run(&["hello", "--server", &addr, "--token", "s3cret"], "Ana\n");
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("Olá, Ana!"));
+}
+
+#[test]
+fn the_server_stops_cleanly_on_sigint() {
+    let (mut server, addr) = serve(&[]);
+    let out = run(&["hello", "--server", &addr], "Ana\n");
+    assert!(out.status.success());
+    let pid = server.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(started.elapsed() < LIMIT, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "exit status after Ctrl-C: {status}");
+}
