@@ -20,6 +20,9 @@ pub const HEADER_LEN: usize = 4;
 /// the server reserve an unreasonable amount of memory for a single message.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
+/// Most memory reserved ahead of the bytes that have arrived for a frame.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// A violation of the framing rule. After one of these the byte stream can no
 /// longer be trusted, so the connection is closed.
 #[derive(Debug, thiserror::Error)]
@@ -82,8 +85,10 @@ impl Decoder for FrameDecoder {
         }
         let total = HEADER_LEN + len;
         if src.len() < total {
-            // Reserve only what this (already bounded) frame still needs.
-            src.reserve(total - src.len());
+            // Grow with what actually arrives, not with what the header
+            // promises: a peer announcing 16 MiB and sending five bytes must
+            // not cost 16 MiB (times every such peer).
+            src.reserve((total - src.len()).min(RESERVE_STEP));
             return Ok(None);
         }
         src.advance(HEADER_LEN);
