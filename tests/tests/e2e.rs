@@ -467,7 +467,7 @@ async fn a_pending_call_fails_with_closed_when_the_server_goes_away() {
         other => panic!("expected Closed, got {other:?}"),
     }
     assert!(
-        display.contains("connect again"),
+        display.contains("reconnect"),
         "the error says what to do: {display}"
     );
     within("the raw server", server).await.unwrap();
