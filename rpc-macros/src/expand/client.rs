@@ -101,7 +101,7 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
     let batch_doc = format!(
         "Calls of [`{trait_ident}`] collected into one JSON-RPC batch: add calls with the methods, \
          `.await` the batch to send it, then `.await` each call's result.\n\n\
-         ```ignore\nlet mut batch = client.batch();\nlet first = batch.method(..)?;\nbatch.await?;\nlet value = first.await?;\n```"
+         ```text\nlet mut batch = client.batch();\nlet first = batch.method(..)?;\nbatch.await?;\nlet value = first.await?;\n```"
     );
 
     quote! {
