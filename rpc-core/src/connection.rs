@@ -141,7 +141,9 @@ impl WriteQueue {
         }
     }
 
-    fn has_room(&self) -> bool {
+    /// Whether a producer may queue now without waiting: lets a caller skip
+    /// building a timed wait (and reading the clock) in the common case.
+    pub(crate) fn has_room(&self) -> bool {
         let state = self.lock();
         state.closed || state.buf.len() < self.high_water
     }

@@ -120,7 +120,9 @@ pub use tokio_util::sync::CancellationToken;
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::service::{NoParams, method_not_found};
+    pub use crate::service::{
+        DisplayText, ErrorText, NoParams, NoText, encode_app_error_with, method_not_found,
+    };
     pub use serde_json::value::RawValue;
     pub use tokio::net::ToSocketAddrs;
 }

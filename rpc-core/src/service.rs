@@ -78,17 +78,57 @@ pub fn encode_reply<T: Serialize + ?Sized>(value: &T) -> Reply {
 
 /// Turns a method's error value into an application error object: code
 /// [`APPLICATION_ERROR`](code::APPLICATION_ERROR), the serialized value in
-/// `data`, and a message derived from it.
+/// `data`, and a message derived from the value (a string value itself, or
+/// the variant name of an enum).
+///
+/// Generated dispatchers use the error's `Display` text as the message when
+/// the type has one (`"division by zero"` rather than `"DivisionByZero"`).
 pub fn encode_app_error<E: Serialize + ?Sized>(error: &E) -> Reply {
+    encode_app_error_with(error, None)
+}
+
+/// [`encode_app_error`] with the message given, when the caller has one.
+#[doc(hidden)]
+pub fn encode_app_error_with<E: Serialize + ?Sized>(error: &E, message: Option<String>) -> Reply {
     let data = serde_json::to_value(error).map_err(result_not_serializable)?;
-    let message = match &data {
+    let message = message.unwrap_or_else(|| match &data {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Object(map) if map.len() == 1 => {
             map.keys().next().cloned().unwrap_or_default()
         }
         _ => "application error".to_owned(),
-    };
+    });
     Err(ErrorObject::new(code::APPLICATION_ERROR, message).with_data(data))
+}
+
+/// The `Display` text of an error if its type has one, `None` otherwise,
+/// chosen at compile time (autoref specialization): call
+/// `(&&ErrorText(&e)).rpc_text()` with [`DisplayText`] and [`NoText`] in scope.
+#[doc(hidden)]
+pub struct ErrorText<'a, T: ?Sized>(pub &'a T);
+
+/// Picked when the error type implements `Display`.
+#[doc(hidden)]
+pub trait DisplayText {
+    fn rpc_text(&self) -> Option<String>;
+}
+
+impl<T: std::fmt::Display + ?Sized> DisplayText for &ErrorText<'_, T> {
+    fn rpc_text(&self) -> Option<String> {
+        Some(self.0.to_string())
+    }
+}
+
+/// Picked otherwise.
+#[doc(hidden)]
+pub trait NoText {
+    fn rpc_text(&self) -> Option<String>;
+}
+
+impl<T: ?Sized> NoText for ErrorText<'_, T> {
+    fn rpc_text(&self) -> Option<String> {
+        None
+    }
 }
 
 #[cold]

@@ -661,3 +661,41 @@ async fn a_generated_batch_sends_one_frame_and_types_each_result() {
         "two calls and a notification in one frame"
     );
 }
+
+/// An error type without `Display`: the message falls back to the variant.
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+enum Bare {
+    Nope,
+}
+
+#[rpc_core::service]
+trait Plain {
+    async fn fail(&self) -> Result<u8, Bare>;
+}
+
+struct PlainImpl;
+
+impl Plain for PlainImpl {
+    async fn fail(&self) -> Result<u8, Bare> {
+        Err(Bare::Nope)
+    }
+}
+
+#[tokio::test]
+async fn an_error_type_without_display_is_named_by_its_variant() {
+    let server = rpc_core::Server::builder()
+        .service(PlainServer::new(PlainImpl))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut raw = TcpStream::connect(server.local_addr()).await.unwrap();
+    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"fail","id":1}"#).await;
+    let response = read_json(&mut raw).await;
+    assert_eq!(response["error"]["code"], code::APPLICATION_ERROR);
+    assert_eq!(response["error"]["message"], "Nope");
+    let client = PlainClient::connect(server.local_addr()).await.unwrap();
+    assert!(matches!(
+        client.fail().await,
+        Err(RpcError::Application(Bare::Nope))
+    ));
+}

@@ -456,14 +456,14 @@ async fn every_malformed_request_gets_its_error_code_and_the_connection_goes_on(
             br#"{"jsonrpc":"2.0","method":"div","params":[1,0],"id":20}"#,
             APPLICATION_ERROR,
             json!(20),
-            "DivisionByZero",
+            "division by zero",
         ),
         case(
             "pow overflow",
             br#"{"jsonrpc":"2.0","method":"pow","params":[10,400],"id":21}"#,
             APPLICATION_ERROR,
             json!(21),
-            "NotFinite",
+            "not a finite number",
         ),
     ];
 
@@ -536,6 +536,10 @@ async fn application_errors_carry_the_error_value_in_data() {
     let response = exchange(&mut s, &div).await;
     let error = assert_error(&response, 1000, &json!("d"));
     assert_eq!(error["data"], "DivisionByZero", "{response}");
+    assert_eq!(
+        error["message"], "division by zero",
+        "the message is the error's Display text: {response}"
+    );
 
     let pow = json!({"jsonrpc": "2.0", "method": "pow", "params": [10, 400], "id": "p"});
     let response = exchange(&mut s, &pow).await;
@@ -545,6 +549,7 @@ async fn application_errors_carry_the_error_value_in_data() {
         json!({"NotFinite": {"operation": "pow"}}),
         "{response}"
     );
+    assert_eq!(error["message"], "the result of pow is not a finite number");
 
     drop(s);
     stop(server).await;

@@ -69,8 +69,16 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 );
                 let (ok_krate, err_krate) = (respan(krate, ok.span()), respan(krate, err.span()));
                 let reply = quote_spanned!(ok.span()=> #ok_krate::encode_reply(&#ok_value));
-                let app_error =
-                    quote_spanned!(err.span()=> #err_krate::encode_app_error(&#err_value));
+                // The message is the error's `Display` text when it has one,
+                // picked at compile time (see `rpc_core::__private::ErrorText`).
+                let app_error = quote_spanned! {err.span()=>
+                    {
+                        #[allow(unused_imports)]
+                        use #err_krate::__private::{DisplayText as _, NoText as _};
+                        let __text = (&&#err_krate::__private::ErrorText(&#err_value)).rpc_text();
+                        #err_krate::__private::encode_app_error_with(&#err_value, __text)
+                    }
+                };
                 quote! {
                     match #call {
                         ::core::result::Result::Ok(#ok_value) => #reply,
