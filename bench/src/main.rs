@@ -1,0 +1,221 @@
+//! `rpc-bench`: this workspace's RPC library side by side with tarpc,
+//! jsonrpsee (WebSocket and HTTP) and a hand-written baseline, in one process.
+//!
+//! See `BENCHMARKS.md` at the root of the repository for what each scenario
+//! does, how to read the table, and the latest results.
+
+mod counting;
+mod cpu;
+mod macro_cost;
+mod mem;
+mod report;
+mod scenario;
+mod systems;
+mod tcpinfo;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::scenario::SCENARIOS;
+use crate::systems::System;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks rpc-core against tarpc, jsonrpsee and a hand-written baseline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// Seconds measured per scenario and system.
+    #[arg(long, default_value_t = 3.0)]
+    secs: f64,
+    /// Seconds of unmeasured warm-up before each measurement.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// How many times to run the whole matrix.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Scenarios to run, comma-separated: seq, pipe, conns, big, fanin.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Systems to run, comma-separated: rpc, baseline, tarpc, jsonrpsee-ws, jsonrpsee-http.
+    #[arg(long, value_delimiter = ',')]
+    systems: Vec<String>,
+    /// Worker threads of the server's runtime.
+    #[arg(long, default_value_t = 1)]
+    server_threads: usize,
+    /// Worker threads of the clients' runtime.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Let the OS place the runtimes' threads instead of pinning the server's
+    /// to the first CPUs and the clients' to the next ones.
+    #[arg(long)]
+    no_pin: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Server memory per idle connection, and growth with calls served.
+    Mem {
+        /// Systems to measure (default: all).
+        #[arg(long, value_delimiter = ',')]
+        systems: Vec<String>,
+        /// Idle connections to open.
+        #[arg(long, default_value_t = 10_000)]
+        conns: usize,
+        /// Calls for the growth check (RSS compared after a tenth and after all).
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
+        /// Time limit of each phase, in seconds.
+        #[arg(long, default_value_t = 120)]
+        max_secs: u64,
+        /// Worker threads of each runtime.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Compile time of a 50-method service with rpc_core's and tarpc's macros.
+    MacroCost {
+        #[arg(long, default_value_t = 50)]
+        methods: usize,
+        /// Timed rebuilds per crate.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Time `cargo build --release` instead of `cargo build`.
+        #[arg(long)]
+        release: bool,
+        /// Where to generate the crates (default: a fixed temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Runs one system's server until stdin closes (used by `mem`).
+    #[command(hide = true)]
+    Serve {
+        #[arg(long)]
+        system: String,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+fn systems(names: &[String]) -> Vec<System> {
+    if names.is_empty() {
+        return System::ALL.to_vec();
+    }
+    names
+        .iter()
+        .map(|n| System::parse(n).unwrap_or_else(|e| exit(&e)))
+        .collect()
+}
+
+fn exit(message: &str) -> ! {
+    eprintln!("rpc-bench: {message}");
+    std::process::exit(2)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.command {
+        None => matrix(&cli.run),
+        Some(Cmd::Mem {
+            systems: names,
+            conns,
+            calls,
+            max_secs,
+            threads,
+        }) => mem::run(&mem::MemArgs {
+            systems: systems(&names),
+            conns,
+            calls,
+            max_secs,
+            threads,
+        }),
+        Some(Cmd::MacroCost {
+            methods,
+            reps,
+            release,
+            dir,
+        }) => macro_cost::run(&macro_cost::MacroArgs {
+            methods,
+            reps: reps.max(1),
+            release,
+            dir,
+        }),
+        Some(Cmd::Serve { system, threads }) => {
+            mem::serve(System::parse(&system).unwrap_or_else(|e| exit(&e)), threads)
+        }
+    }
+}
+
+/// The 1, 5 and 15-minute load averages: other work on the machine skews
+/// throughput, so each table says how busy the machine was.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn matrix(args: &RunArgs) {
+    let systems = systems(&args.systems);
+    let scenarios: Vec<_> = SCENARIOS
+        .into_iter()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
+        .collect();
+    if scenarios.is_empty() {
+        exit("--only matches no scenario; expected some of seq, pipe, conns, big, fanin");
+    }
+    let limit = mem::raise_fd_limit();
+    println!(
+        "server runtime: {} worker thread(s); client runtime: {} worker thread(s); {}; {}s measured after {}s warm-up; open-file limit {limit}; load average at start: {}\n",
+        args.server_threads,
+        args.client_threads,
+        if args.no_pin {
+            "threads not pinned"
+        } else {
+            "server threads pinned to the first CPUs, client threads to the next"
+        },
+        args.secs,
+        args.warmup,
+        loadavg()
+    );
+    let mut failed = false;
+    for run in 1..=args.runs {
+        let mut outcomes = Vec::new();
+        for scenario in &scenarios {
+            for &system in &systems {
+                eprint!("run {run}: {} / {} … ", scenario.name, system.name());
+                let outcome = scenario::run(
+                    system,
+                    *scenario,
+                    Duration::from_secs_f64(args.warmup),
+                    Duration::from_secs_f64(args.secs),
+                    (args.server_threads, args.client_threads),
+                    !args.no_pin,
+                );
+                if outcome.errors > 0 {
+                    failed = true;
+                    eprintln!("FAILED ({})", outcome.first_error.as_deref().unwrap_or("?"));
+                } else {
+                    eprintln!("{:.0} calls/s", outcome.calls_per_sec());
+                }
+                outcomes.push(outcome);
+            }
+        }
+        println!(
+            "## Run {run} of {} (load average at the end: {})\n",
+            args.runs,
+            loadavg()
+        );
+        println!("{}", report::table(&outcomes, &systems));
+        println!("{}", report::segment_check(&outcomes));
+        println!("Targets:\n{}", report::targets(&outcomes));
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,167 @@
+//! The results table, and the project's targets checked against it.
+
+use std::fmt::Write;
+
+use crate::scenario::Outcome;
+use crate::systems::System;
+
+fn find<'a>(outcomes: &'a [Outcome], scenario: &str, system: System) -> Option<&'a Outcome> {
+    outcomes
+        .iter()
+        .find(|o| o.scenario.name == scenario && o.system == system && o.errors == 0 && o.calls > 0)
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "–".into()
+    }
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("–".into(), |v| format!("{v:.digits$}"))
+}
+
+/// One markdown table: a row per scenario and system, with throughput ratios
+/// to the baseline and to each peer, and the p50 latency ratio to the baseline.
+pub fn table(outcomes: &[Outcome], systems: &[System]) -> String {
+    let mut out = String::new();
+    let peers: Vec<System> = systems
+        .iter()
+        .copied()
+        .filter(|s| *s != System::Rpc)
+        .collect();
+    out.push_str("| scenario | system | calls/s | p50 µs | p99 µs | MiB/s | req/write (client) | resp/write (server) | CPU µs/call (server+client) |");
+    for p in &peers {
+        let _ = write!(out, " ÷{} |", p.name());
+    }
+    out.push_str(" p50 ÷baseline |\n|---|---|--:|--:|--:|--:|--:|--:|--:|");
+    for _ in &peers {
+        out.push_str("--:|");
+    }
+    out.push_str("--:|\n");
+    let mut scenarios: Vec<&str> = Vec::new();
+    for o in outcomes {
+        if !scenarios.contains(&o.scenario.name) {
+            scenarios.push(o.scenario.name);
+        }
+    }
+    for scenario in scenarios {
+        for o in outcomes.iter().filter(|o| o.scenario.name == scenario) {
+            if o.errors > 0 || o.calls == 0 {
+                let _ = writeln!(
+                    out,
+                    "| {scenario} | {} | FAILED: {} errors, first: {} |",
+                    o.system.name(),
+                    o.errors,
+                    o.first_error
+                        .as_deref()
+                        .unwrap_or("no calls completed")
+                        .replace('|', "/")
+                );
+                continue;
+            }
+            let server = match o.server_ratio() {
+                Some((r, true)) => format!("{r:.2}"),
+                Some((r, false)) => format!("{r:.2}*"),
+                None => "–".into(),
+            };
+            let _ = write!(
+                out,
+                "| {scenario} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {server} | {:.1}+{:.1} |",
+                o.system.name(),
+                o.calls_per_sec(),
+                o.p50_us,
+                o.p99_us,
+                opt(o.mib_per_sec(), 1),
+                opt(o.client_msgs_per_write, 2),
+                o.server_cpu_us,
+                o.client_cpu_us,
+            );
+            for p in &peers {
+                let cell = find(outcomes, scenario, *p).map_or("–".into(), |peer| {
+                    ratio(o.calls_per_sec(), peer.calls_per_sec())
+                });
+                let _ = write!(out, " {cell} |");
+            }
+            let p50 = find(outcomes, scenario, System::Baseline)
+                .map_or("–".into(), |b| ratio(o.p50_us, b.p50_us));
+            let _ = writeln!(out, " {p50} |");
+        }
+    }
+    out.push_str(
+        "\n`*`: counted from the kernel's data segments received by the clients \
+         (`TCP_INFO`), since the library's server sockets cannot be wrapped; \
+         meaningful for small messages only (a 1 MiB write is many segments).\n",
+    );
+    out
+}
+
+/// Cross-check of the segment-based count against the wrapped count, for
+/// the systems that have both.
+pub fn segment_check(outcomes: &[Outcome]) -> String {
+    let mut out =
+        String::from("resp/write (wrapped) vs resp/segment (TCP_INFO), small messages:\n");
+    for o in outcomes.iter().filter(|o| o.mib_per_sec().is_none()) {
+        if let (Some(w), Some(s)) = (o.server_msgs_per_write, o.server_msgs_per_segment) {
+            let _ = writeln!(
+                out,
+                "  {:<6} {:<14} {w:>6.2} {s:>6.2}",
+                o.scenario.name,
+                o.system.name()
+            );
+        }
+    }
+    out
+}
+
+/// The project's targets for this run, each met or missed.
+pub fn targets(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    let get = |s, sys| find(outcomes, s, sys);
+    let mut check = |what: &str, value: Option<f64>, goal: f64, at_least: bool| {
+        let line = match value {
+            Some(v) => {
+                let met = if at_least { v >= goal } else { v <= goal };
+                format!(
+                    "{} {what}: {v:.2} ({} {goal})",
+                    if met { "MET   " } else { "MISSED" },
+                    if at_least { "≥" } else { "≤" }
+                )
+            }
+            None => format!("n/a    {what}: not measured in this run"),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    };
+    let tput =
+        |s, a, b| -> Option<f64> { Some(get(s, a)?.calls_per_sec() / get(s, b)?.calls_per_sec()) };
+    check(
+        "pipe rpc ÷ baseline",
+        tput("pipe", System::Rpc, System::Baseline),
+        3.0,
+        true,
+    );
+    check(
+        "pipe rpc ÷ tarpc",
+        tput("pipe", System::Rpc, System::Tarpc),
+        4.0,
+        true,
+    );
+    check(
+        "conns rpc ÷ baseline",
+        tput("conns", System::Rpc, System::Baseline),
+        3.0,
+        true,
+    );
+    check(
+        "big rpc ÷ baseline (MiB/s)",
+        tput("big", System::Rpc, System::Baseline),
+        2.0,
+        true,
+    );
+    let p50 = (|| Some(get("seq", System::Rpc)?.p50_us / get("seq", System::Baseline)?.p50_us))();
+    check("seq p50 rpc ÷ baseline", p50, 1.1, false);
+    out
+}

@@ -1,0 +1,174 @@
+//! The systems under test, behind one face: start a server, connect a client,
+//! call `add` and `echo`.
+//!
+//! Every system serves the same two methods with the same semantics, and is
+//! set up as its authors recommend for throughput (TCP_NODELAY on both sides,
+//! every request handled concurrently). A client is an enum rather than a
+//! trait object so that the benchmark adds no allocation of its own per call.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use crate::counting::WriteCounter;
+
+pub mod baseline;
+pub mod jsonrpsee;
+pub mod rpc;
+pub mod tarpc;
+
+/// One implementation of the benchmark service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    /// This workspace's `rpc-core`, over TCP.
+    Rpc,
+    /// A hand-written LengthDelimitedCodec + serde_json client and server.
+    Baseline,
+    /// tarpc 0.38 with its JSON serde transport over TCP.
+    Tarpc,
+    /// jsonrpsee 0.26 over WebSocket.
+    JsonrpseeWs,
+    /// jsonrpsee 0.26 over HTTP/1.1.
+    JsonrpseeHttp,
+}
+
+impl System {
+    pub const ALL: [System; 5] = [
+        System::Rpc,
+        System::Baseline,
+        System::Tarpc,
+        System::JsonrpseeWs,
+        System::JsonrpseeHttp,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            System::Rpc => "rpc",
+            System::Baseline => "baseline",
+            System::Tarpc => "tarpc",
+            System::JsonrpseeWs => "jsonrpsee-ws",
+            System::JsonrpseeHttp => "jsonrpsee-http",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<System, String> {
+        System::ALL
+            .into_iter()
+            .find(|s| s.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = System::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "unknown system `{name}`; expected one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// A server running on the server runtime.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    /// Writes made by the server, when its sockets can be wrapped.
+    pub writes: Option<WriteCounter>,
+    stop: Box<dyn FnOnce() + Send>,
+}
+
+impl RunningServer {
+    pub fn new(
+        addr: SocketAddr,
+        writes: Option<WriteCounter>,
+        stop: impl FnOnce() + Send + 'static,
+    ) -> Self {
+        Self {
+            addr,
+            writes,
+            stop: Box::new(stop),
+        }
+    }
+
+    /// Stops accepting and drops the server's tasks (connections end when
+    /// their clients go).
+    pub fn stop(self) {
+        (self.stop)()
+    }
+}
+
+/// Starts `system`'s server on 127.0.0.1 on the current runtime.
+pub async fn start_server(system: System) -> RunningServer {
+    match system {
+        System::Rpc => rpc::start_server().await,
+        System::Baseline => baseline::start_server().await,
+        System::Tarpc => tarpc::start_server().await,
+        System::JsonrpseeWs | System::JsonrpseeHttp => jsonrpsee::start_server().await,
+    }
+}
+
+/// A client of one of the systems; cheap to clone, clones share a connection
+/// (for HTTP: a connection pool).
+#[derive(Clone)]
+pub enum Client {
+    Rpc(rpc::Client),
+    Baseline(baseline::Client),
+    Tarpc(tarpc::Client),
+    Ws(jsonrpsee::WsClient),
+    Http(jsonrpsee::HttpClient),
+}
+
+/// A connected client and what the benchmark can observe of its socket.
+pub struct Connection {
+    pub client: Client,
+    /// The client's own writes, when its socket can be wrapped.
+    pub writes: Option<WriteCounter>,
+    /// The socket, for reading the kernel's segment counters.
+    pub fd: Option<RawFd>,
+}
+
+/// Connects a client of `system` to `addr` on the current runtime.
+pub async fn connect(system: System, addr: SocketAddr) -> Result<Connection, String> {
+    match system {
+        System::Rpc => rpc::connect(addr).await,
+        System::Baseline => baseline::connect(addr).await,
+        System::Tarpc => tarpc::connect(addr).await,
+        System::JsonrpseeWs => jsonrpsee::connect_ws(addr).await,
+        System::JsonrpseeHttp => jsonrpsee::connect_http(addr).await,
+    }
+}
+
+impl Client {
+    pub async fn add(&self, a: i64, b: i64) -> Result<i64, String> {
+        match self {
+            Client::Rpc(c) => c.add(a, b).await.map_err(|e| e.to_string()),
+            Client::Baseline(c) => c.call("add", (a, b)).await,
+            Client::Tarpc(c) => tarpc::add(c, a, b).await,
+            Client::Ws(c) => jsonrpsee::add(&**c, a, b).await,
+            Client::Http(c) => jsonrpsee::add(c, a, b).await,
+        }
+    }
+
+    pub async fn echo(&self, s: String) -> Result<String, String> {
+        match self {
+            Client::Rpc(c) => c.echo(s).await.map_err(|e| e.to_string()),
+            Client::Baseline(c) => c.call("echo", (s,)).await,
+            Client::Tarpc(c) => tarpc::echo(c, s).await,
+            Client::Ws(c) => jsonrpsee::echo(&**c, s).await,
+            Client::Http(c) => jsonrpsee::echo(c, s).await,
+        }
+    }
+}
+
+/// Connects with TCP_NODELAY set, as every system here does.
+pub async fn tcp_connect(addr: SocketAddr) -> Result<tokio::net::TcpStream, String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    Ok(stream)
+}
+
+/// A loopback listener on a free port.
+pub async fn listen() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1:0")
+}

@@ -1,0 +1,57 @@
+//! This workspace's library: `#[rpc_core::service]` over TCP.
+
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+
+use super::{Connection, RunningServer, listen, tcp_connect};
+use crate::counting::{CountingIo, WriteCounter};
+
+/// The benchmark service.
+#[rpc_core::service]
+pub trait BenchService {
+    /// `a + b`.
+    async fn add(&self, a: i64, b: i64) -> i64;
+    /// Returns `s` unchanged.
+    async fn echo(&self, s: String) -> String;
+}
+
+struct Bench;
+
+impl BenchService for Bench {
+    async fn add(&self, a: i64, b: i64) -> i64 {
+        a.wrapping_add(b)
+    }
+
+    async fn echo(&self, s: String) -> String {
+        s
+    }
+}
+
+pub type Client = BenchServiceClient;
+
+/// The server, with the library's defaults. Its sockets cannot be wrapped
+/// (the library accepts them itself), so its writes are counted from the
+/// client side through `TCP_INFO`.
+pub async fn start_server() -> RunningServer {
+    let server = rpc_core::Server::builder()
+        .service(BenchServiceServer::new(Bench))
+        .serve(listen().await)
+        .expect("start the rpc server");
+    let addr = server.local_addr();
+    let stop = server.stop_token();
+    RunningServer::new(addr, None, move || stop.cancel())
+}
+
+/// The client, through `ClientBuilder::start` so its write half is counted.
+pub async fn connect(addr: SocketAddr) -> Result<Connection, String> {
+    let stream = tcp_connect(addr).await?;
+    let fd = stream.as_raw_fd();
+    let (read, write) = stream.into_split();
+    let writes = WriteCounter::default();
+    let client = rpc_core::Client::builder().start(read, CountingIo::new(write, writes.clone()));
+    Ok(Connection {
+        client: super::Client::Rpc(BenchServiceClient::new(client)),
+        writes: Some(writes),
+        fd: Some(fd),
+    })
+}
