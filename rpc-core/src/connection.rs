@@ -207,7 +207,7 @@ impl WriteQueue {
 /// (measured: two per call instead of one in a one-call-at-a-time
 /// exchange) for no gain in batching.
 #[derive(Default)]
-struct YieldToQueue {
+pub(crate) struct YieldToQueue {
     yielded: bool,
 }
 

@@ -53,6 +53,9 @@ pub(crate) struct FrameReader<R> {
     frame_timeout: Option<Duration>,
     /// When the first byte of the frame now in `buf` arrived.
     started: Option<Instant>,
+    /// When the last read returned data: the arrival time of every frame it
+    /// completed (one clock reading per read, not per frame).
+    last_read: Instant,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -63,7 +66,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             decoder: FrameDecoder::new(max_frame),
             frame_timeout,
             started: None,
+            last_read: Instant::now(),
         }
+    }
+
+    /// When bytes last arrived.
+    pub(crate) fn last_read(&self) -> Instant {
+        self.last_read
     }
 
     /// The byte stream, for draining it after a fatal error.
@@ -81,11 +90,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     ) -> Result<Option<Bytes>, ReadError> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
-                self.started = if self.buf.is_empty() {
-                    None
-                } else {
-                    Some(Instant::now())
-                };
+                // Bytes left over belong to a frame that started arriving
+                // with the last read.
+                self.started = (!self.buf.is_empty()).then_some(self.last_read);
                 if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
                     self.buf = BytesMut::new();
                 }
@@ -120,7 +127,8 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                     Err(ReadError::Truncated(self.buf.len()))
                 };
             }
-            self.started.get_or_insert_with(Instant::now);
+            self.last_read = Instant::now();
+            self.started.get_or_insert(self.last_read);
         }
     }
 }

@@ -14,7 +14,8 @@
 //! deadlines, `rpc.cancel`, `rpc.auth`, and the `rpc.shutdown` notice of a
 //! graceful stop.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -62,6 +63,9 @@ pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Default time in-flight calls get to finish after a shutdown starts: 10 seconds.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
+
+/// Frames a connection handles in a row before letting other tasks run.
+const FRAMES_PER_TURN: u32 = 8;
 
 /// Smallest limit applied to outgoing frames, whatever `max_frame_size`:
 /// every error response fits, so a tiny limit never silences the server.
@@ -411,7 +415,7 @@ async fn serve_connection<R, W>(
             config.write_buffer,
         )),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
-        running: Arc::new(Mutex::new(HashMap::new())),
+        running: Arc::new(Mutex::new(HashMap::default())),
         authenticated: config.token.is_none(),
         draining: false,
         shared: shared.clone(),
@@ -444,12 +448,16 @@ async fn serve_connection<R, W>(
     let mut handlers = JoinSet::new();
     let mut reading = true;
     let mut grace_ends: Option<Instant> = None;
-    let mut last_activity = Instant::now();
+    // When the last call in flight finished; with the reader's last read,
+    // the start of the current idle period.
+    let mut drained_at = Instant::now();
     let mut fatal = false;
+    // Frames handled since the loop last let other tasks run.
+    let mut burst = 0u32;
     loop {
         let idle_until = handlers
             .is_empty()
-            .then(|| last_activity + config.idle_timeout);
+            .then(|| drained_at.max(reader.last_read()) + config.idle_timeout);
         tokio::select! {
             _ = stop.cancelled(), if grace_ends.is_none() => {
                 grace_ends = Some(Instant::now() + config.grace_period);
@@ -463,8 +471,10 @@ async fn serve_connection<R, W>(
                 break;
             }
             Some(_) = handlers.join_next(), if !handlers.is_empty() => {
-                last_activity = Instant::now();
-                if handlers.is_empty() && (!reading || conn.draining) { break }
+                if handlers.is_empty() {
+                    drained_at = Instant::now();
+                    if !reading || conn.draining { break }
+                }
             }
             _ = &mut writer => {
                 // The writer only ends early when the socket failed: nobody can
@@ -475,14 +485,26 @@ async fn serve_connection<R, W>(
             frame = async {
                 // A peer that stops reading for as long as the idle timeout
                 // is treated as gone, so it cannot hold a connection forever.
-                if tokio::time::timeout(config.idle_timeout, conn.queue.wait_for_room()).await.is_err() {
+                if !conn.queue.has_room()
+                    && tokio::time::timeout(config.idle_timeout, conn.queue.wait_for_room()).await.is_err()
+                {
                     return Err(ReadError::Stalled(config.idle_timeout));
                 }
                 reader.next(idle_until).await
             }, if reading => {
-                last_activity = Instant::now();
                 match frame {
-                    Ok(Some(frame)) => conn.handle_frame(frame, &mut handlers),
+                    Ok(Some(frame)) => {
+                        conn.handle_frame(frame, reader.last_read(), &mut handlers);
+                        // Let the handlers just spawned (and the writer) run
+                        // every few frames, so a burst of requests is answered
+                        // in a stream rather than all at the end: both sides
+                        // then work at once instead of taking turns.
+                        burst += 1;
+                        if burst == FRAMES_PER_TURN {
+                            burst = 0;
+                            crate::connection::YieldToQueue::default().await;
+                        }
+                    }
                     Ok(None) => {
                         reading = false;
                         if handlers.is_empty() { break }
@@ -555,7 +577,8 @@ enum Admitted {
 }
 
 impl Conn {
-    fn handle_frame(&mut self, frame: Bytes, handlers: &mut JoinSet<()>) {
+    /// Handles one frame that arrived at `received`.
+    fn handle_frame(&mut self, frame: Bytes, received: Instant, handlers: &mut JoinSet<()>) {
         match message::parse_frame(&frame) {
             Incoming::Single(Err(rejected)) => {
                 let id = rejected.id.map(|id| keep_id(&frame, id));
@@ -563,7 +586,7 @@ impl Conn {
             }
             Incoming::Single(Ok(request)) => {
                 let id = request.id.map(|id| keep_id(&frame, id));
-                match self.admit(&request) {
+                match self.admit(&request, received) {
                     Admitted::Reply(reply) => match id {
                         Some(id) => push_reply(&self.queue, &id, reply),
                         None => log_notification_error(&request.method, &reply),
@@ -577,7 +600,7 @@ impl Conn {
                     .map(|member| match message::parse_request(member.get()) {
                         Ok(request) => {
                             let id = request.id.map(|id| keep_id(&frame, id));
-                            let call = match self.admit(&request) {
+                            let call = match self.admit(&request, received) {
                                 Admitted::Reply(reply) => Call::ready(&request.method, reply),
                                 Admitted::Run(call) => call,
                             };
@@ -653,7 +676,7 @@ impl Conn {
 
     /// Decides what to do with a request: the built-in methods, the checks
     /// (authentication, shutdown, in-flight limit), then routing.
-    fn admit(&mut self, request: &Request<'_>) -> Admitted {
+    fn admit(&mut self, request: &Request<'_>, received: Instant) -> Admitted {
         let method = &*request.method;
         if method == "rpc.auth" {
             return Admitted::Reply(self.authenticate(request.params));
@@ -685,14 +708,14 @@ impl Conn {
         let router = &self.shared.router;
         let routed =
             std::panic::catch_unwind(AssertUnwindSafe(|| router.call(method, request.params)));
-        let (service, future) = match routed {
+        let (service, method, future) = match routed {
             Ok(Ok(routed)) => routed,
             Ok(Err(error)) => return Admitted::Reply(Err(error)),
             Err(panic) => return Admitted::Reply(Err(panicked(method, &*panic))),
         };
         let deadline = request
             .timeout_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
+            .map(|ms| received + Duration::from_millis(ms));
         let span = tracing::debug_span!(
             "rpc.call",
             service,
@@ -700,7 +723,7 @@ impl Conn {
             id = request.id.map(|id| id.get()),
         );
         Admitted::Run(Call {
-            method: Arc::from(method),
+            method: Cow::Borrowed(method),
             work: Work::Running {
                 span,
                 future,
@@ -819,7 +842,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// One admitted call.
 struct Call {
-    method: Arc<str>,
+    /// The wire name, for logs: borrowed from the routing table when routed.
+    method: Cow<'static, str>,
     work: Work,
 }
 
@@ -838,7 +862,7 @@ enum Work {
 impl Call {
     fn ready(method: &str, reply: Reply) -> Self {
         Call {
-            method: Arc::from(method),
+            method: Cow::Owned(method.to_owned()),
             work: Work::Ready(reply),
         }
     }
@@ -854,7 +878,8 @@ impl Call {
                 _permit,
             } => (span, future, deadline, timeout_ms, _permit),
         };
-        let started = Instant::now();
+        // The clock is read only when the span is recorded.
+        let started = (!span.is_disabled()).then(Instant::now);
         let guarded = AssertUnwindSafe(CallContext::new(deadline).scope(future))
             .catch_unwind()
             .instrument(span.clone());
@@ -877,7 +902,7 @@ impl Call {
             return reply;
         }
         span.in_scope(|| {
-            let elapsed_us = started.elapsed().as_micros() as u64;
+            let elapsed_us = started.map_or(0, |t| t.elapsed().as_micros() as u64);
             match &reply {
                 Ok(_) => tracing::debug!(elapsed_us, outcome = "ok", "call finished"),
                 Err(e) => tracing::debug!(
@@ -966,7 +991,7 @@ struct Router {
 
 impl Router {
     fn new(services: Vec<Arc<dyn Service>>) -> Result<Self, ServerError> {
-        let mut routes: HashMap<&'static str, usize> = HashMap::new();
+        let mut routes: HashMap<&'static str, usize> = HashMap::default();
         let mut all: Vec<MethodInfo> = Vec::new();
         for (index, service) in services.iter().enumerate() {
             for method in service.methods() {
@@ -996,25 +1021,34 @@ impl Router {
         })
     }
 
-    /// The service that offers `method` (its name, for tracing) and the
-    /// future that runs the call.
+    /// The service that offers `method` (its name, for tracing), the
+    /// method's name as the routing table holds it, and the future that runs
+    /// the call.
     fn call(
         &self,
         method: &str,
         params: Option<&RawValue>,
-    ) -> Result<(&'static str, HandlerFuture), ErrorObject> {
-        if let Some(service) = self.routes.get(method).and_then(|&i| self.services.get(i)) {
-            return Ok((service.name(), service.call(method, params)?));
+    ) -> Result<(&'static str, &'static str, HandlerFuture), ErrorObject> {
+        if let Some((&name, service)) = self
+            .routes
+            .get_key_value(method)
+            .and_then(|(name, &i)| Some((name, self.services.get(i)?)))
+        {
+            return Ok((service.name(), name, service.call(name, params)?));
         }
         match method {
             "rpc.ping" => {
                 crate::ParamReader::new(params, &[])?;
-                Ok(("rpc", Box::pin(async { service::encode_reply("pong") })))
+                Ok((
+                    "rpc",
+                    "rpc.ping",
+                    Box::pin(async { service::encode_reply("pong") }),
+                ))
             }
             "rpc.discover" => {
                 crate::ParamReader::new(params, &[])?;
                 let doc = self.discover.clone();
-                Ok(("rpc", Box::pin(async move { Ok(doc) })))
+                Ok(("rpc", "rpc.discover", Box::pin(async move { Ok(doc) })))
             }
             _ => Err(service::method_not_found(method)),
         }
