@@ -48,7 +48,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITE_BUFFER: usize = 1024 * 1024;
 
 /// Responses the reader dispatches in a row before letting other tasks run.
-const RESPONSES_PER_TURN: u32 = 8;
+const RESPONSES_PER_TURN: u32 = 16;
 
 /// First reconnection delay after a failed attempt; doubles per failure.
 const BACKOFF_BASE: Duration = Duration::from_millis(50);
@@ -248,7 +248,12 @@ impl ClientBuilder {
             Some((connector, name)) => {
                 let handshake = connector.connect(name.clone(), stream);
                 let tls = match tokio::time::timeout_at(deadline, handshake).await {
-                    Ok(tls) => tls.map_err(connect_error)?,
+                    Ok(tls) => tls.map_err(|e| {
+                        connect_error(std::io::Error::new(
+                            e.kind(),
+                            format!("the TLS handshake failed ({e}); does the server speak TLS, with a certificate for this name signed by a CA you trust?"),
+                        ))
+                    })?,
                     Err(_) => return Err(RpcError::Timeout(self.timeout)),
                 };
                 let (read, write) = tokio::io::split(tls);
@@ -588,19 +593,15 @@ impl Connection {
             armed: true,
             sent: false,
         };
-        // The budget sent is what remains; without a wait for room that is
-        // the whole timeout, and the clock need not be read again.
-        let budget = if shared.queue.has_room() {
-            timeout
-        } else {
-            if tokio::time::timeout_at(deadline, shared.queue.wait_for_room())
+        if !shared.queue.has_room()
+            && tokio::time::timeout_at(deadline, shared.queue.wait_for_room())
                 .await
                 .is_err()
-            {
-                return Err(RpcError::Timeout(timeout));
-            }
-            deadline.saturating_duration_since(Instant::now())
-        };
+        {
+            return Err(RpcError::Timeout(timeout));
+        }
+        // What remains after connecting, authenticating or waiting for room.
+        let budget = deadline.saturating_duration_since(Instant::now());
         shared
             .queue
             .push(|buf| message::write_request(buf, method, params, Some(id), Some(budget)))
@@ -1074,7 +1075,7 @@ where
         Box::pin(async move {
             let Some(sent) = self.state.sent.get() else {
                 return Err(RpcError::Closed(
-                    "the batch was not sent: await a BatchCall after `Batch::send`".to_owned(),
+                    "the batch was not sent: `Batch::send` was not called, or it failed".to_owned(),
                 ));
             };
             match tokio::time::timeout_at(sent.deadline, self.answer).await {

@@ -57,8 +57,7 @@
 //!   method, returning `Result<T, RpcError>` (or `Result<T, RpcError<E>>`
 //!   for a method declared `-> Result<T, E>`);
 //! - `FooServer<S>`, the dispatcher for any `S: Foo`, to hand to
-//!   [`Server::builder`]`().service(..)`.
-//!
+//!   [`Server::builder`]`().service(..)`;
 //! - `FooBatch`, from `FooClient::batch()`: the same methods, collected and
 //!   sent as one JSON-RPC batch when the batch is awaited; each call then
 //!   resolves to its own typed result.

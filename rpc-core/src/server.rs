@@ -65,7 +65,7 @@ pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
 /// Frames a connection handles in a row before letting other tasks run.
-const FRAMES_PER_TURN: u32 = 8;
+const FRAMES_PER_TURN: u32 = 16;
 
 /// Smallest limit applied to outgoing frames, whatever `max_frame_size`:
 /// every error response fits, so a tiny limit never silences the server.

@@ -27,8 +27,10 @@ impl Terminal {
     /// The next line, trimmed; `None` at end of input or on a quit word.
     async fn ask(&mut self, prompt: &str) -> Result<Option<String>, DemoError> {
         let mut out = tokio::io::stdout();
-        out.write_all(prompt.as_bytes()).await?;
-        out.flush().await?;
+        out.write_all(prompt.as_bytes())
+            .await
+            .map_err(crate::output_error)?;
+        out.flush().await.map_err(crate::output_error)?;
         match self.lines.next_line().await? {
             None => {
                 say!("");

@@ -111,6 +111,8 @@ enum DemoError {
     Input(#[from] std::io::Error),
     #[error("standard output is closed")]
     OutputClosed,
+    #[error("writing to the terminal failed: {0}")]
+    Output(std::io::Error),
     #[error("{0}")]
     Other(String),
 }
@@ -122,10 +124,16 @@ fn say_line(args: std::fmt::Arguments<'_>) -> Result<(), DemoError> {
     out.write_fmt(args)
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush())
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::BrokenPipe => DemoError::OutputClosed,
-            _ => DemoError::Input(e),
-        })
+        .map_err(output_error)
+}
+
+/// A failed write to standard output: a closed pipe ends the program
+/// quietly, anything else is reported.
+fn output_error(e: std::io::Error) -> DemoError {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => DemoError::OutputClosed,
+        _ => DemoError::Output(e),
+    }
 }
 
 fn main() -> ExitCode {
