@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -415,7 +415,7 @@ async fn serve_connection<R, W>(
             config.write_buffer,
         )),
         in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
-        running: Arc::new(Mutex::new(HashMap::default())),
+        running: HashMap::default(),
         authenticated: config.token.is_none(),
         draining: false,
         shared: shared.clone(),
@@ -470,7 +470,12 @@ async fn serve_connection<R, W>(
                 handlers.abort_all();
                 break;
             }
-            Some(_) = handlers.join_next(), if !handlers.is_empty() => {
+            Some(done) = handlers.join_next_with_id(), if !handlers.is_empty() => {
+                let task = match done {
+                    Ok((task, ())) => task,
+                    Err(e) => e.id(),
+                };
+                conn.running.remove(&task);
                 if handlers.is_empty() {
                     drained_at = Instant::now();
                     if !reading || conn.draining { break }
@@ -562,8 +567,10 @@ struct Conn {
     shared: Arc<Shared>,
     queue: Arc<WriteQueue>,
     in_flight: Arc<Semaphore>,
-    /// Calls running in their own task, by raw id, so `rpc.cancel` can abort them.
-    running: Arc<Mutex<HashMap<Bytes, (tokio::task::Id, AbortHandle)>>>,
+    /// Calls running in their own task, with their raw ids, so `rpc.cancel`
+    /// can abort them. Owned by the connection task alone (no lock): entries
+    /// are added when a call is spawned and removed when its task is reaped.
+    running: HashMap<tokio::task::Id, (Bytes, AbortHandle)>,
     authenticated: bool,
     draining: bool,
 }
@@ -642,7 +649,7 @@ impl Conn {
     }
 
     /// Runs `call` in a task of its own, cancellable by id.
-    fn spawn(&self, call: Call, id: Option<Bytes>, handlers: &mut JoinSet<()>) {
+    fn spawn(&mut self, call: Call, id: Option<Bytes>, handlers: &mut JoinSet<()>) {
         let queue = self.queue.clone();
         let Some(id) = id else {
             handlers.spawn(async move {
@@ -652,26 +659,14 @@ impl Conn {
             });
             return;
         };
-        let running = self.running.clone();
-        // Held across the spawn so the task cannot finish (and unregister)
-        // before it is registered.
-        let mut table = lock(&self.running);
         let key = id.clone();
         let abort = handlers.spawn(async move {
             let reply = call.run().await;
-            {
-                let mut table = lock(&running);
-                if table
-                    .get(&id)
-                    .is_some_and(|(task, _)| *task == tokio::task::id())
-                {
-                    table.remove(&id);
-                }
-            }
             queue.wait_for_room().await;
             push_reply(&queue, &id, reply);
         });
-        table.insert(key, (abort.id(), abort));
+        // Unregistered by the connection loop when it reaps the task.
+        self.running.insert(abort.id(), (key, abort));
     }
 
     /// Decides what to do with a request: the built-in methods, the checks
@@ -753,10 +748,17 @@ impl Conn {
         }
     }
 
-    fn cancel(&self, params: Option<&RawValue>) -> Reply {
+    fn cancel(&mut self, params: Option<&RawValue>) -> Reply {
         let mut reader = crate::ParamReader::new(params, &["id"])?;
         let id: Box<RawValue> = reader.arg(0)?;
-        let found = lock(&self.running).remove(id.get().as_bytes());
+        // A linear search: cancellations are rare, and keying the table by
+        // task keeps the common path (spawn, reap) to one hash operation each.
+        let task = self
+            .running
+            .iter()
+            .find(|(_, (raw, _))| raw.as_ref() == id.get().as_bytes())
+            .map(|(task, _)| *task);
+        let found = task.and_then(|task| self.running.remove(&task));
         if let Some((_, handle)) = &found {
             tracing::debug!(id = id.get(), "call cancelled by the client");
             handle.abort();
@@ -825,10 +827,6 @@ async fn linger<R: AsyncRead + Unpin>(mut read: R) {
         }
     };
     let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Compares without an early exit, so the time taken does not reveal how
