@@ -678,17 +678,10 @@ async fn discover_lists_every_method_with_its_parameters() {
 
 #[tokio::test]
 async fn shutdown_lets_calls_in_flight_finish_and_then_refuses_connections() {
-    use common::gated::{Gate, GatedClient, GatedServer};
+    use common::gated::{Gate, GatedClient};
 
     let gate = Gate::default();
-    let server = within(
-        "bind",
-        Server::builder()
-            .service(GatedServer::new(gate.clone()))
-            .bind("127.0.0.1:0"),
-    )
-    .await
-    .unwrap();
+    let server = common::gated::serve(&gate, Server::builder()).await;
     let addr = server.local_addr();
     let client = within("connect", GatedClient::connect(addr)).await.unwrap();
 

@@ -495,7 +495,6 @@ async fn every_malformed_request_gets_its_error_code_and_the_connection_goes_on(
 }
 
 #[tokio::test]
-
 async fn text_that_is_not_json_is_a_parse_error_whatever_its_first_character() {
     let server = demo_server().await;
     let mut s = connect(server.local_addr()).await;
@@ -652,19 +651,11 @@ async fn a_frame_at_the_configured_maximum_is_served_and_one_byte_more_closes_th
 }
 
 #[tokio::test]
-
 async fn calls_in_flight_still_answer_after_an_oversize_frame() {
-    use common::gated::{Gate, GatedServer};
+    use common::gated::Gate;
 
     let gate = Gate::default();
-    let server = within(
-        "bind",
-        Server::builder()
-            .service(GatedServer::new(gate.clone()))
-            .bind("127.0.0.1:0"),
-    )
-    .await
-    .unwrap();
+    let server = common::gated::serve(&gate, Server::builder()).await;
     let mut s = connect(server.local_addr()).await;
 
     send_json(
@@ -871,18 +862,10 @@ async fn a_panicking_handler_yields_an_internal_error_and_the_server_goes_on() {
 
 #[tokio::test]
 async fn a_call_beyond_the_in_flight_limit_gets_server_busy_and_the_connection_survives() {
-    use common::gated::{Gate, GatedServer};
+    use common::gated::Gate;
 
     let gate = Gate::default();
-    let server = within(
-        "bind",
-        Server::builder()
-            .max_in_flight(1)
-            .service(GatedServer::new(gate.clone()))
-            .bind("127.0.0.1:0"),
-    )
-    .await
-    .unwrap();
+    let server = common::gated::serve(&gate, Server::builder().max_in_flight(1)).await;
     let mut s = connect(server.local_addr()).await;
 
     let slow = json!({"jsonrpc": "2.0", "method": "slow", "id": "slow"});
