@@ -95,6 +95,7 @@ pub mod context;
 mod discover;
 mod error;
 pub mod frame;
+mod json;
 mod message;
 mod params;
 mod reader;

@@ -298,7 +298,7 @@ pub(crate) fn write_request<P: Serialize + ?Sized>(
     buf.put_slice(br#"{"jsonrpc":"2.0","method":"#);
     serde_json::to_writer((&mut *buf).writer(), method)?;
     buf.put_slice(br#","params":"#);
-    serde_json::to_writer((&mut *buf).writer(), params)?;
+    crate::json::write(buf, params)?;
     let mut digits = itoa::Buffer::new();
     if let Some(id) = id {
         buf.put_slice(br#","id":"#);

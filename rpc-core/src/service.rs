@@ -73,7 +73,13 @@ pub trait Service: Send + Sync + 'static {
 
 /// Serializes a method's return value into a [`Reply`].
 pub fn encode_reply<T: Serialize + ?Sized>(value: &T) -> Reply {
-    serde_json::value::to_raw_value(value).map_err(result_not_serializable)
+    let mut json = Vec::new();
+    crate::json::write(&mut json, value).map_err(result_not_serializable)?;
+    // Valid UTF-8 JSON by construction; both checks are cheap next to the
+    // escaping they replace.
+    let text = String::from_utf8(json)
+        .map_err(|e| result_not_serializable(serde::ser::Error::custom(e)))?;
+    RawValue::from_string(text).map_err(result_not_serializable)
 }
 
 /// Turns a method's error value into an application error object: code
