@@ -378,19 +378,33 @@ async fn accept_connection(
     }
     #[cfg(feature = "tls")]
     if let Some(acceptor) = shared.config.tls.clone() {
-        let handshake = tokio::time::timeout(shared.config.frame_timeout, acceptor.accept(stream));
-        match handshake.await {
-            Ok(Ok(tls)) => {
-                let (read, write) = tokio::io::split(tls);
-                serve_connection(read, write, shared, stop, permit).await;
-            }
-            Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake failed"),
-            Err(_) => tracing::info!("TLS handshake timed out"),
-        }
+        // Boxed: the TLS state machine is large, and inline it would make
+        // every plain TCP connection's task as large too.
+        Box::pin(serve_tls(acceptor, stream, shared, stop, permit)).await;
         return;
     }
     let (read, write) = stream.into_split();
     serve_connection(read, write, shared, stop, permit).await;
+}
+
+/// Completes the TLS handshake (within the frame timeout), then serves.
+#[cfg(feature = "tls")]
+async fn serve_tls(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let handshake = tokio::time::timeout(shared.config.frame_timeout, acceptor.accept(stream));
+    match handshake.await {
+        Ok(Ok(tls)) => {
+            let (read, write) = tokio::io::split(tls);
+            serve_connection(read, write, shared, stop, permit).await;
+        }
+        Ok(Err(e)) => tracing::info!(error = %e, "TLS handshake failed"),
+        Err(_) => tracing::info!("TLS handshake timed out"),
+    }
 }
 
 /// Serves one connection until the peer closes it, it breaks, it idles out,
@@ -441,7 +455,7 @@ async fn serve_connection<R, W>(
         );
         conn.queue.close();
         let _ = tokio::time::timeout(config.frame_timeout, writer).await;
-        linger(read).await;
+        Box::pin(linger(read)).await;
         return;
     }
     let mut reader = FrameReader::new(read, config.max_frame, Some(config.frame_timeout));
@@ -550,7 +564,7 @@ async fn serve_connection<R, W>(
         writer.abort();
     }
     if fatal {
-        linger(reader.into_inner()).await;
+        Box::pin(linger(reader.into_inner())).await;
     }
     drop(permit);
 }
@@ -1055,7 +1069,31 @@ impl Router {
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::*;
+
+    #[test]
+    fn a_connection_task_stays_small() {
+        // The state machine of every connection's task is allocated for as
+        // long as the connection lives: keep it small (idle-memory target).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let stream = TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let shared = Arc::new(Shared {
+                router: Router::new(Vec::new()).unwrap(),
+                config: ServerBuilder::default().config,
+                connections: Arc::new(Semaphore::new(1)),
+            });
+            let task = accept_connection(stream, shared, CancellationToken::new(), None);
+            let size = std::mem::size_of_val(&task);
+            assert!(size <= 2048, "the connection future is {size} bytes");
+        });
+    }
 
     #[test]
     fn token_comparison_is_exact() {
