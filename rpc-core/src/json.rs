@@ -290,38 +290,29 @@ impl<S: Sink> Seq<'_, S> {
     }
 }
 
-impl<S: Sink> ser::SerializeSeq for Seq<'_, S> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
+/// The three serde traits of array-shaped values, all written by `Seq`.
+macro_rules! seq_impls {
+    ($($trait:ident :: $method:ident),* $(,)?) => {
+        $(
+            impl<S: Sink> ser::$trait for Seq<'_, S> {
+                type Ok = ();
+                type Error = Error;
+                fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                    self.push(value)
+                }
+                fn end(self) -> Result<(), Error> {
+                    self.close()
+                }
+            }
+        )*
+    };
 }
 
-impl<S: Sink> ser::SerializeTuple for Seq<'_, S> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
-
-impl<S: Sink> ser::SerializeTupleStruct for Seq<'_, S> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.push(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.close()
-    }
-}
+seq_impls!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+);
 
 struct Struct<'a, S> {
     out: &'a mut S,
