@@ -4,6 +4,7 @@
 //! See `BENCHMARKS.md` at the root of the repository for what each scenario
 //! does, how to read the table, and the latest results.
 
+mod callgrind;
 mod counting;
 mod cpu;
 mod macro_cost;
@@ -93,6 +94,11 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The two processes of `bench/callgrind.sh` (instructions per call
+    /// under valgrind's callgrind): an `rpc` server and a pipelined client,
+    /// each on a current_thread runtime.
+    #[command(subcommand)]
+    Callgrind(CallgrindRole),
     /// Runs one system's server until stdin closes (used by `mem`).
     #[command(hide = true)]
     Serve {
@@ -100,6 +106,32 @@ enum Cmd {
         system: String,
         #[arg(long, default_value_t = 1)]
         threads: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum CallgrindRole {
+    /// Serves the `rpc` system's service on ADDR (printing `addr IP:PORT`)
+    /// until a client calls `callgrind.stop` or --max-secs pass.
+    Server {
+        /// Address to bind, e.g. 127.0.0.1:0.
+        addr: String,
+        /// Exit (with status 1) after this many seconds without a stop.
+        #[arg(long, default_value_t = 600)]
+        max_secs: u64,
+    },
+    /// Makes N `add` calls to the server at ADDR with the generated client,
+    /// --in-flight at a time, checks every answer, then stops the server.
+    Client {
+        addr: String,
+        /// Calls to make.
+        calls: u64,
+        /// Calls kept in flight (the `pipe` scenario's 64).
+        #[arg(long, default_value_t = 64)]
+        in_flight: u64,
+        /// Give up (exit status 1) after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        max_secs: u64,
     },
 }
 
@@ -146,6 +178,15 @@ fn main() {
             release,
             dir,
         }),
+        Some(Cmd::Callgrind(CallgrindRole::Server { addr, max_secs })) => {
+            callgrind::server(&addr, max_secs)
+        }
+        Some(Cmd::Callgrind(CallgrindRole::Client {
+            addr,
+            calls,
+            in_flight,
+            max_secs,
+        })) => callgrind::client(&addr, calls, in_flight, max_secs),
         Some(Cmd::Serve { system, threads }) => {
             mem::serve(System::parse(&system).unwrap_or_else(|e| exit(&e)), threads)
         }

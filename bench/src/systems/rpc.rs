@@ -15,7 +15,8 @@ pub trait BenchService {
     async fn echo(&self, s: String) -> String;
 }
 
-struct Bench;
+/// The implementation every `rpc` run serves (also `rpc-bench callgrind server`).
+pub struct Bench;
 
 impl BenchService for Bench {
     async fn add(&self, a: i64, b: i64) -> i64 {
