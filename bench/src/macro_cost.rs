@@ -40,7 +40,7 @@ fn rpc_crate(methods: usize) -> String {
     s.push_str(
         "}\n\n/// Instantiates the dispatcher and every handler.\n\
          pub fn dispatch(method: &str, params: Option<&rpc_core::__private::RawValue>)\n    \
-         -> Result<rpc_core::HandlerFuture, rpc_core::ErrorObject> {\n    \
+         -> Result<rpc_core::__private::HandlerFuture, rpc_core::ErrorObject> {\n    \
          rpc_core::Service::call(&BigServer::new(Impl), method, params)\n}\n\n\
          /// Instantiates every client method.\n\
          pub fn call_all(c: BigClient) -> std::pin::Pin<Box<dyn std::future::Future<Output = i64> + Send>> {\n    \

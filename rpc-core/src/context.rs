@@ -1,10 +1,16 @@
-//! What a handler knows about the call it is serving: its deadline.
+//! What a handler knows about the call it is serving: its deadline, and a
+//! way to send its caller notifications while it runs.
 //!
 //! The server runs every handler inside a task-local [`CallContext`]. A
 //! handler can read how much of the caller's time budget is left
 //! ([`remaining`]), and every client call made from inside the handler
 //! inherits that budget: its own timeout is cut to what remains, so a chain
 //! of services never works past the moment the first caller gave up.
+//!
+//! A handler can also push notifications to its caller with [`notify`],
+//! before it returns its result: each carries the call's id in its
+//! `in_reply_to` member, so the caller's client routes it to that call
+//! ([`Client::call_with_notifications`](crate::Client::call_with_notifications)).
 //!
 //! ```
 //! #[rpc_core::service]
@@ -26,24 +32,72 @@
 //! [`CallContext::scope`] to carry it along.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use serde::Serialize;
 use tokio::time::Instant;
+
+use crate::outbox::{Outbox, QueueError};
 
 tokio::task_local! {
     static CURRENT: CallContext;
 }
 
 /// The server-side view of one call.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct CallContext {
     deadline: Option<Instant>,
+    push: Option<PushTarget>,
+}
+
+/// Where a handler's notifications go: its session's outbox, tagged with
+/// the raw id of the request being served.
+#[derive(Debug, Clone)]
+pub(crate) struct PushTarget {
+    outbox: Arc<Outbox>,
+    id: Bytes,
+}
+
+impl PushTarget {
+    pub(crate) fn new(outbox: Arc<Outbox>, id: Bytes) -> Self {
+        Self { outbox, id }
+    }
+}
+
+/// Why a handler's notification could not be sent ([`notify`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PushError {
+    /// Not called from a handler serving a request: outside any call, or
+    /// in a notification's handler (a notification has no id to tie to).
+    #[error("no call to reply to: `notify` works inside the handler of a request with an id")]
+    NoCall,
+    /// The caller's connection is closed.
+    #[error("the caller's connection is closed")]
+    Closed,
+    /// The notification is larger than the connection's maximum message.
+    #[error(transparent)]
+    TooLarge(crate::frame::FrameError),
+    /// The params could not be serialized.
+    #[error("could not serialize the notification's params: {0}")]
+    Encode(#[source] serde_json::Error),
 }
 
 impl CallContext {
     /// A context whose budget ends at `deadline` (`None`: no limit).
     pub fn new(deadline: Option<Instant>) -> Self {
-        Self { deadline }
+        Self {
+            deadline,
+            push: None,
+        }
+    }
+
+    /// The same context, able to push notifications to `target`.
+    pub(crate) fn with_push(mut self, target: Option<PushTarget>) -> Self {
+        self.push = target;
+        self
     }
 
     /// When the caller stops waiting, if it said.
@@ -58,13 +112,59 @@ impl CallContext {
 
     /// The context of the call being served by this task, if any.
     pub fn current() -> Option<CallContext> {
-        CURRENT.try_with(|c| *c).ok()
+        CURRENT.try_with(Clone::clone).ok()
     }
 }
 
 /// The deadline of the call being served, if the caller sent one.
 pub fn deadline() -> Option<Instant> {
-    CallContext::current().and_then(|c| c.deadline)
+    CURRENT.try_with(|c| c.deadline).ok().flatten()
+}
+
+/// Sends the caller of the current call a notification `method` with
+/// `params`, tied to the call by its id (the `in_reply_to` member; see
+/// PROTOCOL.md, "Notifications during a call"). Waits while the
+/// connection's outbound buffer is full, so a caller that does not read
+/// slows the handler down instead of growing the server's memory.
+///
+/// ```
+/// #[rpc_core::service]
+/// trait Jobs {
+///     async fn run(&self, steps: u32) -> u32;
+/// }
+/// struct J;
+/// impl Jobs for J {
+///     async fn run(&self, steps: u32) -> u32 {
+///         for step in 1..=steps {
+///             // Best effort: the caller may not be listening.
+///             let _ = rpc_core::context::notify("progress", &(step, steps)).await;
+///         }
+///         steps
+///     }
+/// }
+/// ```
+///
+/// # Errors
+/// [`PushError::NoCall`] outside the handler of a request,
+/// [`PushError::Closed`] once the caller is gone, and
+/// [`PushError::TooLarge`] or [`PushError::Encode`] for params that cannot
+/// be sent.
+pub async fn notify<P: Serialize + ?Sized>(method: &str, params: &P) -> Result<(), PushError> {
+    let target = CURRENT
+        .try_with(|c| c.push.clone())
+        .ok()
+        .flatten()
+        .ok_or(PushError::NoCall)?;
+    target.outbox.wait_for_room().await;
+    let id = std::str::from_utf8(&target.id).unwrap_or("null");
+    target
+        .outbox
+        .push(|buf| crate::message::write_push(buf, method, params, id))
+        .map_err(|e| match e {
+            QueueError::Closed => PushError::Closed,
+            QueueError::TooLarge(e) => PushError::TooLarge(e),
+            QueueError::Encode(e) => PushError::Encode(e),
+        })
 }
 
 /// The time left before the caller of the current call gives up (zero once

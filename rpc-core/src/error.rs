@@ -7,6 +7,7 @@
 //! from transport and protocol failures. Methods without an error type use
 //! the default `E = Never`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::frame::FrameError;
@@ -52,7 +53,7 @@ pub enum RpcError<E = Never> {
     #[error(
         "the connection to the server is closed ({0}); the call may or may not have run; new calls reconnect when the server is back"
     )]
-    Closed(String),
+    Closed(CloseReason),
     /// No response arrived within the call's time limit. The call may or may
     /// not have run on the server.
     #[error("no response within {0:?}; raise the timeout if the method is slow")]
@@ -64,7 +65,7 @@ pub enum RpcError<E = Never> {
     #[error(
         "could not decode the server's response: {0}; do client and server agree on the interface?"
     )]
-    Decode(String),
+    Decode(DecodeError),
     /// The request is larger than the connection's maximum frame size.
     #[error(transparent)]
     Frame(#[from] FrameError),
@@ -85,6 +86,66 @@ impl RpcError<Never> {
             RpcError::Frame(e) => RpcError::Frame(e),
         }
     }
+}
+
+/// Why a connection closed, as [`RpcError::Closed`] reports it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The peer closed the connection. If it sent an error about no
+    /// particular call just before (too many connections, a message too
+    /// large), that error.
+    #[error("the peer closed the connection{}", last_words(.last_error))]
+    PeerClosed {
+        /// The peer's last error without an id, if it sent one.
+        last_error: Option<ErrorObject>,
+    },
+    /// The server announced a shutdown (`rpc.shutdown`) or is shutting down:
+    /// it takes no new calls on this connection.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// Reading from or writing to the connection failed.
+    #[error("connection error: {0}")]
+    Io(Arc<std::io::Error>),
+    /// The peer broke the protocol (a frame too large, another protocol
+    /// such as TLS on a plain connection, a message cut short); the text
+    /// says how.
+    #[error("{0}")]
+    Protocol(String),
+    /// The client was made on a stream of its own
+    /// ([`ClientBuilder::start`](crate::ClientBuilder::start)) and cannot
+    /// dial again.
+    #[error("the client was made on a stream and cannot reconnect")]
+    CannotReconnect,
+    /// The call belongs to a batch that was not sent: `send` was not
+    /// called, or it failed.
+    #[error("the batch was not sent: `Batch::send` was not called, or it failed")]
+    BatchNotSent,
+}
+
+fn last_words(error: &Option<ErrorObject>) -> String {
+    match error {
+        Some(e) => format!("; the server's last message was: {}", e.message),
+        None => String::new(),
+    }
+}
+
+/// Why a response could not be decoded, as [`RpcError::Decode`] reports it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The result does not have the type the caller expects.
+    #[error("the result of `{method}` has an unexpected shape: {source}")]
+    Result {
+        /// The method called.
+        method: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The response itself breaks the protocol; the text says how.
+    #[error("invalid response: {0}")]
+    InvalidResponse(&'static str),
 }
 
 /// The application error type of methods that have none: it has no values,

@@ -100,22 +100,18 @@ impl Decoder for FrameDecoder {
 /// port by mistake. Only consulted for lengths above the maximum, so a valid
 /// frame is never misread.
 fn foreign_protocol(header: &[u8; 4]) -> Option<(&'static str, &'static str)> {
-    const HTTP: &[&[u8; 4]] = &[
-        b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"TRAC", b"HTTP",
-    ];
-    if HTTP.contains(&header) {
-        return Some((
+    use crate::transport::Protocol;
+    match crate::transport::foreign(header)? {
+        Protocol::Http => Some((
             "HTTP",
             "this port expects 4-byte length-prefixed JSON frames (see PROTOCOL.md), not HTTP",
-        ));
-    }
-    if matches!(header, [0x14..=0x17, 0x03, 0x00..=0x04, _]) {
-        return Some((
+        )),
+        Protocol::Tls => Some((
             "TLS",
             "one side uses TLS and the other does not: configure TLS on both, or on neither",
-        ));
+        )),
+        Protocol::Framed => None,
     }
-    None
 }
 
 /// Appends frames to a buffer in place: reserve the header, let the caller

@@ -90,38 +90,42 @@
 #![warn(missing_docs)]
 
 mod client;
-mod connection;
 pub mod context;
-mod discover;
 mod error;
 pub mod frame;
 mod json;
 mod message;
+pub mod middleware;
+mod openrpc;
+mod outbox;
 mod params;
-mod reader;
 mod server;
 mod service;
+mod session;
 #[cfg(feature = "tls")]
 pub mod tls;
+pub mod transport;
 
 pub use client::{Batch, BatchCall, CallOptions, Client, ClientBuilder, DEFAULT_TIMEOUT};
-pub use error::{Never, RpcError, ServerError};
+pub use error::{CloseReason, DecodeError, Never, RpcError, ServerError};
 pub use message::{ErrorObject, code};
-pub use params::ParamReader;
 pub use rpc_macros::service;
 pub use server::{
     DEFAULT_FRAME_TIMEOUT, DEFAULT_GRACE_PERIOD, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_WRITE_BUFFER, Server, ServerBuilder, ServerHandle,
 };
-pub use service::{HandlerFuture, MethodInfo, Reply, Service, encode_app_error, encode_reply};
+pub use service::Service;
+pub use session::Notification;
 pub use tokio_util::sync::CancellationToken;
 
 /// Items the generated code names. Not part of the public API: they may
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::params::ParamReader;
     pub use crate::service::{
-        DisplayText, ErrorText, NoParams, NoText, encode_app_error_with, method_not_found,
+        DisplayText, ErrorText, HandlerFuture, MethodInfo, NoParams, NoText, Reply,
+        encode_app_error, encode_app_error_with, encode_reply, method_not_found,
     };
     pub use serde_json::value::RawValue;
     pub use tokio::net::ToSocketAddrs;

@@ -111,7 +111,7 @@ impl ErrorObject {
     }
 }
 
-/// One request or notification, borrowed from the frame it arrived in.
+/// One request or notification, borrowed from the message it arrived in.
 #[derive(Debug)]
 pub(crate) struct Request<'a> {
     /// The wire method name.
@@ -122,14 +122,48 @@ pub(crate) struct Request<'a> {
     pub id: Option<&'a RawValue>,
     /// The caller's remaining time budget in milliseconds, if it sent one.
     pub timeout_ms: Option<u64>,
+    /// On a notification pushed by a handler: the id of the request it
+    /// belongs to (the `in_reply_to` member).
+    pub in_reply_to: Option<&'a RawValue>,
+    /// The W3C trace context of the caller (the `traceparent` member).
+    pub traceparent: Option<Cow<'a, str>>,
 }
 
-/// What a frame holds, once parsed.
+/// One response, borrowed from the message it arrived in.
+#[derive(Debug)]
+pub(crate) struct Response<'a> {
+    /// The raw `id` (`null` when the peer could not tell which call).
+    pub id: Option<&'a RawValue>,
+    /// Exactly one of `result` and `error` is present in a valid response.
+    pub result: Option<&'a RawValue>,
+    /// The raw `error` object.
+    pub error: Option<&'a RawValue>,
+}
+
+impl Response<'_> {
+    /// The error object, decoded (a cold path: only for error responses).
+    #[cold]
+    pub(crate) fn error_object(&self) -> Option<Result<ErrorObject, serde_json::Error>> {
+        self.error.map(|raw| serde_json::from_str(raw.get()))
+    }
+}
+
+/// What one JSON-RPC message is: a request or notification for this side
+/// to serve, or a response to one of this side's calls.
+#[derive(Debug)]
+pub(crate) enum Parsed<'a> {
+    /// A request (with an id) or a notification (without).
+    Request(Request<'a>),
+    /// A response: `result` or `error`, and no `method`.
+    Response(Response<'a>),
+}
+
+/// What a message holds, once parsed.
 #[derive(Debug)]
 pub(crate) enum Incoming<'a> {
-    /// A single request, or the error to answer it with and the id to use.
-    Single(Result<Request<'a>, Rejected<'a>>),
-    /// A non-empty batch: each member is parsed with [`parse_request`].
+    /// A single message, or the error to answer it with and the id to use.
+    Single(Result<Parsed<'a>, Rejected<'a>>),
+    /// A non-empty batch: each member is parsed with [`parse_message`].
     Batch(Vec<&'a RawValue>),
 }
 
@@ -147,7 +181,7 @@ impl<'a> Rejected<'a> {
     }
 }
 
-/// Parses one frame body.
+/// Parses one message body.
 pub(crate) fn parse_frame(body: &[u8]) -> Incoming<'_> {
     let text = match std::str::from_utf8(body) {
         Ok(text) => text,
@@ -166,12 +200,14 @@ pub(crate) fn parse_frame(body: &[u8]) -> Incoming<'_> {
             Err(e) => Incoming::Single(Err(Rejected::anonymous(ErrorObject::parse_error(e)))),
         };
     }
-    Incoming::Single(parse_request(text))
+    Incoming::Single(parse_message(text))
 }
 
-/// The shape a request object is read into before validation.
+/// The shape a message object is read into before it is classified and
+/// validated: the members of a request and of a response together, so one
+/// pass reads either.
 #[derive(Deserialize)]
-struct RawRequest<'a> {
+struct RawMessage<'a> {
     #[serde(borrow, default)]
     jsonrpc: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -182,6 +218,14 @@ struct RawRequest<'a> {
     id: Option<&'a RawValue>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    in_reply_to: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    traceparent: Option<Cow<'a, str>>,
 }
 
 /// Only the id, for answering a request that failed validation.
@@ -197,8 +241,8 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
     <&RawValue>::deserialize(d).map(Some)
 }
 
-/// Parses and validates one request object.
-pub(crate) fn parse_request(text: &str) -> Result<Request<'_>, Rejected<'_>> {
+/// Parses, classifies and validates one message object.
+pub(crate) fn parse_message(text: &str) -> Result<Parsed<'_>, Rejected<'_>> {
     if !text.trim_start().starts_with('{') {
         // serde would also accept the struct as an array of its fields; and
         // text that is not JSON at all is a parse error, not a bad request.
@@ -208,7 +252,7 @@ pub(crate) fn parse_request(text: &str) -> Result<Request<'_>, Rejected<'_>> {
         };
         return Err(Rejected::anonymous(error));
     }
-    let raw: RawRequest<'_> = match serde_json::from_str(text) {
+    let raw: RawMessage<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(e) if e.is_data() => {
             let id = serde_json::from_str::<IdOnly<'_>>(text)
@@ -230,6 +274,14 @@ pub(crate) fn parse_request(text: &str) -> Result<Request<'_>, Rejected<'_>> {
         }
         id => id,
     };
+    let error = raw.error.filter(|e| e.get() != NULL);
+    if raw.method.is_none() && (raw.result.is_some() || error.is_some()) {
+        return Ok(Parsed::Response(Response {
+            id,
+            result: raw.result,
+            error,
+        }));
+    }
     let reject = |detail: &str| Rejected {
         id,
         error: ErrorObject::invalid_request(detail),
@@ -241,18 +293,20 @@ pub(crate) fn parse_request(text: &str) -> Result<Request<'_>, Rejected<'_>> {
         return Err(reject("the `method` member is missing"));
     };
     let params = match raw.params {
-        Some(p) if p.get() == "null" => None,
+        Some(p) if p.get() == NULL => None,
         Some(p) if !matches!(p.get().as_bytes().first(), Some(b'[' | b'{')) => {
             return Err(reject("`params` must be an array or an object"));
         }
         p => p,
     };
-    Ok(Request {
+    Ok(Parsed::Request(Request {
         method,
         params,
         id,
         timeout_ms: raw.timeout_ms,
-    })
+        in_reply_to: raw.in_reply_to,
+        traceparent: raw.traceparent,
+    }))
 }
 
 /// A valid id is a string, a number or null (raw JSON text is already trimmed).
@@ -314,27 +368,102 @@ pub(crate) fn write_request<P: Serialize + ?Sized>(
     Ok(())
 }
 
-/// Writes a notification from the server with already-serialized params.
-pub(crate) fn write_notification(buf: &mut BytesMut, method: &str, params: &str) {
-    buf.put_slice(br#"{"jsonrpc":"2.0","method":""#);
-    buf.put_slice(method.as_bytes());
-    buf.put_slice(br#"","params":"#);
-    buf.put_slice(params.as_bytes());
-    buf.put_u8(b'}');
+/// Writes the `rpc.shutdown` notice: `{"jsonrpc":"2.0","method":"rpc.shutdown","params":{"grace_ms":N}}`.
+pub(crate) fn write_shutdown_notice(buf: &mut BytesMut, grace: std::time::Duration) {
+    buf.put_slice(br#"{"jsonrpc":"2.0","method":"rpc.shutdown","params":{"grace_ms":"#);
+    let ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+    buf.put_slice(itoa::Buffer::new().format(ms).as_bytes());
+    buf.put_slice(b"}}");
 }
 
-/// A response as the client reads it, borrowed from the frame.
-#[derive(Deserialize)]
-pub(crate) struct RawResponse<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub id: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub result: Option<&'a RawValue>,
-    #[serde(default)]
-    pub error: Option<ErrorObject>,
-    /// Present on a request or notification the server sends to the client.
-    #[serde(borrow, default)]
-    pub method: Option<Cow<'a, str>>,
+/// Writes the `rpc.cancel` notification for the call with numeric id `id`.
+pub(crate) fn write_cancel(buf: &mut BytesMut, id: u64) {
+    buf.put_slice(br#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":"#);
+    buf.put_slice(itoa::Buffer::new().format(id).as_bytes());
+    buf.put_slice(b"}}");
+}
+
+/// Writes a notification a handler pushes during a call: its own method and
+/// params, and `in_reply_to`, the raw id of the request it belongs to.
+pub(crate) fn write_push<P: Serialize + ?Sized>(
+    buf: &mut BytesMut,
+    method: &str,
+    params: &P,
+    in_reply_to: &str,
+) -> serde_json::Result<()> {
+    buf.put_slice(br#"{"jsonrpc":"2.0","method":"#);
+    serde_json::to_writer((&mut *buf).writer(), method)?;
+    buf.put_slice(br#","params":"#);
+    crate::json::write(buf, params)?;
+    buf.put_slice(br#","in_reply_to":"#);
+    buf.put_slice(in_reply_to.as_bytes());
+    buf.put_u8(b'}');
+    Ok(())
+}
+
+/// A request of a batch, serialized before the batch is sent: everything
+/// but its id, its time budget and its closing brace, which belong to the
+/// connection it goes out on ([`write_batch`]).
+pub(crate) fn write_batch_member<P: Serialize + ?Sized>(
+    buf: &mut BytesMut,
+    method: &str,
+    params: &P,
+) -> serde_json::Result<()> {
+    let start = buf.len();
+    write_request(buf, method, params, None, None)?;
+    debug_assert_eq!(buf.last(), Some(&b'}'));
+    buf.truncate(buf.len() - 1);
+    debug_assert!(buf.len() > start);
+    Ok(())
+}
+
+/// Writes a batch of requests from members made by [`write_batch_member`]:
+/// each gets its numeric id and `timeout_ms` (id 0: a notification, which
+/// gets neither).
+pub(crate) fn write_batch(
+    buf: &mut BytesMut,
+    members: impl Iterator<Item = (u64, impl AsRef<[u8]>)>,
+    budget_ms: u64,
+) {
+    let mut digits = itoa::Buffer::new();
+    buf.put_u8(b'[');
+    for (i, (id, member)) in members.enumerate() {
+        if i > 0 {
+            buf.put_u8(b',');
+        }
+        buf.put_slice(member.as_ref());
+        if id != 0 {
+            buf.put_slice(br#","id":"#);
+            buf.put_slice(digits.format(id).as_bytes());
+            buf.put_slice(br#","timeout_ms":"#);
+            buf.put_slice(digits.format(budget_ms).as_bytes());
+        }
+        buf.put_u8(b'}');
+    }
+    buf.put_u8(b']');
+}
+
+/// Writes one response: a result or an error for the raw id `id`.
+pub(crate) fn write_response(buf: &mut BytesMut, id: &str, reply: Result<&str, &ErrorObject>) {
+    match reply {
+        Ok(result) => write_result(buf, id, result),
+        Err(error) => write_error(buf, Some(id), error),
+    }
+}
+
+/// Writes the array answering a batch, one response per member with an id.
+pub(crate) fn write_batch_responses<'r>(
+    buf: &mut BytesMut,
+    responses: impl Iterator<Item = (&'r str, Result<&'r str, &'r ErrorObject>)>,
+) {
+    buf.put_u8(b'[');
+    for (i, (id, reply)) in responses.enumerate() {
+        if i > 0 {
+            buf.put_u8(b',');
+        }
+        write_response(buf, id, reply);
+    }
+    buf.put_u8(b']');
 }
 
 #[cfg(test)]
@@ -343,9 +472,38 @@ mod tests {
 
     fn single(text: &str) -> Result<Request<'_>, Rejected<'_>> {
         match parse_frame(text.as_bytes()) {
-            Incoming::Single(r) => r,
+            Incoming::Single(r) => r.map(request),
             Incoming::Batch(_) => panic!("unexpected batch"),
         }
+    }
+
+    fn request(parsed: Parsed<'_>) -> Request<'_> {
+        match parsed {
+            Parsed::Request(r) => r,
+            Parsed::Response(r) => panic!("unexpected response {r:?}"),
+        }
+    }
+
+    fn parse_request(text: &str) -> Result<Request<'_>, Rejected<'_>> {
+        parse_message(text).map(request)
+    }
+
+    #[test]
+    fn a_message_with_result_or_error_and_no_method_is_a_response() {
+        let Ok(Parsed::Response(r)) = parse_message(r#"{"jsonrpc":"2.0","result":null,"id":4}"#)
+        else {
+            panic!("a response")
+        };
+        assert_eq!(
+            (r.id.unwrap().get(), r.result.unwrap().get()),
+            ("4", "null")
+        );
+        let Ok(Parsed::Response(r)) = parse_message(
+            r#"{"jsonrpc":"2.0","error":{"code":-32000,"message":"busy"},"id":null}"#,
+        ) else {
+            panic!("a response")
+        };
+        assert_eq!(r.error_object().unwrap().unwrap().code, -32000);
     }
 
     fn code_of(r: Result<Request<'_>, Rejected<'_>>) -> i64 {
@@ -406,7 +564,7 @@ mod tests {
             code::INVALID_REQUEST
         );
         match parse_frame(&[b'"', 0xff, b'"']) {
-            Incoming::Single(r) => assert_eq!(code_of(r), code::PARSE_ERROR),
+            Incoming::Single(r) => assert_eq!(code_of(r.map(request)), code::PARSE_ERROR),
             Incoming::Batch(_) => panic!("not a batch"),
         }
     }

@@ -16,7 +16,7 @@ use crate::message::{ErrorObject, code};
 /// Used by the code that `#[service]` generates; you rarely need it directly.
 ///
 /// ```
-/// use rpc_core::ParamReader;
+/// use rpc_core::__private::ParamReader;
 /// use serde_json::value::RawValue;
 ///
 /// let raw = RawValue::from_string(r#"{"b": 3, "a": 2}"#.to_owned()).unwrap();

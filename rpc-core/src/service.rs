@@ -33,30 +33,11 @@ pub struct MethodInfo {
 
 /// A dispatcher the [`Server`](crate::Server) can route calls to.
 ///
-/// Implemented by the `FooServer<S>` types that `#[service]` generates. A
-/// hand-written implementation is possible too (a proxy, a dynamic service):
-///
-/// ```
-/// use rpc_core::{ErrorObject, HandlerFuture, MethodInfo, ParamReader, Service, code};
-/// use serde_json::value::RawValue;
-///
-/// struct Uptime(std::time::Instant);
-///
-/// impl Service for Uptime {
-///     fn name(&self) -> &'static str { "Uptime" }
-///     fn methods(&self) -> Vec<MethodInfo> {
-///         vec![MethodInfo { name: "uptime", params: &[], docs: "Seconds since start." }]
-///     }
-///     fn call(&self, method: &str, params: Option<&RawValue>) -> Result<HandlerFuture, ErrorObject> {
-///         ParamReader::new(params, &[])?;
-///         let secs = self.0.elapsed().as_secs();
-///         match method {
-///             "uptime" => Ok(Box::pin(async move { rpc_core::encode_reply(&secs) })),
-///             _ => Err(ErrorObject::new(code::METHOD_NOT_FOUND, "no such method")),
-///         }
-///     }
-/// }
-/// ```
+/// Implemented by the `FooServer<S>` types that `#[service]` generates;
+/// hand them to [`ServerBuilder::service`](crate::ServerBuilder::service).
+/// The types its methods use ([`MethodInfo`], [`HandlerFuture`]) are the
+/// generated code's, kept out of the public API: implementing the trait by
+/// hand works, but may break in any release.
 pub trait Service: Send + Sync + 'static {
     /// The service's name, used in error messages and introspection.
     fn name(&self) -> &'static str;

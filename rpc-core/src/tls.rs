@@ -18,7 +18,7 @@
 //!
 //! let client_tls = tls::client_config(&tls::read_pem("ca.crt")?, None)?;
 //! let client = rpc_core::Client::builder()
-//!     .tls(client_tls, "localhost")
+//!     .tls(client_tls, "localhost")?
 //!     .connect(server.local_addr())
 //!     .await?;
 //! # Ok(()) }
@@ -58,6 +58,16 @@ pub enum TlsError {
         /// What was being read.
         what: &'static str,
         /// The parser's message.
+        detail: String,
+    },
+    /// The name given for the server is neither a DNS name nor an IP address.
+    #[error(
+        "`{name}` is not a valid server name for TLS ({detail}); give the DNS name or IP address the server's certificate is for"
+    )]
+    ServerName {
+        /// The name given.
+        name: String,
+        /// What was wrong with it.
         detail: String,
     },
     /// rustls refused the configuration (a key that does not match the

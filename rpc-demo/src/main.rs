@@ -205,7 +205,7 @@ async fn connect(args: &ClientArgs) -> Result<rpc_core::Client, DemoError> {
             Some(name) => name.clone(),
             None => host_of(&args.server).to_owned(),
         };
-        builder = builder.tls(config, name);
+        builder = builder.tls(config, name)?;
     }
     Ok(builder.connect(args.server.as_str()).await?)
 }

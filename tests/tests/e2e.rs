@@ -461,7 +461,7 @@ async fn a_pending_call_fails_with_closed_when_the_server_goes_away() {
     let display = error.to_string();
     match error {
         RpcError::Closed(why) => assert!(
-            why.contains("closed the connection"),
+            why.to_string().contains("closed the connection"),
             "the reason says why: {why}"
         ),
         other => panic!("expected Closed, got {other:?}"),
@@ -593,7 +593,8 @@ async fn a_call_larger_than_the_server_accepts_fails_with_the_server_explanation
     );
     match within("large echo", echo.echo("x".repeat(2000))).await {
         Err(RpcError::Closed(why)) => assert!(
-            why.contains("exceeds the maximum of 1024 bytes"),
+            why.to_string()
+                .contains("exceeds the maximum of 1024 bytes"),
             "the reason carries the server's explanation: {why}"
         ),
         other => panic!("expected Closed, got {other:?}"),

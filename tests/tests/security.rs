@@ -305,6 +305,7 @@ async fn tls_client(
         Client::builder()
             .timeout(Duration::from_secs(5))
             .tls(config, name)
+            .expect("a valid server name")
             .connect(server.local_addr()),
     )
     .await?;
@@ -389,7 +390,7 @@ async fn a_plain_client_against_a_tls_server_fails_cleanly_and_quickly() {
     )
     .await
     .expect("the TCP connection itself succeeds");
-    let call = plain.call::<_, f64, rpc_core::Never>("add", &(1.0, 2.0));
+    let call = plain.call::<_, f64>("add", &(1.0, 2.0));
     match within("a plain call to a TLS server", call).await {
         Err(RpcError::Closed(_)) => {}
         other => panic!("expected the connection to close, got {other:?}"),
@@ -483,7 +484,7 @@ async fn connect_and_add(
     identity: Option<&(Vec<u8>, Vec<u8>)>,
 ) -> Result<f64, RpcError> {
     let client = tls_client(server, trust, identity, "localhost").await?;
-    let call = client.call::<_, f64, rpc_core::Never>("add", &(2.0, 3.0));
+    let call = client.call::<_, f64>("add", &(2.0, 3.0));
     within("a call with client authentication", call).await
 }
 
@@ -511,6 +512,17 @@ async fn mutual_tls_accepts_only_clients_with_a_certificate_from_the_client_ca()
         5.0
     );
     stop(server).await;
+}
+
+#[test]
+fn an_invalid_server_name_is_refused_when_tls_is_configured() {
+    let ca = Ca::new("test CA");
+    let config = client_config(&ca.pem(), None).expect("a client TLS config");
+    match Client::builder().tls(config, "not a host name!") {
+        Err(TlsError::ServerName { name, .. }) => assert_eq!(name, "not a host name!"),
+        Err(other) => panic!("expected TlsError::ServerName, got {other}"),
+        Ok(_) => panic!("an invalid server name must be refused by `tls`, before connecting"),
+    }
 }
 
 #[test]

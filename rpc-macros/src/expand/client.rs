@@ -123,12 +123,14 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 ::core::result::Result::Ok(Self::new(#krate::Client::connect(addr).await?))
             }
 
-            /// Wraps an existing connection; several generated clients may share one.
+            /// Wraps an existing connection; several generated clients may
+            /// share one: `OtherClient::from(this.inner().clone())`.
             #vis fn new(client: #krate::Client) -> Self {
                 Self { client }
             }
 
-            /// The underlying connection.
+            /// The underlying connection, to call methods by name or to put
+            /// another service's client on it.
             #vis fn inner(&self) -> &#krate::Client {
                 &self.client
             }
@@ -144,6 +146,21 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
             }
 
             #(#methods)*
+        }
+
+        #(#cfgs)*
+        impl ::core::convert::From<#krate::Client> for #client {
+            /// Puts this service's client on an existing connection.
+            fn from(client: #krate::Client) -> Self {
+                Self::new(client)
+            }
+        }
+
+        #(#cfgs)*
+        impl ::core::convert::AsRef<#krate::Client> for #client {
+            fn as_ref(&self) -> &#krate::Client {
+                &self.client
+            }
         }
 
         #(#cfgs)*

@@ -34,7 +34,7 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         let docs = doc_string(&method.item.attrs);
         quote! {
             #(#cfgs)*
-            #list.push(#krate::MethodInfo { name: #wire, params: &[#(#names),*], docs: #docs });
+            #list.push(#krate::__private::MethodInfo { name: #wire, params: &[#(#names),*], docs: #docs });
         }
     });
 
@@ -55,11 +55,11 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         // at its type. The value's name carries that span too, since rustc
         // points at the argument that fails a bound.
         let encode = match &method.output {
-            Output::Unit => quote!(#krate::encode_reply(&#call)),
+            Output::Unit => quote!(#krate::__private::encode_reply(&#call)),
             Output::Plain(ty) => {
                 let value = Ident::new("__value", ty.span());
                 let krate = respan(krate, ty.span());
-                let reply = quote_spanned!(ty.span()=> #krate::encode_reply(&#value));
+                let reply = quote_spanned!(ty.span()=> #krate::__private::encode_reply(&#value));
                 quote!({ let #value = #call; #reply })
             }
             Output::Result { ok, err } => {
@@ -68,7 +68,8 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                     Ident::new("__error", err.span()),
                 );
                 let (ok_krate, err_krate) = (respan(krate, ok.span()), respan(krate, err.span()));
-                let reply = quote_spanned!(ok.span()=> #ok_krate::encode_reply(&#ok_value));
+                let reply =
+                    quote_spanned!(ok.span()=> #ok_krate::__private::encode_reply(&#ok_value));
                 // The message is the error's `Display` text when it has one,
                 // picked at compile time (see `rpc_core::__private::ErrorText`).
                 let app_error = quote_spanned! {err.span()=>
@@ -90,7 +91,7 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         quote! {
             #(#cfgs)*
             #wire => {
-                let mut #reader = #krate::ParamReader::new(#params_var, &[#(#names),*])?;
+                let mut #reader = #krate::__private::ParamReader::new(#params_var, &[#(#names),*])?;
                 #(#decode)*
                 let #svc = ::core::clone::Clone::clone(&self.service);
                 ::core::result::Result::Ok(::std::boxed::Box::pin(async move { #encode }))
@@ -125,7 +126,7 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 #name
             }
 
-            fn methods(&self) -> ::std::vec::Vec<#krate::MethodInfo> {
+            fn methods(&self) -> ::std::vec::Vec<#krate::__private::MethodInfo> {
                 let mut #list = ::std::vec::Vec::new();
                 #(#infos)*
                 #list
@@ -135,7 +136,7 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 &self,
                 #method_var: &str,
                 #params_var: ::core::option::Option<&#krate::__private::RawValue>,
-            ) -> ::core::result::Result<#krate::HandlerFuture, #krate::ErrorObject> {
+            ) -> ::core::result::Result<#krate::__private::HandlerFuture, #krate::ErrorObject> {
                 match #method_var {
                     #(#arms)*
                     _ => ::core::result::Result::Err(#krate::__private::method_not_found(#method_var)),

@@ -1,14 +1,20 @@
-//! The write side of a connection, shared by client and server.
+//! The outbox of a session: outbound messages, serialized in place, with a
+//! byte budget.
 //!
-//! Many tasks produce messages for one socket (every in-flight call on a
-//! client, every handler on a server). Instead of a channel of messages, they
-//! serialize straight into one shared buffer, and a single writer task sends
-//! whatever has accumulated in one `write` call. Messages produced while a
-//! write is in progress go out together in the next one, so under load the
-//! number of syscalls per message falls well below one.
+//! Many tasks produce messages for one peer (every call in flight on a
+//! client, every handler on a server). Instead of a channel of messages,
+//! they serialize straight into one shared buffer, and one writer task hands
+//! whatever has accumulated to the transport in one go: a framed byte stream
+//! writes it with one `write` call, a message transport sends each message.
+//! Messages produced while a write is in progress go out together in the
+//! next one, so under load the number of syscalls per message falls well
+//! below one, and no message is copied between serialization and the socket.
+//!
+//! How the buffer marks where one message ends is the transport's
+//! [`Framing`]: a length prefix written in place, or a list of end offsets.
 //!
 //! The buffer has a high-water mark: producers that find it full wait
-//! ([`WriteQueue::wait_for_room`]), so a peer that stops reading cannot make
+//! ([`Outbox::wait_for_room`]), so a peer that stops reading cannot make
 //! this side buffer without bound.
 
 use std::future::Future;
@@ -17,7 +23,7 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -27,10 +33,21 @@ use crate::frame::{FrameError, FrameWriter};
 /// (after a big message) is released so idle connections stay small.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
+/// How the messages in the buffer are delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// Each message is preceded by its 4-byte big-endian length, so the
+    /// buffer is exactly the bytes of a framed stream.
+    LengthPrefix,
+    /// Messages are back to back; their end offsets are kept beside them,
+    /// for transports that carry whole messages (in memory, WebSocket).
+    Delimited,
+}
+
 /// Why a message could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum QueueError<E> {
-    /// The connection is closed; nothing more will be written.
+    /// The session is closed; nothing more will be written.
     #[error("the connection is closed")]
     Closed,
     /// The message is larger than the peer accepts.
@@ -41,47 +58,94 @@ pub(crate) enum QueueError<E> {
     Encode(E),
 }
 
-/// Buffered frames waiting for the writer task.
+/// Serialized messages waiting for the writer task.
 #[derive(Debug)]
-pub(crate) struct WriteQueue {
+pub(crate) struct Outbox {
     state: Mutex<State>,
     /// Wakes the writer when the buffer goes from empty to non-empty, or on close.
     data_ready: Notify,
     /// Wakes producers waiting for the buffer to drain below the high-water mark.
     room: Notify,
     high_water: usize,
-    max_frame: usize,
+    max_message: usize,
+    framing: Framing,
 }
 
 #[derive(Debug, Default)]
 struct State {
     buf: BytesMut,
+    /// End offset of each message in `buf` ([`Framing::Delimited`] only).
+    ends: Vec<usize>,
     closed: bool,
 }
 
-impl WriteQueue {
-    /// A queue whose frames may be at most `max_frame` bytes and whose
+/// What the writer took out of the outbox in one turn.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    /// The bytes of every message, back to back.
+    pub(crate) buf: BytesMut,
+    /// End offsets of the messages ([`Framing::Delimited`] only).
+    pub(crate) ends: Vec<usize>,
+}
+
+impl Taken {
+    /// Splits the bytes into one `Bytes` per message, without copying.
+    pub(crate) fn messages(&mut self) -> impl Iterator<Item = Bytes> + '_ {
+        let mut rest = std::mem::take(&mut self.buf).freeze();
+        let mut start = 0;
+        self.ends.drain(..).map(move |end| {
+            let message = rest.split_to(end - start);
+            start = end;
+            message
+        })
+    }
+}
+
+/// Where the writer task sends what it takes out of the outbox.
+pub(crate) trait Sink: Send {
+    /// Sends every message in `taken` (and may leave it empty or not).
+    fn send(&mut self, taken: &mut Taken) -> impl Future<Output = io::Result<()>> + Send;
+    /// Closes the outbound direction after the last message.
+    fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+/// A byte stream whose messages are length-prefixed in the buffer already.
+pub(crate) struct ByteSink<W>(pub(crate) W);
+
+impl<W: AsyncWrite + Unpin + Send> Sink for ByteSink<W> {
+    async fn send(&mut self, taken: &mut Taken) -> io::Result<()> {
+        self.0.write_all(&taken.buf).await
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        self.0.shutdown().await
+    }
+}
+
+impl Outbox {
+    /// An outbox whose messages may be at most `max_message` bytes and whose
     /// producers wait once `high_water` bytes are buffered.
-    pub(crate) fn new(max_frame: usize, high_water: usize) -> Self {
+    pub(crate) fn new(framing: Framing, max_message: usize, high_water: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
             data_ready: Notify::new(),
             room: Notify::new(),
             high_water,
-            max_frame,
+            max_message,
+            framing,
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock can only come from a serializer;
-        // the buffer is still a sequence of whole frames (FrameWriter truncates
-        // on failure), so the state is safe to keep using.
+        // the buffer is still a sequence of whole messages (a failed one is
+        // truncated away), so the state is safe to keep using.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Serializes one frame into the buffer with `fill` and wakes the writer.
+    /// Serializes one message into the buffer with `fill` and wakes the writer.
     pub(crate) fn push<E>(
         &self,
         fill: impl FnOnce(&mut BytesMut) -> Result<(), E>,
@@ -91,12 +155,35 @@ impl WriteQueue {
             return Err(QueueError::Closed);
         }
         let was_empty = state.buf.is_empty();
-        let mut frame = FrameWriter::begin(&mut state.buf);
-        if let Err(e) = fill(frame.body()) {
-            frame.abort();
-            return Err(QueueError::Encode(e));
+        match self.framing {
+            Framing::LengthPrefix => {
+                let mut frame = FrameWriter::begin(&mut state.buf);
+                if let Err(e) = fill(frame.body()) {
+                    frame.abort();
+                    return Err(QueueError::Encode(e));
+                }
+                frame
+                    .finish(self.max_message)
+                    .map_err(QueueError::TooLarge)?;
+            }
+            Framing::Delimited => {
+                let state = &mut *state;
+                let start = state.buf.len();
+                if let Err(e) = fill(&mut state.buf) {
+                    state.buf.truncate(start);
+                    return Err(QueueError::Encode(e));
+                }
+                let len = state.buf.len() - start;
+                if len > self.max_message {
+                    state.buf.truncate(start);
+                    return Err(QueueError::TooLarge(FrameError::TooLarge {
+                        len,
+                        max: self.max_message,
+                    }));
+                }
+                state.ends.push(state.buf.len());
+            }
         }
-        frame.finish(self.max_frame).map_err(QueueError::TooLarge)?;
         drop(state);
         if was_empty {
             self.data_ready.notify_one();
@@ -104,15 +191,12 @@ impl WriteQueue {
         Ok(())
     }
 
-    /// Queues bytes that are not a frame (the plain-HTTP answer to a peer on
-    /// the wrong protocol, just before closing).
-    pub(crate) fn push_raw(
-        &self,
-        bytes: &[u8],
-    ) -> Result<(), QueueError<std::convert::Infallible>> {
+    /// Queues bytes that are not a message (the plain-HTTP answer to a peer
+    /// on the wrong protocol, just before closing). Byte streams only.
+    pub(crate) fn push_raw(&self, bytes: &[u8]) {
         let mut state = self.lock();
-        if state.closed {
-            return Err(QueueError::Closed);
+        if state.closed || self.framing != Framing::LengthPrefix {
+            return;
         }
         let was_empty = state.buf.is_empty();
         state.buf.extend_from_slice(bytes);
@@ -120,7 +204,6 @@ impl WriteQueue {
         if was_empty {
             self.data_ready.notify_one();
         }
-        Ok(())
     }
 
     /// Waits until the buffer is below its high-water mark (or closed).
@@ -148,49 +231,52 @@ impl WriteQueue {
         state.closed || state.buf.len() < self.high_water
     }
 
-    /// Marks the queue closed: frames already queued are still written, new
-    /// ones are refused, and waiting producers are released.
+    /// Marks the outbox closed: messages already queued are still written,
+    /// new ones are refused, and waiting producers are released.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.data_ready.notify_one();
         self.room.notify_waiters();
     }
 
-    /// The writer task: sends everything buffered, one write per batch, until
-    /// the queue is closed and drained. Then shuts down the write half.
-    pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(&self, mut io: W) -> io::Result<()> {
-        let mut out = BytesMut::new();
+    /// The writer task: sends everything buffered, one send per batch, until
+    /// the outbox is closed and drained. Then closes the sink.
+    pub(crate) async fn run_writer<S: Sink>(&self, mut sink: S) -> io::Result<()> {
+        let mut out = Taken::default();
         let result = loop {
             let closed = {
                 let mut state = self.lock();
-                std::mem::swap(&mut state.buf, &mut out);
+                std::mem::swap(&mut state.buf, &mut out.buf);
+                std::mem::swap(&mut state.ends, &mut out.ends);
                 state.closed
             };
-            if out.is_empty() {
+            if out.buf.is_empty() {
                 if closed {
-                    break io.shutdown().await;
+                    break sink.close().await;
                 }
                 self.data_ready.notified().await;
-                // Woken by the first frame of a batch, by a task that is still
-                // running on this worker: Tokio runs the woken writer right
-                // after it, before the other ready tasks, so each write would
-                // carry one frame. Step behind them first.
+                // Woken by the first message of a batch, by a task that is
+                // still running on this worker: Tokio runs the woken writer
+                // right after it, before the other ready tasks, so each write
+                // would carry one message. Step behind them first.
                 YieldToQueue::default().await;
                 continue;
             }
             self.room.notify_waiters();
-            if let Err(e) = io.write_all(&out).await {
+            if let Err(e) = sink.send(&mut out).await {
                 break Err(e);
             }
-            out.clear();
-            if out.capacity() > KEEP_CAPACITY {
-                out = BytesMut::new();
+            out.buf.clear();
+            out.ends.clear();
+            if out.buf.capacity() > KEEP_CAPACITY {
+                out.buf = BytesMut::new();
             }
         };
         if result.is_err() {
             let mut state = self.lock();
             state.closed = true;
             state.buf = BytesMut::new();
+            state.ends = Vec::new();
             drop(state);
             self.room.notify_waiters();
         }
@@ -232,7 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_queued_together_arrive_intact_and_in_order() {
-        let q = Arc::new(WriteQueue::new(1024, 1 << 20));
+        let q = Arc::new(Outbox::new(Framing::LengthPrefix, 1024, 1 << 20));
         let (a, mut b) = tokio::io::duplex(1 << 16);
         for body in [&b"one"[..], b"two", b"three"] {
             q.push(|buf| {
@@ -242,7 +328,7 @@ mod tests {
             .unwrap();
         }
         q.close();
-        q.run_writer(a).await.unwrap();
+        q.run_writer(ByteSink(a)).await.unwrap();
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.unwrap();
         let expected: Vec<u8> = [&b"one"[..], b"two", b"three"]
@@ -281,13 +367,13 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn frames_from_tasks_ready_together_share_one_write() {
-        let q = Arc::new(WriteQueue::new(1024, 1 << 20));
+        let q = Arc::new(Outbox::new(Framing::LengthPrefix, 1024, 1 << 20));
         let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (a, mut b) = tokio::io::duplex(1 << 16);
         let writer = tokio::spawn({
             let q = q.clone();
             let io = CountWrites(a, writes.clone());
-            async move { q.run_writer(io).await }
+            async move { q.run_writer(ByteSink(io)).await }
         });
         // Let the writer go idle, waiting for a first frame.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -328,8 +414,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn delimited_messages_come_out_one_by_one() {
+        let q = Outbox::new(Framing::Delimited, 5, 1 << 20);
+        for body in [&b"one"[..], b"two", b"three"] {
+            q.push(|buf| {
+                buf.extend_from_slice(body);
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        }
+        assert!(matches!(
+            q.push(|buf| {
+                buf.extend_from_slice(b"toolong");
+                Ok::<_, ()>(())
+            }),
+            Err(QueueError::TooLarge(_))
+        ));
+        let mut state = q.lock();
+        let mut taken = Taken {
+            buf: std::mem::take(&mut state.buf),
+            ends: std::mem::take(&mut state.ends),
+        };
+        drop(state);
+        let got: Vec<Bytes> = taken.messages().collect();
+        assert_eq!(got, [&b"one"[..], b"two", b"three"]);
+    }
+
+    #[tokio::test]
     async fn closed_queue_refuses_frames() {
-        let q = WriteQueue::new(1024, 1024);
+        let q = Outbox::new(Framing::LengthPrefix, 1024, 1024);
         q.close();
         assert!(matches!(
             q.push(|_| Ok::<_, ()>(())),
@@ -339,7 +452,7 @@ mod tests {
 
     #[tokio::test]
     async fn producers_wait_while_the_buffer_is_full() {
-        let q = Arc::new(WriteQueue::new(1024, 8));
+        let q = Arc::new(Outbox::new(Framing::LengthPrefix, 1024, 8));
         q.push(|buf| {
             buf.extend_from_slice(b"0123456789");
             Ok::<_, ()>(())
@@ -357,7 +470,7 @@ mod tests {
         let (a, _b) = tokio::io::duplex(1 << 16);
         let writer = tokio::spawn({
             let q = q.clone();
-            async move { q.run_writer(a).await }
+            async move { q.run_writer(ByteSink(a)).await }
         });
         tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
             .await

@@ -1,0 +1,237 @@
+//! Accepting: the listener loop, the connection limit, and turning each new
+//! connection into a transport with a session on it.
+//!
+//! For a TCP connection: `TCP_NODELAY`, the TLS handshake if configured
+//! (within the frame timeout), then its first bytes choose the adapter
+//! ([`sniff`](crate::transport::sniff)). Only the framed adapter exists
+//! yet, and it answers a peer speaking HTTP or TLS by mistake in terms that
+//! peer understands; the web transports plug in at [`adapter`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::{Endpoint, MIN_OUTGOING_FRAME, ServerHandle};
+use crate::error::ServerError;
+use crate::message::{ErrorObject, code};
+use crate::transport::framed::{self, FramedLimits};
+use crate::transport::listener::private::Accepted;
+use crate::transport::{ConnectionInfo, Listener, Protocol, Transport};
+
+/// Starts the accept loop in the background.
+pub(crate) fn start<L: Listener>(
+    listener: L,
+    endpoint: Endpoint,
+) -> Result<ServerHandle, ServerError> {
+    let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(accept_loop(listener, Arc::new(endpoint), stop.clone()));
+    tracing::info!(%local_addr, "server listening");
+    Ok(ServerHandle {
+        local_addr,
+        stop,
+        task,
+    })
+}
+
+async fn accept_loop<L: Listener>(
+    mut listener: L,
+    endpoint: Arc<Endpoint>,
+    stop: CancellationToken,
+) {
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok(accepted) => {
+                let permit = endpoint.connections.clone().try_acquire_owned().ok();
+                let span = match &accepted {
+                    Accepted::Tcp(_, peer) => tracing::debug_span!("connection", %peer),
+                    Accepted::Memory(_) => tracing::debug_span!("connection", peer = "memory"),
+                };
+                connections.spawn(
+                    serve(accepted, endpoint.clone(), stop.clone(), permit).instrument(span),
+                );
+            }
+            Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+        }
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    tracing::info!("server stopped");
+}
+
+/// Serves one accepted connection. Without a connection `permit` it is over
+/// the limit: it gets one error and is closed.
+async fn serve(
+    accepted: Accepted,
+    endpoint: Arc<Endpoint>,
+    stop: CancellationToken,
+    permit: Option<OwnedSemaphorePermit>,
+) {
+    let transport = match accepted {
+        Accepted::Memory(end) => {
+            let config = &endpoint.config;
+            Some(end.open(
+                config.max_frame.max(MIN_OUTGOING_FRAME),
+                config.write_buffer,
+            ))
+        }
+        Accepted::Tcp(stream, peer) => {
+            // Boxed: the TLS state machine is large, and inline it would make
+            // every connection's task as large for as long as it lives.
+            Box::pin(open_tcp(stream, peer, &endpoint, &stop, permit.is_some())).await
+        }
+    };
+    let Some(transport) = transport else { return };
+    if permit.is_none() {
+        refuse(transport, &endpoint).await;
+        return;
+    }
+    let (_, session) = crate::session::open(transport, endpoint, Some(stop));
+    session.await;
+    drop(permit);
+}
+
+/// Sets up a TCP connection: TLS if configured, then the adapter its first
+/// bytes choose. `None` when the handshake failed, or the peer sent nothing
+/// before it idled out or the server stopped.
+async fn open_tcp(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    endpoint: &Endpoint,
+    stop: &CancellationToken,
+    admitted: bool,
+) -> Option<Transport> {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not set TCP_NODELAY");
+    }
+    let info = ConnectionInfo::new("tcp").with_peer(peer);
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = endpoint.config.tls.clone() {
+        let handshake =
+            tokio::time::timeout(endpoint.config.frame_timeout, acceptor.accept(stream));
+        let tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::info!(error = %e, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                tracing::info!("TLS handshake timed out");
+                return None;
+            }
+        };
+        let mut info = info;
+        info.transport = "tls";
+        info.peer_certificates = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
+            .unwrap_or_default();
+        let (read, write) = tokio::io::split(tls);
+        return adapter(read, write, info, endpoint, stop, admitted).await;
+    }
+    let (read, write) = stream.into_split();
+    adapter(read, write, info, endpoint, stop, admitted).await
+}
+
+/// Reads the first bytes and opens the adapter they choose. A connection
+/// over the limit is not read: it is refused at once.
+async fn adapter<R, W>(
+    mut read: R,
+    write: W,
+    info: ConnectionInfo,
+    endpoint: &Endpoint,
+    stop: &CancellationToken,
+    admitted: bool,
+) -> Option<Transport>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let config = &endpoint.config;
+    let prefix = if admitted {
+        // A peer that connects and says nothing is idle, not slow.
+        let until = tokio::time::Instant::now()
+            .checked_add(config.idle_timeout)
+            .unwrap_or_else(far_future);
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            prefix = framed::read_prefix(&mut read, until, config.frame_timeout) => prefix?,
+        }
+    } else {
+        bytes::BytesMut::new()
+    };
+    let first: [u8; 4] = prefix
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or_default();
+    match crate::transport::sniff(&first, config.max_frame) {
+        // HTTP and WebSocket adapters go here. Until then the framed
+        // adapter answers a foreign protocol with an explanation.
+        Protocol::Framed | Protocol::Http | Protocol::Tls => Some(framed::open(
+            Box::new(read),
+            write,
+            prefix,
+            FramedLimits {
+                max_frame: config.max_frame,
+                max_outgoing: config.max_frame.max(MIN_OUTGOING_FRAME),
+                frame_timeout: Some(config.frame_timeout),
+                write_buffer: config.write_buffer,
+            },
+            info,
+        )),
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+/// Refuses a connection over the limit: one error, then close.
+async fn refuse(transport: Transport, endpoint: &Endpoint) {
+    let config = &endpoint.config;
+    tracing::warn!(
+        max = config.max_connections,
+        "connection refused: too many connections"
+    );
+    let error = ErrorObject::new(
+        code::TOO_MANY_CONNECTIONS,
+        format!(
+            "too many connections: this server serves at most {}; try again later or another server",
+            config.max_connections
+        ),
+    );
+    let _ = transport.outbox.push(|buf| {
+        crate::message::write_error(buf, None, &error);
+        Ok::<_, std::convert::Infallible>(())
+    });
+    transport.outbox.close();
+    let mut writer = transport.writer;
+    if tokio::time::timeout(config.frame_timeout, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    transport.inbound.linger().await;
+}

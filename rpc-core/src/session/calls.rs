@@ -1,0 +1,330 @@
+//! This side's calls on a session: ids, the table of calls awaiting their
+//! answers, and the notifications the peer sends in reply to them.
+//!
+//! Each call gets a fresh numeric id and an entry in the table; the session
+//! loop matches each inbound response to its entry by id and hands the
+//! answer over a oneshot channel. The table is behind one short-held lock,
+//! shared by the callers (insert, remove on drop) and the loop (deliver).
+
+use rustc_hash::FxHashMap as HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::Session;
+use crate::error::{CloseReason, RpcError};
+use crate::frame::sub_bytes;
+use crate::message::{self, ErrorObject, Response};
+use crate::outbox::QueueError;
+
+/// A notification the peer sent in reply to one of this side's calls (a
+/// server push tied to the call: its `in_reply_to` member names the call).
+#[derive(Debug, Clone)]
+pub struct Notification {
+    /// The notification's method name.
+    pub method: String,
+    /// Its raw params (`None` when absent).
+    pub params: Option<Box<RawValue>>,
+}
+
+impl Notification {
+    /// Decodes the params as `T` (a missing `params` decodes from `null`).
+    ///
+    /// # Errors
+    /// The `serde_json` error when the params do not have `T`'s shape.
+    pub fn params<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_str(self.params.as_deref().map_or("null", RawValue::get))
+    }
+}
+
+/// What the loop hands a waiting call.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// The raw JSON of `result`, sliced from the message.
+    Result(Bytes),
+    Error(ErrorObject),
+    /// The response broke the protocol: what was wrong.
+    Malformed(&'static str),
+}
+
+/// One call awaiting its answer.
+#[derive(Debug)]
+struct Pending {
+    answer: oneshot::Sender<Answer>,
+    /// Where notifications in reply to this call go, if anyone listens.
+    notifications: Option<mpsc::Sender<Notification>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    pending: HashMap<u64, Pending>,
+    /// Set once the session is unusable: why.
+    closed: Option<CloseReason>,
+    /// The peer announced a shutdown: calls in flight still complete, new
+    /// ones go to a new connection.
+    draining: bool,
+    /// The last error the peer sent without an id (it could not tell which
+    /// call it concerns); reported if the connection then closes.
+    last_unattributed: Option<ErrorObject>,
+}
+
+/// The table of this side's calls.
+#[derive(Debug)]
+pub(crate) struct Calls {
+    state: Mutex<State>,
+    next_id: AtomicU64,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+impl Calls {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether no call awaits an answer.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().pending.is_empty()
+    }
+
+    /// Whether new calls may start on this session.
+    pub(crate) fn usable(&self) -> bool {
+        let state = self.lock();
+        state.closed.is_none() && !state.draining
+    }
+
+    /// Marks the session closed and fails every pending call (their
+    /// receivers see the sender dropped). The first reason given is kept.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        let pending = {
+            let mut state = self.lock();
+            if state.closed.is_none() {
+                let reason = match (reason, state.last_unattributed.take()) {
+                    (CloseReason::PeerClosed { last_error: None }, Some(e)) => {
+                        CloseReason::PeerClosed {
+                            last_error: Some(e),
+                        }
+                    }
+                    (reason, _) => reason,
+                };
+                state.closed = Some(reason);
+            }
+            std::mem::take(&mut state.pending)
+        };
+        // Dropping the senders wakes every waiting call.
+        drop(pending);
+    }
+
+    /// The peer announced a shutdown (`rpc.shutdown`).
+    pub(crate) fn set_draining(&self) {
+        self.lock().draining = true;
+    }
+
+    /// The error for a call that cannot start or lost its session.
+    #[cold]
+    pub(crate) fn closed_error(&self) -> RpcError {
+        let state = self.lock();
+        RpcError::Closed(match (&state.closed, state.draining) {
+            (Some(why), _) => why.clone(),
+            (None, true) => CloseReason::ShuttingDown,
+            (None, false) => CloseReason::PeerClosed { last_error: None },
+        })
+    }
+
+    /// Registers a call: its id and the channel its answer comes on.
+    pub(crate) fn register(
+        &self,
+        notifications: Option<mpsc::Sender<Notification>>,
+    ) -> Result<(u64, oneshot::Receiver<Answer>), RpcError> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.register_sender(tx, notifications)?;
+        Ok((id, rx))
+    }
+
+    /// Registers a call whose answer goes to `answer`.
+    pub(crate) fn register_sender(
+        &self,
+        answer: oneshot::Sender<Answer>,
+        notifications: Option<mpsc::Sender<Notification>>,
+    ) -> Result<u64, RpcError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut state = self.lock();
+        if state.closed.is_some() || state.draining {
+            drop(state);
+            return Err(self.closed_error());
+        }
+        state.pending.insert(
+            id,
+            Pending {
+                answer,
+                notifications,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Removes entries that will never be answered.
+    pub(crate) fn forget(&self, ids: &[u64]) {
+        let mut state = self.lock();
+        for id in ids {
+            state.pending.remove(id);
+        }
+    }
+
+    /// Removes one entry; whether it was still waiting.
+    fn remove(&self, id: u64) -> bool {
+        self.lock().pending.remove(&id).is_some()
+    }
+
+    /// Hands a response to the call it answers. A response without a
+    /// usable id is kept as the connection's last unattributed error.
+    pub(crate) fn deliver(&self, message: &Bytes, response: Response<'_>) {
+        let Some(id) = response.id.and_then(|id| id.get().parse::<u64>().ok()) else {
+            match response.error_object() {
+                Some(Ok(error)) => {
+                    tracing::warn!(%error, "the peer sent an error about no particular call");
+                    self.lock().last_unattributed = Some(error);
+                }
+                _ => tracing::debug!("ignored a response with an id this side never used"),
+            }
+            return;
+        };
+        let answer = match (response.result, response.error_object()) {
+            (Some(result), None) => Answer::Result(sub_bytes(message, result.get())),
+            (None, Some(Ok(error))) => Answer::Error(error),
+            (None, Some(Err(_))) => {
+                Answer::Malformed("the `error` member is not a JSON-RPC error object")
+            }
+            _ => Answer::Malformed("a response must have exactly one of `result` and `error`"),
+        };
+        let waiter = self.lock().pending.remove(&id);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.answer.send(answer);
+            }
+            None => tracing::debug!(id, "ignored a response to a call no longer waiting"),
+        }
+    }
+
+    /// Where a notification in reply to call `id` goes, if anyone listens.
+    pub(crate) fn listener(&self, id: &RawValue) -> Option<mpsc::Sender<Notification>> {
+        let id = id.get().parse::<u64>().ok()?;
+        self.lock().pending.get(&id)?.notifications.clone()
+    }
+}
+
+impl Session {
+    /// Sends a request and waits for its answer until `deadline`.
+    /// `notifications` receives what the peer pushes in reply to it.
+    pub(crate) async fn request<P: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        params: &P,
+        deadline: Instant,
+        timeout: Duration,
+        notifications: Option<mpsc::Sender<Notification>>,
+    ) -> Result<Answer, RpcError> {
+        let (id, answer) = self.calls.register(notifications)?;
+        let mut guard = PendingGuard {
+            session: self,
+            id,
+            armed: true,
+            sent: false,
+        };
+        if !self.outbox.has_room()
+            && tokio::time::timeout_at(deadline, self.outbox.wait_for_room())
+                .await
+                .is_err()
+        {
+            return Err(RpcError::Timeout(timeout));
+        }
+        // What remains after connecting, authenticating or waiting for room.
+        let budget = deadline.saturating_duration_since(Instant::now());
+        self.outbox
+            .push(|buf| message::write_request(buf, method, params, Some(id), Some(budget)))
+            .map_err(|e| self.queue_error(e))?;
+        guard.sent = true;
+        tracing::Span::current().record("id", id);
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(answer)) => {
+                guard.armed = false;
+                Ok(answer)
+            }
+            Ok(Err(_)) => {
+                guard.armed = false;
+                Err(self.calls.closed_error())
+            }
+            Err(_) => Err(RpcError::Timeout(timeout)),
+        }
+    }
+
+    /// Sends a notification (no id, no answer) once there is room.
+    pub(crate) async fn notify<P: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        params: &P,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<(), RpcError> {
+        if tokio::time::timeout_at(deadline, self.outbox.wait_for_room())
+            .await
+            .is_err()
+        {
+            return Err(RpcError::Timeout(timeout));
+        }
+        self.outbox
+            .push(|buf| message::write_request(buf, method, params, None, None))
+            .map_err(|e| self.queue_error(e))
+    }
+
+    /// Tells the peer to stop working on call `id` (best effort).
+    pub(crate) fn cancel(&self, id: u64) {
+        let _ = self.outbox.push(|buf| {
+            message::write_cancel(buf, id);
+            Ok::<_, std::convert::Infallible>(())
+        });
+    }
+
+    #[cold]
+    pub(crate) fn queue_error(&self, e: QueueError<serde_json::Error>) -> RpcError {
+        match e {
+            QueueError::Closed => self.calls.closed_error(),
+            QueueError::TooLarge(e) => RpcError::Frame(e),
+            QueueError::Encode(e) => RpcError::Encode(e),
+        }
+    }
+}
+
+/// Cleans up after a call that ends without its answer (timeout, or the
+/// caller dropped the future): removes its entry and, if the request went
+/// out, tells the peer to cancel it.
+struct PendingGuard<'a> {
+    session: &'a Session,
+    id: u64,
+    armed: bool,
+    sent: bool,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.session.calls.remove(self.id) && self.sent {
+            self.session.cancel(self.id);
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Serving the peer's calls on a session: admission, routing, deadlines,
+//! cancellation, panics, and writing each answer.
+//!
+//! Every request runs in a task of its own, so the calls of one session
+//! proceed concurrently and their responses are written as they complete.
+//! Admission happens before any handler runs, in this order: the
+//! [middleware](crate::middleware) (the token check is the first layer),
+//! `rpc.cancel`, the shutdown, the in-flight limit, then routing to a
+//! service or a [built-in](crate::server::builtins).
+
+use rustc_hash::FxHashMap as HashMap;
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::Session;
+use crate::context::{CallContext, PushTarget};
+use crate::frame::sub_bytes;
+use crate::message::{self, ErrorObject, Incoming, Parsed, Request, code};
+use crate::middleware::{Admit, CallInfo, PeerState};
+use crate::outbox::{Outbox, QueueError};
+use crate::server::Endpoint;
+use crate::server::builtins;
+use crate::service::{HandlerFuture, Reply};
+use crate::transport::{Message, ReplyTo};
+
+/// The serving side of one session: the state only the session loop
+/// touches (no lock).
+pub(crate) struct Responder {
+    session: Arc<Session>,
+    endpoint: Arc<Endpoint>,
+    in_flight: Arc<Semaphore>,
+    /// Calls running in their own task, with their raw ids, so `rpc.cancel`
+    /// can abort them: added when a call is spawned, removed when its task
+    /// is reaped.
+    running: HashMap<tokio::task::Id, (Bytes, AbortHandle)>,
+    peer: PeerState,
+    draining: bool,
+}
+
+/// Where the answers to one inbound message go: the session's outbox, or
+/// the message's own (an HTTP POST's response).
+#[derive(Clone)]
+enum Replier {
+    Session(Arc<Outbox>),
+    Message(Arc<ReplyTo>),
+}
+
+impl Replier {
+    fn outbox(&self) -> &Outbox {
+        match self {
+            Replier::Session(outbox) => outbox,
+            Replier::Message(reply) => &reply.outbox,
+        }
+    }
+}
+
+/// The outcome of admitting one request.
+enum Admitted {
+    /// Answer now (or stay silent for a notification).
+    Reply(Reply),
+    /// Run a handler.
+    Run(Call),
+}
+
+impl Responder {
+    pub(crate) fn new(session: Arc<Session>, endpoint: Arc<Endpoint>) -> Self {
+        Self {
+            in_flight: Arc::new(Semaphore::new(endpoint.limits.max_in_flight)),
+            running: HashMap::default(),
+            peer: PeerState::new(session.info.clone()),
+            draining: false,
+            session,
+            endpoint,
+        }
+    }
+
+    /// Whether a shutdown started.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Starts a graceful end: tells the peer (`rpc.shutdown`), and answers
+    /// new calls with [`SHUTTING_DOWN`](code::SHUTTING_DOWN).
+    pub(crate) fn start_draining(&mut self) {
+        self.draining = true;
+        let grace = self.endpoint.limits.grace_period;
+        let _ = self.session.outbox.push(|buf| {
+            message::write_shutdown_notice(buf, grace);
+            Ok::<_, Infallible>(())
+        });
+    }
+
+    /// A handler task ended.
+    pub(crate) fn reaped(&mut self, task: tokio::task::Id) {
+        self.running.remove(&task);
+    }
+
+    /// Answers a message too large to read; the session then closes.
+    pub(crate) fn refuse_too_large(&self, len: usize, max: usize) {
+        let error = ErrorObject::new(
+            code::FRAME_TOO_LARGE,
+            format!(
+                "frame of {len} bytes exceeds the maximum of {max} bytes; the connection will be closed"
+            ),
+        );
+        push_error(&self.session.outbox, None, &error);
+    }
+
+    /// Handles one inbound message that arrived at `received`.
+    pub(crate) fn handle(
+        &mut self,
+        message: Message,
+        received: Instant,
+        handlers: &mut JoinSet<()>,
+    ) {
+        let Message { body, reply } = message;
+        let replier = match reply {
+            Some(reply) => Replier::Message(reply),
+            None => Replier::Session(self.session.outbox.clone()),
+        };
+        match message::parse_frame(&body) {
+            Incoming::Single(Err(rejected)) => {
+                let id = rejected.id.map(|id| keep_id(&body, id));
+                push_error(replier.outbox(), id.as_deref(), &rejected.error);
+            }
+            Incoming::Single(Ok(Parsed::Response(response))) => {
+                self.session.calls.deliver(&body, response);
+            }
+            Incoming::Single(Ok(Parsed::Request(request))) => {
+                if request.id.is_none() && self.notification_for_this_side(&request) {
+                    return;
+                }
+                let id = request.id.map(|id| keep_id(&body, id));
+                match self.admit(&request, received) {
+                    Admitted::Reply(reply) => match id {
+                        Some(id) => push_reply(replier.outbox(), &id, reply),
+                        None => log_notification_error(&request.method, &reply),
+                    },
+                    Admitted::Run(call) => self.spawn(call, id, replier, handlers),
+                }
+            }
+            Incoming::Batch(members) => {
+                self.handle_batch(&body, &members, received, replier, handlers)
+            }
+        }
+    }
+
+    /// A notification the peer sent this side as a caller: the shutdown
+    /// notice, or a push in reply to one of this side's calls. Returns
+    /// whether it was one.
+    fn notification_for_this_side(&self, request: &Request<'_>) -> bool {
+        if let Some(call) = request.in_reply_to {
+            match self.session.calls.listener(call) {
+                Some(listener) => {
+                    let notification = crate::Notification {
+                        method: request.method.clone().into_owned(),
+                        params: request.params.map(|p| p.to_owned()),
+                    };
+                    // Bounded: a listener that does not keep up loses what
+                    // does not fit (logged), rather than stalling every other
+                    // call of the session. Per-stream credit replaces this
+                    // with flow control in the streams layer.
+                    if let Err(e) = listener.try_send(notification) {
+                        tracing::warn!(method = %request.method, error = %e, "a notification in reply to a call was not delivered");
+                    }
+                }
+                None => {
+                    tracing::debug!(method = %request.method, "ignored a notification for a call nobody listens to")
+                }
+            }
+            return true;
+        }
+        if request.method == builtins::SHUTDOWN {
+            tracing::info!("the peer is shutting down; new calls will use a new connection");
+            self.session.calls.set_draining();
+            return true;
+        }
+        false
+    }
+
+    fn handle_batch(
+        &mut self,
+        body: &Bytes,
+        members: &[&serde_json::value::RawValue],
+        received: Instant,
+        replier: Replier,
+        handlers: &mut JoinSet<()>,
+    ) {
+        let mut calls: Vec<(Option<Bytes>, Call)> = Vec::with_capacity(members.len());
+        for member in members {
+            match message::parse_message(member.get()) {
+                Ok(Parsed::Response(response)) => self.session.calls.deliver(body, response),
+                Ok(Parsed::Request(request)) => {
+                    if request.id.is_none() && self.notification_for_this_side(&request) {
+                        continue;
+                    }
+                    let id = request.id.map(|id| keep_id(body, id));
+                    let call = match self.admit(&request, received) {
+                        Admitted::Reply(reply) => Call::ready(&request.method, reply),
+                        Admitted::Run(call) => call,
+                    };
+                    calls.push((id, call));
+                }
+                Err(rejected) => calls.push((
+                    Some(
+                        rejected
+                            .id
+                            .map_or_else(|| Bytes::from_static(b"null"), |id| keep_id(body, id)),
+                    ),
+                    Call::ready("", Err(rejected.error)),
+                )),
+            }
+        }
+        if calls.is_empty() {
+            return;
+        }
+        let push = self.session.outbox.clone();
+        handlers.spawn(async move {
+            let replies = futures_util::future::join_all(calls.into_iter().map(|(id, call)| {
+                let push = id.clone().map(|id| PushTarget::new(push.clone(), id));
+                async move {
+                    let method = call.method.clone();
+                    let reply = call.run(push).await;
+                    match id {
+                        Some(id) => Some((id, reply)),
+                        None => {
+                            log_notification_error(&method, &reply);
+                            None
+                        }
+                    }
+                }
+            }))
+            .await;
+            let replies: Vec<(Bytes, Reply)> = replies.into_iter().flatten().collect();
+            if !replies.is_empty() {
+                replier.outbox().wait_for_room().await;
+                push_batch(replier.outbox(), &replies);
+            }
+            drop(replier);
+        });
+    }
+
+    /// Runs `call` in a task of its own, cancellable by id.
+    fn spawn(
+        &mut self,
+        call: Call,
+        id: Option<Bytes>,
+        replier: Replier,
+        handlers: &mut JoinSet<()>,
+    ) {
+        let Some(id) = id else {
+            handlers.spawn(async move {
+                let method = call.method.clone();
+                let reply = call.run(None).await;
+                log_notification_error(&method, &reply);
+                drop(replier);
+            });
+            return;
+        };
+        let key = id.clone();
+        let push = PushTarget::new(self.session.outbox.clone(), id.clone());
+        let abort = handlers.spawn(async move {
+            let reply = call.run(Some(push)).await;
+            replier.outbox().wait_for_room().await;
+            push_reply(replier.outbox(), &id, reply);
+        });
+        // Unregistered by the session loop when it reaps the task.
+        self.running.insert(abort.id(), (key, abort));
+    }
+
+    /// Decides what to do with a request: the middleware, `rpc.cancel`, the
+    /// shutdown, the in-flight limit, then routing.
+    fn admit(&mut self, request: &Request<'_>, received: Instant) -> Admitted {
+        let method = &*request.method;
+        if !self.endpoint.middleware.is_empty() {
+            let info = call_info(request);
+            for layer in self.endpoint.middleware.iter() {
+                match layer.admit(&info, &mut self.peer) {
+                    Ok(Admit::Continue) => {}
+                    Ok(Admit::Answer(answer)) => return Admitted::Reply(Ok(answer)),
+                    Err(error) => return Admitted::Reply(Err(error)),
+                }
+            }
+        }
+        if let Some(reply) = builtins::immediate(method, request.params, &mut self.running) {
+            return Admitted::Reply(reply);
+        }
+        if self.draining {
+            return Admitted::Reply(Err(ErrorObject::new(
+                code::SHUTTING_DOWN,
+                "the server is shutting down and accepts no new calls; retry on another server or later",
+            )));
+        }
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            return Admitted::Reply(Err(ErrorObject::new(
+                code::SERVER_BUSY,
+                format!(
+                    "server busy: this connection already has {} calls in flight; retry after some complete",
+                    self.endpoint.limits.max_in_flight
+                ),
+            )));
+        };
+        let router = &self.endpoint.router;
+        let routed =
+            std::panic::catch_unwind(AssertUnwindSafe(|| router.call(method, request.params)));
+        let (service, method, mut future) = match routed {
+            Ok(Ok(routed)) => routed,
+            Ok(Err(error)) => return Admitted::Reply(Err(error)),
+            Err(panic) => return Admitted::Reply(Err(panicked(method, &*panic))),
+        };
+        if !self.endpoint.middleware.is_empty() {
+            let info = call_info(request);
+            for layer in self.endpoint.middleware.iter() {
+                future = layer.wrap(&info, future);
+            }
+        }
+        let deadline = request
+            .timeout_ms
+            .and_then(|ms| received.checked_add(Duration::from_millis(ms)));
+        let span = tracing::debug_span!(
+            "rpc.call",
+            service,
+            method = %method,
+            id = request.id.map(|id| id.get()),
+        );
+        Admitted::Run(Call {
+            method: Cow::Borrowed(method),
+            work: Work::Running {
+                span,
+                future,
+                deadline,
+                timeout_ms: request.timeout_ms,
+                _permit: permit,
+            },
+        })
+    }
+}
+
+fn call_info<'a>(request: &'a Request<'a>) -> CallInfo<'a> {
+    CallInfo {
+        method: &request.method,
+        id: request.id.map(|id| id.get()),
+        params: request.params,
+        traceparent: request.traceparent.as_deref(),
+    }
+}
+
+/// The raw id of a request, kept until its response is written: a slice of
+/// a small message, or a copy, so a large message is not held alive by its id.
+fn keep_id(message: &Bytes, id: &serde_json::value::RawValue) -> Bytes {
+    const SLICE_BELOW: usize = 4096;
+    if message.len() < SLICE_BELOW {
+        sub_bytes(message, id.get())
+    } else {
+        Bytes::copy_from_slice(id.get().as_bytes())
+    }
+}
+
+/// One admitted call.
+struct Call {
+    /// The wire name, for logs: borrowed from the routing table when routed.
+    method: Cow<'static, str>,
+    work: Work,
+}
+
+enum Work {
+    Ready(Reply),
+    Running {
+        span: tracing::Span,
+        future: HandlerFuture,
+        deadline: Option<Instant>,
+        timeout_ms: Option<u64>,
+        /// Counts the call against the session's in-flight limit until it ends.
+        _permit: OwnedSemaphorePermit,
+    },
+}
+
+impl Call {
+    fn ready(method: &str, reply: Reply) -> Self {
+        Call {
+            method: Cow::Owned(method.to_owned()),
+            work: Work::Ready(reply),
+        }
+    }
+
+    /// Runs the handler inside its call context, within its deadline,
+    /// turning a panic into an internal error.
+    async fn run(self, push: Option<PushTarget>) -> Reply {
+        let (span, future, deadline, timeout_ms, permit) = match self.work {
+            Work::Ready(reply) => return reply,
+            Work::Running {
+                span,
+                future,
+                deadline,
+                timeout_ms,
+                _permit,
+            } => (span, future, deadline, timeout_ms, _permit),
+        };
+        // The clock is read only when the span is recorded.
+        let started = (!span.is_disabled()).then(Instant::now);
+        let guarded = AssertUnwindSafe(CallContext::new(deadline).with_push(push).scope(future))
+            .catch_unwind()
+            .instrument(span.clone());
+        let outcome = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
+                Ok(outcome) => outcome,
+                Err(_) => Ok(Err(ErrorObject::new(
+                    code::DEADLINE_EXCEEDED,
+                    format!(
+                        "deadline exceeded: the call did not finish within its budget of {} ms; the server stopped working on it",
+                        timeout_ms.unwrap_or_default()
+                    ),
+                ))),
+            },
+            None => guarded.await,
+        };
+        drop(permit);
+        let reply = outcome.unwrap_or_else(|panic| Err(panicked(&self.method, &*panic)));
+        if span.is_disabled() {
+            return reply;
+        }
+        span.in_scope(|| {
+            let elapsed_us = started.map_or(0, |t| t.elapsed().as_micros() as u64);
+            match &reply {
+                Ok(_) => tracing::debug!(elapsed_us, outcome = "ok", "call finished"),
+                Err(e) => tracing::debug!(
+                    elapsed_us,
+                    outcome = "error",
+                    code = e.code,
+                    "call finished"
+                ),
+            }
+        });
+        reply
+    }
+}
+
+fn log_notification_error(method: &str, reply: &Reply) {
+    if let Err(error) = reply {
+        tracing::warn!(method, %error, "a notification failed (no response is sent for notifications)");
+    }
+}
+
+#[cold]
+fn panicked(what: &str, panic: &(dyn std::any::Any + Send)) -> ErrorObject {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message");
+    tracing::error!(method = what, panic = detail, "handler panicked");
+    ErrorObject::internal(format_args!("the handler of `{what}` panicked: {detail}"))
+}
+
+fn id_str(id: &Bytes) -> &str {
+    std::str::from_utf8(id).unwrap_or("null")
+}
+
+fn as_response(reply: &Reply) -> Result<&str, &ErrorObject> {
+    match reply {
+        Ok(result) => Ok(result.get()),
+        Err(error) => Err(error),
+    }
+}
+
+fn push_error(outbox: &Outbox, id: Option<&[u8]>, error: &ErrorObject) {
+    let id = id.map(|id| std::str::from_utf8(id).unwrap_or("null"));
+    let _ = outbox.push(|buf| {
+        message::write_error(buf, id, error);
+        Ok::<_, Infallible>(())
+    });
+}
+
+fn push_reply(outbox: &Outbox, id: &Bytes, reply: Reply) {
+    let pushed = outbox.push(|buf| {
+        message::write_response(buf, id_str(id), as_response(&reply));
+        Ok::<_, Infallible>(())
+    });
+    if let Err(QueueError::TooLarge(e)) = pushed {
+        let error = ErrorObject::internal(format_args!("the response is too large to send: {e}"));
+        push_error(outbox, Some(id), &error);
+    }
+}
+
+fn push_batch(outbox: &Outbox, replies: &[(Bytes, Reply)]) {
+    let pushed = outbox.push(|buf| {
+        message::write_batch_responses(
+            buf,
+            replies
+                .iter()
+                .map(|(id, reply)| (id_str(id), as_response(reply))),
+        );
+        Ok::<_, Infallible>(())
+    });
+    if let Err(QueueError::TooLarge(e)) = pushed {
+        let error =
+            ErrorObject::internal(format_args!("the batch response is too large to send: {e}"));
+        push_error(outbox, None, &error);
+    }
+}

@@ -1,0 +1,172 @@
+//! Connectors: how a client dials a server and gets a message transport.
+//!
+//! The client asks its [`Connector`] for a [`Transport`] when it first
+//! connects and each time it reconnects; everything above (authentication,
+//! backoff, retries, and later discovery and load balancing) sits above the
+//! connector, never inside it. [`TcpConnector`] is framed TCP, optionally
+//! inside TLS; [`MemoryConnector`](super::memory::MemoryConnector) reaches
+//! an in-memory server. A connector of your own can pick an address (from a
+//! registry, say) and delegate to a `TcpConnector`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use super::framed::{self, FramedLimits};
+use super::{ConnectionInfo, Transport};
+use crate::error::RpcError;
+
+/// The sizes a connector opens its transport with; the client fills them
+/// in from its builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest message accepted or sent, in bytes.
+    pub max_frame: usize,
+    /// Bytes of outbound messages buffered before callers wait.
+    pub write_buffer: usize,
+}
+
+impl Limits {
+    /// Limits with the given maximum message size and write buffer, in bytes.
+    pub fn new(max_frame: usize, write_buffer: usize) -> Self {
+        Self {
+            max_frame,
+            write_buffer,
+        }
+    }
+}
+
+/// Dials a server and returns an open message transport.
+///
+/// The client bounds each attempt by the call's deadline (dropping the
+/// future), so an implementation needs no timeout of its own.
+pub trait Connector: Send + Sync + 'static {
+    /// Opens one transport.
+    ///
+    /// # Errors
+    /// [`RpcError::Connect`] when the server cannot be reached (refused,
+    /// unreachable, TLS handshake failed), naming the address tried.
+    fn connect<'a>(
+        &'a self,
+        limits: &'a Limits,
+    ) -> Pin<Box<dyn Future<Output = Result<Transport, RpcError>> + Send + 'a>>;
+
+    /// What it dials, for messages and logs (`127.0.0.1:7070`, `memory`).
+    fn target(&self) -> String;
+}
+
+/// Framed JSON-RPC over TCP (with `TCP_NODELAY`), or inside TLS when
+/// configured through [`ClientBuilder::tls`](crate::ClientBuilder::tls).
+#[derive(Clone)]
+pub struct TcpConnector {
+    addr: String,
+    #[cfg(feature = "tls")]
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl std::fmt::Debug for TcpConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("TcpConnector");
+        d.field("addr", &self.addr);
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls.as_ref().map(|(_, name)| name));
+        d.finish()
+    }
+}
+
+impl TcpConnector {
+    /// A connector for `addr` (`host:port`), resolved at each attempt.
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The same, speaking TLS and checking the server's certificate against
+    /// `server_name`.
+    #[cfg(feature = "tls")]
+    pub(crate) fn with_tls(
+        mut self,
+        connector: tokio_rustls::TlsConnector,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Self {
+        self.tls = Some((connector, server_name));
+        self
+    }
+
+    fn connect_error(&self, source: std::io::Error) -> RpcError {
+        RpcError::Connect {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+}
+
+impl Connector for TcpConnector {
+    fn connect<'a>(
+        &'a self,
+        limits: &'a Limits,
+    ) -> Pin<Box<dyn Future<Output = Result<Transport, RpcError>> + Send + 'a>> {
+        Box::pin(async move {
+            let stream = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|e| self.connect_error(e))?;
+            let _ = stream.set_nodelay(true);
+            let mut info = ConnectionInfo::new("tcp");
+            info.peer = stream.peer_addr().ok();
+            #[cfg(feature = "tls")]
+            if let Some((connector, name)) = &self.tls {
+                let tls = connector.connect(name.clone(), stream).await.map_err(|e| {
+                    self.connect_error(std::io::Error::new(
+                        e.kind(),
+                        format!("the TLS handshake failed ({e}); does the server speak TLS, with a certificate for this name signed by a CA you trust?"),
+                    ))
+                })?;
+                info.transport = "tls";
+                let (read, write) = tokio::io::split(tls);
+                return Ok(open_stream(read, write, limits, info));
+            }
+            let (read, write) = stream.into_split();
+            Ok(open_stream(read, write, limits, info))
+        })
+    }
+
+    fn target(&self) -> String {
+        self.addr.clone()
+    }
+}
+
+/// The framed transport over a client's byte stream (no time limits on
+/// reading: the calls' own deadlines bound every wait).
+pub(crate) fn open_stream<R, W>(
+    read: R,
+    write: W,
+    limits: &Limits,
+    info: ConnectionInfo,
+) -> Transport
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    framed::open(
+        Box::new(read),
+        write,
+        bytes::BytesMut::new(),
+        FramedLimits {
+            max_frame: limits.max_frame,
+            max_outgoing: limits.max_frame,
+            frame_timeout: None::<Duration>,
+            write_buffer: limits.write_buffer,
+        },
+        info,
+    )
+}
