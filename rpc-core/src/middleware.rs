@@ -118,6 +118,18 @@ pub trait Middleware: Send + Sync + 'static {
     }
 }
 
+/// A shared layer: keep an `Arc` to read its state (counters, say) while
+/// the server runs.
+impl<M: Middleware> Middleware for Arc<M> {
+    fn admit(&self, call: &CallInfo<'_>, peer: &mut PeerState) -> Result<Admit, ErrorObject> {
+        (**self).admit(call, peer)
+    }
+
+    fn wrap(&self, call: &CallInfo<'_>, future: HandlerFuture) -> HandlerFuture {
+        (**self).wrap(call, future)
+    }
+}
+
 /// The token check: a peer must present the server's token with
 /// `rpc.auth` (params `{"token": "..."}` or `["..."]`) before any call
 /// other than `rpc.ping`; until then calls are answered with

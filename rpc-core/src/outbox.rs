@@ -231,6 +231,12 @@ impl Outbox {
         state.closed || state.buf.len() < self.high_water
     }
 
+    /// Whether the outbox was closed (tests only).
+    #[cfg(test)]
+    pub(crate) fn is_closed_for_tests(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Marks the outbox closed: messages already queued are still written,
     /// new ones are refused, and waiting producers are released.
     pub(crate) fn close(&self) {

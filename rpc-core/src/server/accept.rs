@@ -235,3 +235,32 @@ async fn refuse(transport: Transport, endpoint: &Endpoint) {
     }
     transport.inbound.linger().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_task_stays_small() {
+        // The state machine of every connection's task is allocated for as
+        // long as the connection lives: keep it small (idle-memory target).
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let stream = TcpStream::connect(addr).await.unwrap();
+            let endpoint = crate::Server::builder().endpoint().unwrap();
+            let task = serve(
+                Accepted::Tcp(stream, addr),
+                Arc::new(endpoint),
+                CancellationToken::new(),
+                None,
+            );
+            let size = std::mem::size_of_val(&task);
+            assert!(size <= 2048, "the connection future is {size} bytes");
+        });
+    }
+}

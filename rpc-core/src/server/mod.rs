@@ -309,7 +309,7 @@ impl ServerBuilder {
         accept::start(listener, endpoint)
     }
 
-    fn endpoint(self) -> Result<Endpoint, ServerError> {
+    pub(crate) fn endpoint(self) -> Result<Endpoint, ServerError> {
         let router = Router::new(self.services)?;
         let mut middleware = self.middleware;
         if let Some(token) = &self.config.token {

@@ -508,3 +508,106 @@ fn push_batch(outbox: &Outbox, replies: &[(Bytes, Reply)]) {
         push_error(outbox, None, &error);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::{Framing, Sink, Taken};
+    use crate::transport::ConnectionInfo;
+    use std::sync::Mutex;
+
+    /// Collects every message an outbox's writer sends, until it closes.
+    #[derive(Clone, Default)]
+    struct Collect(Arc<Mutex<Vec<Bytes>>>);
+
+    impl Sink for Collect {
+        async fn send(&mut self, taken: &mut Taken) -> std::io::Result<()> {
+            let messages: Vec<Bytes> = taken.messages().collect();
+            self.0.lock().unwrap().extend(messages);
+            Ok(())
+        }
+
+        async fn close(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn outbox() -> Arc<Outbox> {
+        Arc::new(Outbox::new(Framing::Delimited, 1 << 20, 1 << 20))
+    }
+
+    /// Handles `body` as one message with its own reply handle (as an HTTP
+    /// POST is), and returns what was answered on that handle once the
+    /// handle closed.
+    async fn answers_on_own_handle(responder: &mut Responder, body: &'static str) -> Vec<Bytes> {
+        let own = outbox();
+        let collect = Collect::default();
+        let writer = tokio::spawn({
+            let own = own.clone();
+            let collect = collect.clone();
+            async move { own.run_writer(collect).await }
+        });
+        let mut handlers = JoinSet::new();
+        responder.handle(
+            Message {
+                body: Bytes::from_static(body.as_bytes()),
+                reply: Some(Arc::new(ReplyTo { outbox: own })),
+            },
+            Instant::now(),
+            &mut handlers,
+        );
+        while handlers.join_next().await.is_some() {}
+        tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .expect("the reply handle closes once every answer is queued")
+            .unwrap()
+            .unwrap();
+        let got = collect.0.lock().unwrap().clone();
+        got
+    }
+
+    #[tokio::test]
+    async fn answers_follow_their_message_and_no_answer_is_known() {
+        let session_outbox = outbox();
+        let session = Arc::new(Session::new(
+            session_outbox.clone(),
+            Arc::new(ConnectionInfo::new("test")),
+        ));
+        let mut responder = Responder::new(session, Endpoint::client());
+
+        let answers = answers_on_own_handle(
+            &mut responder,
+            r#"{"jsonrpc":"2.0","method":"rpc.ping","id":7}"#,
+        )
+        .await;
+        assert_eq!(
+            answers,
+            [&br#"{"jsonrpc":"2.0","result":"pong","id":7}"#[..]]
+        );
+
+        let answers = answers_on_own_handle(
+            &mut responder,
+            r#"[{"jsonrpc":"2.0","method":"rpc.ping","id":1},{"jsonrpc":"2.0","method":"rpc.ping"}]"#,
+        )
+        .await;
+        assert_eq!(
+            answers,
+            [&br#"[{"jsonrpc":"2.0","result":"pong","id":1}]"#[..]],
+            "a batch is answered in one message, without its notification"
+        );
+
+        let answers = answers_on_own_handle(
+            &mut responder,
+            r#"[{"jsonrpc":"2.0","method":"rpc.ping"},{"jsonrpc":"2.0","method":"rpc.ping"}]"#,
+        )
+        .await;
+        assert!(
+            answers.is_empty(),
+            "a notification-only body closes its handle with no answer (HTTP 204)"
+        );
+        assert!(
+            session_outbox.has_room() && !session_outbox.is_closed_for_tests(),
+            "nothing went to the session's own outbox"
+        );
+    }
+}
