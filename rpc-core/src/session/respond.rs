@@ -562,8 +562,8 @@ mod tests {
             .expect("the reply handle closes once every answer is queued")
             .unwrap()
             .unwrap();
-        let got = collect.0.lock().unwrap().clone();
-        got
+        let mut got = collect.0.lock().unwrap();
+        std::mem::take(&mut *got)
     }
 
     #[tokio::test]
