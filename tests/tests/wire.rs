@@ -655,8 +655,8 @@ async fn calls_in_flight_still_answer_after_an_oversize_frame() {
     use common::gated::Gate;
 
     let gate = Gate::default();
-    let server = common::gated::serve(&gate, Server::builder()).await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = common::gated::serve(&gate, Server::builder()).await;
+    let mut s = fx.raw().await;
 
     send_json(
         &mut s,
@@ -678,7 +678,7 @@ async fn calls_in_flight_still_answer_after_an_oversize_frame() {
     expect_closed(&mut s).await;
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
@@ -865,8 +865,8 @@ async fn a_call_beyond_the_in_flight_limit_gets_server_busy_and_the_connection_s
     use common::gated::Gate;
 
     let gate = Gate::default();
-    let server = common::gated::serve(&gate, Server::builder().max_in_flight(1)).await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = common::gated::serve(&gate, Server::builder().max_in_flight(1)).await;
+    let mut s = fx.raw().await;
 
     let slow = json!({"jsonrpc": "2.0", "method": "slow", "id": "slow"});
     let quick = |id: i64| json!({"jsonrpc": "2.0", "method": "quick", "id": id});
@@ -889,5 +889,5 @@ async fn a_call_beyond_the_in_flight_limit_gets_server_busy_and_the_connection_s
     assert_result(&exchange(&mut s, &quick(2)).await, &json!(2), &json!(1));
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }

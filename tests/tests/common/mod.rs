@@ -1,12 +1,15 @@
-//! Helpers shared by the integration tests: bounded waits, a demo server on
-//! a free port, and raw frame I/O for tests that speak the wire protocol
-//! without the library's client.
+//! Helpers shared by the integration tests: bounded waits, the
+//! [`TestServer`] fixture, and raw frame I/O for tests that speak the wire
+//! protocol without the library's client.
 //!
 //! Each test binary includes this module with `mod common;` and uses only
 //! part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+mod fixture;
 pub mod gated;
+
+pub use fixture::TestServer;
 
 use std::future::Future;
 use std::net::SocketAddr;
