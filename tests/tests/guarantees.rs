@@ -1,6 +1,8 @@
 //! Call guarantees: deadlines, their propagation, cancellation, batches,
 //! graceful shutdown, reconnection and the single retry of idempotent calls.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,6 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
+
+use common::{expect_closed, read_frame, read_json, send_frame, send_json};
 
 /// Every wait in these tests is bounded by this.
 const LIMIT: Duration = Duration::from_secs(10);
@@ -89,32 +93,13 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<u64>, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("channel closed waiting for {what}"))
 }
 
-async fn send_frame(stream: &mut TcpStream, body: &str) {
-    stream
-        .write_all(&rpc_core::frame::encode(body.as_bytes()))
-        .await
-        .expect("write frame");
-}
-
-async fn read_json(stream: &mut TcpStream) -> serde_json::Value {
-    let read = async {
-        let len = stream.read_u32().await.expect("frame header") as usize;
-        let mut body = vec![0; len];
-        stream.read_exact(&mut body).await.expect("frame body");
-        serde_json::from_slice(&body).expect("a JSON frame")
-    };
-    timeout(LIMIT, read)
-        .await
-        .expect("timed out waiting for a frame")
-}
-
 #[tokio::test]
 async fn an_expired_deadline_stops_the_handler_and_answers_a_deadline_error() {
     let mut fx = probe_server(ServerBuilder::default()).await;
     let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"hang","params":[7],"id":1,"timeout_ms":150}"#,
+        br#"{"jsonrpc":"2.0","method":"hang","params":[7],"id":1,"timeout_ms":150}"#,
     )
     .await;
     assert_eq!(next(&mut fx.started, "the handler to start").await, 7);
@@ -127,7 +112,7 @@ async fn an_expired_deadline_stops_the_handler_and_answers_a_deadline_error() {
         "the server must stop working on an expired call"
     );
     // The connection goes on.
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
+    send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
     assert_eq!(read_json(&mut raw).await["result"], "pong");
 }
 
@@ -176,7 +161,7 @@ async fn a_handler_sees_its_remaining_budget_and_passes_it_on() {
 async fn a_plain_json_rpc_request_without_a_budget_still_works() {
     let fx = probe_server(ServerBuilder::default()).await;
     let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"budget","id":"a"}"#).await;
+    send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"budget","id":"a"}"#).await;
     let response = read_json(&mut raw).await;
     assert_eq!(response["id"], "a");
     assert!(
@@ -210,13 +195,13 @@ async fn rpc_cancel_by_id_stops_a_running_call() {
     let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"hang","params":[3],"id":"slow"}"#,
+        br#"{"jsonrpc":"2.0","method":"hang","params":[3],"id":"slow"}"#,
     )
     .await;
     assert_eq!(next(&mut fx.started, "the handler to start").await, 3);
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":"slow"},"id":9}"#,
+        br#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":"slow"},"id":9}"#,
     )
     .await;
     let response = read_json(&mut raw).await;
@@ -226,7 +211,7 @@ async fn rpc_cancel_by_id_stops_a_running_call() {
     // Cancelling an unknown id is harmless.
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":["nope"],"id":10}"#,
+        br#"{"jsonrpc":"2.0","method":"rpc.cancel","params":["nope"],"id":10}"#,
     )
     .await;
     assert_eq!(read_json(&mut raw).await["result"], false);
@@ -278,7 +263,7 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     let mut raw = TcpStream::connect(addr).await.unwrap();
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"sleep","params":[400],"id":1}"#,
+        br#"{"jsonrpc":"2.0","method":"sleep","params":[400],"id":1}"#,
     )
     .await;
     let in_flight = tokio::spawn({
@@ -287,7 +272,7 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     });
     // Both calls are on the server once a later call on each connection has
     // been answered (frames of one connection are read in order).
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
+    send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
     assert_eq!(read_json(&mut raw).await["result"], "pong");
     assert_eq!(echo.echo("ready".into()).await.unwrap(), "ready");
 
@@ -297,7 +282,7 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     assert_eq!(notice["params"]["grace_ms"], 5000);
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"echo","params":["x"],"id":3}"#,
+        br#"{"jsonrpc":"2.0","method":"echo","params":["x"],"id":3}"#,
     )
     .await;
     let refused = read_json(&mut raw).await;
@@ -308,14 +293,8 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
         (finished["id"].clone(), finished["result"].clone()),
         (1.into(), 400.into())
     );
-    let mut rest = Vec::new();
-    let eof = timeout(LIMIT, raw.read_to_end(&mut rest))
-        .await
-        .expect("closed after the drain");
-    assert!(
-        eof.is_ok() && rest.is_empty(),
-        "nothing after the last response"
-    );
+    // Closed after the drain, with nothing after the last response.
+    expect_closed(&mut raw).await;
 
     let finished = timeout(LIMIT, in_flight).await.expect("bounded").unwrap();
     assert_eq!(
@@ -410,14 +389,7 @@ async fn flaky_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
             let count = count.clone();
             let drop_it = std::mem::replace(&mut first, false);
             tokio::spawn(async move {
-                loop {
-                    let Ok(len) = stream.read_u32().await else {
-                        return;
-                    };
-                    let mut body = vec![0; len as usize];
-                    if stream.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
+                while let Some(body) = read_frame(&mut stream).await {
                     let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
                     if request["method"] == "rpc.cancel" {
                         continue;
@@ -428,10 +400,7 @@ async fn flaky_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                     }
                     let reply =
                         serde_json::json!({"jsonrpc":"2.0","result":4.0,"id":request["id"]});
-                    let bytes = rpc_core::frame::encode(reply.to_string().as_bytes());
-                    if stream.write_all(&bytes).await.is_err() {
-                        return;
-                    }
+                    send_json(&mut stream, &reply).await;
                 }
             });
         }
@@ -642,9 +611,7 @@ async fn a_generated_batch_sends_one_frame_and_types_each_result() {
             })
             .collect();
         replies.reverse();
-        let frame =
-            rpc_core::frame::encode(serde_json::Value::Array(replies).to_string().as_bytes());
-        stream.write_all(&frame).await.unwrap();
+        send_json(&mut stream, &serde_json::Value::Array(replies)).await;
         members.len()
     });
     let client = TunedClient::connect(addr).await.unwrap();
@@ -689,7 +656,7 @@ async fn an_error_type_without_display_is_named_by_its_variant() {
         .await
         .unwrap();
     let mut raw = TcpStream::connect(server.local_addr()).await.unwrap();
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"fail","id":1}"#).await;
+    send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"fail","id":1}"#).await;
     let response = read_json(&mut raw).await;
     assert_eq!(response["error"]["code"], code::APPLICATION_ERROR);
     assert_eq!(response["error"]["message"], "Nope");
