@@ -12,12 +12,8 @@ use rpc_demo::services::{CalcError, CalculatorClient, EchoClient, all_services};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
 
-use common::{expect_closed, read_frame, read_json, send_frame, send_json};
-
-/// Every wait in these tests is bounded by this.
-const LIMIT: Duration = Duration::from_secs(10);
+use common::{expect_closed, read_frame, read_json, send_frame, send_json, within};
 
 /// A service whose handlers report when they start and when they are dropped.
 #[rpc_core::service]
@@ -87,9 +83,8 @@ async fn probe_server(builder: ServerBuilder) -> Fixture {
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<u64>, what: &str) -> u64 {
-    timeout(LIMIT, rx.recv())
+    within(what, rx.recv())
         .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
         .unwrap_or_else(|| panic!("channel closed waiting for {what}"))
 }
 
@@ -121,7 +116,7 @@ async fn a_client_timeout_becomes_the_servers_deadline() {
     let mut fx = probe_server(ServerBuilder::default()).await;
     let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
     let short = client.with_timeout(Duration::from_millis(200));
-    let result = timeout(LIMIT, short.hang(1)).await.expect("bounded");
+    let result = within("the call to time out", short.hang(1)).await;
     assert!(matches!(result, Err(RpcError::Timeout(d)) if d == Duration::from_millis(200)));
     assert_eq!(next(&mut fx.dropped, "the handler to be stopped").await, 1);
 }
@@ -228,7 +223,7 @@ async fn a_batch_gives_each_call_its_own_typed_result() {
     let greeting = batch.call::<_, String, Never>("hello", &("Ana",)).unwrap();
     let missing = batch.call::<_, f64, Never>("nope", &[(); 0]).unwrap();
     assert_eq!(batch.len(), 5);
-    timeout(LIMIT, batch.send()).await.unwrap().unwrap();
+    within("the batch", batch.send()).await.unwrap();
     assert_eq!(sum.await.unwrap(), 5.0);
     assert!(matches!(
         quotient.await,
@@ -296,21 +291,16 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     // Closed after the drain, with nothing after the last response.
     expect_closed(&mut raw).await;
 
-    let finished = timeout(LIMIT, in_flight).await.expect("bounded").unwrap();
+    let finished = within("the call in flight", in_flight).await.unwrap();
     assert_eq!(
         finished.unwrap(),
         400,
         "the client's call in flight completes"
     );
-    timeout(LIMIT, stopping)
-        .await
-        .expect("shutdown completes")
-        .unwrap();
+    within("the shutdown", stopping).await.unwrap();
     // The client heard the notice: a new call does not wait on the old
     // connection but tries a new one, and the server is gone.
-    let after = timeout(LIMIT, echo.echo("late".into()))
-        .await
-        .expect("fails fast");
+    let after = within("a call after shutdown to fail", echo.echo("late".into())).await;
     assert!(
         matches!(after, Err(RpcError::Connect { .. } | RpcError::Closed(_))),
         "{after:?}"
@@ -331,11 +321,13 @@ async fn shutdown_abandons_calls_that_outlive_the_grace_period() {
         async move { client.hang(5).await }
     });
     assert_eq!(next(&mut fx.started, "the handler to start").await, 5);
-    timeout(LIMIT, fx.handle.shutdown())
-        .await
-        .expect("shutdown is bounded by the grace period");
+    within(
+        "the shutdown, which the grace period bounds",
+        fx.handle.shutdown(),
+    )
+    .await;
     assert_eq!(next(&mut fx.dropped, "the abandoned handler").await, 5);
-    let outcome = timeout(LIMIT, call).await.expect("bounded").unwrap();
+    let outcome = within("the abandoned call", call).await.unwrap();
     assert!(matches!(outcome, Err(RpcError::Closed(_))), "{outcome:?}");
 }
 
@@ -348,7 +340,7 @@ async fn a_client_reconnects_after_the_server_restarts() {
     first.shutdown().await;
 
     // While the server is down, calls fail quickly with a clear error.
-    let down = timeout(LIMIT, calc.add(1.0, 2.0)).await.expect("bounded");
+    let down = within("a call while the server is down", calc.add(1.0, 2.0)).await;
     assert!(
         matches!(down, Err(RpcError::Closed(_) | RpcError::Connect { .. })),
         "{down:?}"
@@ -358,7 +350,7 @@ async fn a_client_reconnects_after_the_server_restarts() {
         .bind(addr)
         .await
         .expect("rebind the same port");
-    let result = timeout(LIMIT, async {
+    let result = within("the client to reconnect", async {
         loop {
             match calc.add(2.0, 2.0).await {
                 Ok(v) => break v,
@@ -369,8 +361,7 @@ async fn a_client_reconnects_after_the_server_restarts() {
             }
         }
     })
-    .await
-    .expect("the client reconnects within the limit");
+    .await;
     assert_eq!(result, 4.0);
     second.shutdown().await;
 }
@@ -412,12 +403,11 @@ async fn flaky_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 async fn an_idempotent_call_is_retried_once_on_a_fresh_connection() {
     let (addr, requests) = flaky_server().await;
     let client = Client::connect(addr).await.unwrap();
-    let value: f64 = timeout(
-        LIMIT,
+    let value: f64 = within(
+        "the retried call",
         client.call_with::<_, f64, Never>("add", &(2, 2), CallOptions::new().idempotent()),
     )
     .await
-    .expect("bounded")
     .expect("the retry succeeds");
     assert_eq!(value, 4.0);
     assert_eq!(requests.load(Ordering::SeqCst), 2, "sent exactly twice");
@@ -427,9 +417,7 @@ async fn an_idempotent_call_is_retried_once_on_a_fresh_connection() {
 async fn a_call_not_marked_idempotent_is_never_retried() {
     let (addr, requests) = flaky_server().await;
     let client = Client::connect(addr).await.unwrap();
-    let outcome = timeout(LIMIT, client.call::<_, f64>("add", &(2, 2)))
-        .await
-        .expect("bounded");
+    let outcome = within("the call", client.call::<_, f64>("add", &(2, 2))).await;
     assert!(matches!(outcome, Err(RpcError::Closed(_))), "{outcome:?}");
     assert_eq!(requests.load(Ordering::SeqCst), 1, "sent exactly once");
 }
@@ -442,10 +430,12 @@ async fn an_http_request_on_the_rpc_port_gets_a_plain_http_explanation() {
         .await
         .unwrap();
     let mut answer = Vec::new();
-    timeout(LIMIT, raw.read_to_end(&mut answer))
-        .await
-        .expect("the server answers and closes")
-        .unwrap();
+    within(
+        "the server answers and closes",
+        raw.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap();
     let answer = String::from_utf8(answer).unwrap();
     assert!(
         answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
@@ -476,9 +466,7 @@ async fn a_plain_client_on_a_tls_port_is_told_so() {
         }
     });
     let client = Client::connect(addr).await.unwrap();
-    let outcome = timeout(LIMIT, client.call::<_, String>("rpc.ping", &[(); 0]))
-        .await
-        .expect("bounded");
+    let outcome = within("the ping", client.call::<_, String>("rpc.ping", &[(); 0])).await;
     match outcome {
         Err(RpcError::Closed(why)) => assert!(why.to_string().contains("TLS"), "{why}"),
         other => panic!("expected a closed connection naming TLS, got {other:?}"),
@@ -530,17 +518,16 @@ async fn tuned_server() -> (ServerHandle, mpsc::UnboundedReceiver<String>) {
 async fn a_method_timeout_is_the_default_and_a_handle_timeout_overrides_it() {
     let (server, _log) = tuned_server().await;
     let client = TunedClient::connect(server.local_addr()).await.unwrap();
-    let outcome = timeout(LIMIT, client.slow()).await.expect("bounded");
+    let outcome = within("the method timeout", client.slow()).await;
     assert!(
         matches!(outcome, Err(RpcError::Timeout(d)) if d == Duration::from_millis(150)),
         "{outcome:?}"
     );
-    let outcome = timeout(
-        LIMIT,
+    let outcome = within(
+        "the handle timeout",
         client.with_timeout(Duration::from_millis(300)).slow(),
     )
-    .await
-    .expect("bounded");
+    .await;
     assert!(
         matches!(outcome, Err(RpcError::Timeout(d)) if d == Duration::from_millis(300)),
         "{outcome:?}"
@@ -553,11 +540,13 @@ async fn a_method_timeout_is_the_default_and_a_handle_timeout_overrides_it() {
 async fn a_oneway_method_returns_without_waiting_for_the_handler() {
     let (server, mut log) = tuned_server().await;
     let client = TunedClient::connect(server.local_addr()).await.unwrap();
-    timeout(LIMIT, client.log("first".into()))
-        .await
-        .expect("a oneway call does not wait for its (never finishing) handler")
-        .unwrap();
-    let line = timeout(LIMIT, log.recv()).await.expect("bounded").unwrap();
+    within(
+        "a oneway call, which does not wait for its (never finishing) handler",
+        client.log("first".into()),
+    )
+    .await
+    .unwrap();
+    let line = within("the handler to run", log.recv()).await.unwrap();
     assert_eq!(line, "first", "the server ran the handler");
 }
 
@@ -581,10 +570,7 @@ async fn a_oneway_method_goes_out_as_a_notification() {
 async fn a_method_marked_idempotent_is_retried_by_the_generated_client() {
     let (addr, requests) = flaky_server().await;
     let client = TunedClient::connect(addr).await.unwrap();
-    let sum = timeout(LIMIT, client.add(2, 2))
-        .await
-        .expect("bounded")
-        .unwrap();
+    let sum = within("the retried call", client.add(2, 2)).await.unwrap();
     assert_eq!(sum, 4.0);
     assert_eq!(requests.load(Ordering::SeqCst), 2);
 }
@@ -619,7 +605,7 @@ async fn a_generated_batch_sends_one_frame_and_types_each_result() {
     let first = batch.add(1, 2).unwrap();
     batch.log("in the batch".into()).unwrap();
     let second = batch.add(10, 20).unwrap();
-    timeout(LIMIT, batch).await.expect("bounded").unwrap();
+    within("the batch", batch).await.unwrap();
     assert_eq!(first.await.unwrap(), 3.0);
     assert_eq!(second.await.unwrap(), 30.0);
     assert_eq!(

@@ -11,7 +11,7 @@ pub mod gated;
 
 pub use fixture::TestServer;
 
-use std::future::Future;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,8 +24,9 @@ use tokio::net::TcpStream;
 /// naming the step instead of a stuck CI job.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
-/// Awaits `future`, failing the test if it takes longer than [`LIMIT`].
-pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
+/// Awaits `future` (anything `.await` takes, such as a generated batch),
+/// failing the test if it takes longer than [`LIMIT`].
+pub async fn within<F: IntoFuture>(what: &str, future: F) -> F::Output {
     match tokio::time::timeout(LIMIT, future).await {
         Ok(output) => output,
         Err(_) => panic!("timed out after {LIMIT:?} waiting for {what}"),
