@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rpc_core::{CallOptions, Client, Never, RpcError, ServerBuilder, ServerHandle, code};
+use rpc_core::{CallOptions, Client, Never, RpcError, ServerBuilder, code};
 use rpc_demo::services::{CalcError, CalculatorClient, EchoClient, all_services};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use common::{expect_closed, read_frame, read_json, send_frame, send_json, within};
+use common::{TestServer, expect_closed, read_frame, read_json, send_frame, send_json, within};
 
 /// A service whose handlers report when they start and when they are dropped.
 #[rpc_core::service]
@@ -59,7 +59,7 @@ impl Probe for ProbeImpl {
 
 /// A running probe server and the reports of its handlers.
 struct Fixture {
-    handle: ServerHandle,
+    server: TestServer,
     started: mpsc::UnboundedReceiver<u64>,
     dropped: mpsc::UnboundedReceiver<u64>,
 }
@@ -67,16 +67,13 @@ struct Fixture {
 async fn probe_server(builder: ServerBuilder) -> Fixture {
     let (started_tx, started) = mpsc::unbounded_channel();
     let (dropped_tx, dropped) = mpsc::unbounded_channel();
-    let handle = builder
-        .service(ProbeServer::new(ProbeImpl {
-            started: started_tx,
-            dropped: dropped_tx,
-        }))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let server = TestServer::start(builder.service(ProbeServer::new(ProbeImpl {
+        started: started_tx,
+        dropped: dropped_tx,
+    })))
+    .await;
     Fixture {
-        handle,
+        server,
         started,
         dropped,
     }
@@ -91,7 +88,7 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<u64>, what: &str) -> u64 {
 #[tokio::test]
 async fn an_expired_deadline_stops_the_handler_and_answers_a_deadline_error() {
     let mut fx = probe_server(ServerBuilder::default()).await;
-    let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
+    let mut raw = fx.server.raw().await;
     send_frame(
         &mut raw,
         br#"{"jsonrpc":"2.0","method":"hang","params":[7],"id":1,"timeout_ms":150}"#,
@@ -114,7 +111,7 @@ async fn an_expired_deadline_stops_the_handler_and_answers_a_deadline_error() {
 #[tokio::test]
 async fn a_client_timeout_becomes_the_servers_deadline() {
     let mut fx = probe_server(ServerBuilder::default()).await;
-    let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
+    let client = ProbeClient::new(fx.server.client().await);
     let short = client.with_timeout(Duration::from_millis(200));
     let result = within("the call to time out", short.hang(1)).await;
     assert!(matches!(result, Err(RpcError::Timeout(d)) if d == Duration::from_millis(200)));
@@ -124,8 +121,8 @@ async fn a_client_timeout_becomes_the_servers_deadline() {
 #[tokio::test]
 async fn a_handler_sees_its_remaining_budget_and_passes_it_on() {
     let fx = probe_server(ServerBuilder::default()).await;
-    let addr = fx.handle.local_addr();
-    let client = ProbeClient::connect(addr).await.unwrap();
+    let addr = fx.server.addr();
+    let client = ProbeClient::new(fx.server.client().await);
 
     let seen = client
         .with_timeout(Duration::from_secs(2))
@@ -155,7 +152,7 @@ async fn a_handler_sees_its_remaining_budget_and_passes_it_on() {
 #[tokio::test]
 async fn a_plain_json_rpc_request_without_a_budget_still_works() {
     let fx = probe_server(ServerBuilder::default()).await;
-    let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
+    let mut raw = fx.server.raw().await;
     send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"budget","id":"a"}"#).await;
     let response = read_json(&mut raw).await;
     assert_eq!(response["id"], "a");
@@ -168,7 +165,7 @@ async fn a_plain_json_rpc_request_without_a_budget_still_works() {
 #[tokio::test]
 async fn dropping_a_call_cancels_it_on_the_server() {
     let mut fx = probe_server(ServerBuilder::default()).await;
-    let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
+    let client = ProbeClient::new(fx.server.client().await);
     let call = tokio::spawn({
         let client = client.clone();
         async move { client.hang(42).await }
@@ -187,7 +184,7 @@ async fn dropping_a_call_cancels_it_on_the_server() {
 #[tokio::test]
 async fn rpc_cancel_by_id_stops_a_running_call() {
     let mut fx = probe_server(ServerBuilder::default()).await;
-    let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
+    let mut raw = fx.server.raw().await;
     send_frame(
         &mut raw,
         br#"{"jsonrpc":"2.0","method":"hang","params":[3],"id":"slow"}"#,
@@ -214,8 +211,8 @@ async fn rpc_cancel_by_id_stops_a_running_call() {
 
 #[tokio::test]
 async fn a_batch_gives_each_call_its_own_typed_result() {
-    let server = all_services().bind("127.0.0.1:0").await.unwrap();
-    let client = Client::connect(server.local_addr()).await.unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
     let mut batch = client.batch();
     let sum = batch.call::<_, f64, Never>("add", &(2.0, 3.0)).unwrap();
     let quotient = batch.call::<_, f64, CalcError>("div", &(1.0, 0.0)).unwrap();
@@ -235,8 +232,8 @@ async fn a_batch_gives_each_call_its_own_typed_result() {
 
 #[tokio::test]
 async fn an_empty_batch_sends_nothing_and_succeeds() {
-    let server = all_services().bind("127.0.0.1:0").await.unwrap();
-    let client = Client::connect(server.local_addr()).await.unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
     let batch = client.batch();
     assert!(batch.is_empty());
     batch.send().await.unwrap();
@@ -248,14 +245,10 @@ async fn an_empty_batch_sends_nothing_and_succeeds() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
-    let server = all_services()
-        .grace_period(Duration::from_secs(5))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let echo = EchoClient::connect(addr).await.unwrap();
-    let mut raw = TcpStream::connect(addr).await.unwrap();
+    let fx = TestServer::start(all_services().grace_period(Duration::from_secs(5))).await;
+    let addr = fx.addr();
+    let echo = EchoClient::new(fx.client().await);
+    let mut raw = fx.raw().await;
     send_frame(
         &mut raw,
         br#"{"jsonrpc":"2.0","method":"sleep","params":[400],"id":1}"#,
@@ -271,7 +264,7 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     assert_eq!(read_json(&mut raw).await["result"], "pong");
     assert_eq!(echo.echo("ready".into()).await.unwrap(), "ready");
 
-    let stopping = tokio::spawn(server.shutdown());
+    let stopping = tokio::spawn(fx.shutdown());
     let notice = read_json(&mut raw).await;
     assert_eq!(notice["method"], "rpc.shutdown", "{notice}");
     assert_eq!(notice["params"]["grace_ms"], 5000);
@@ -315,17 +308,14 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
 async fn shutdown_abandons_calls_that_outlive_the_grace_period() {
     let mut fx =
         probe_server(ServerBuilder::default().grace_period(Duration::from_millis(200))).await;
-    let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
+    let client = ProbeClient::new(fx.server.client().await);
     let call = tokio::spawn({
         let client = client.clone();
         async move { client.hang(5).await }
     });
     assert_eq!(next(&mut fx.started, "the handler to start").await, 5);
-    within(
-        "the shutdown, which the grace period bounds",
-        fx.handle.shutdown(),
-    )
-    .await;
+    // The grace period bounds the shutdown, far below the fixture's limit.
+    fx.server.shutdown().await;
     assert_eq!(next(&mut fx.dropped, "the abandoned handler").await, 5);
     let outcome = within("the abandoned call", call).await.unwrap();
     assert!(matches!(outcome, Err(RpcError::Closed(_))), "{outcome:?}");
@@ -333,9 +323,9 @@ async fn shutdown_abandons_calls_that_outlive_the_grace_period() {
 
 #[tokio::test]
 async fn a_client_reconnects_after_the_server_restarts() {
-    let first = all_services().bind("127.0.0.1:0").await.unwrap();
-    let addr = first.local_addr();
-    let calc = CalculatorClient::connect(addr).await.unwrap();
+    let first = TestServer::demo().await;
+    let addr = first.addr();
+    let calc = CalculatorClient::new(first.client().await);
     assert_eq!(calc.add(1.0, 2.0).await.unwrap(), 3.0);
     first.shutdown().await;
 
@@ -424,8 +414,8 @@ async fn a_call_not_marked_idempotent_is_never_retried() {
 
 #[tokio::test]
 async fn an_http_request_on_the_rpc_port_gets_a_plain_http_explanation() {
-    let server = all_services().bind("127.0.0.1:0").await.unwrap();
-    let mut raw = TcpStream::connect(server.local_addr()).await.unwrap();
+    let fx = TestServer::demo().await;
+    let mut raw = fx.raw().await;
     raw.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
@@ -443,9 +433,7 @@ async fn an_http_request_on_the_rpc_port_gets_a_plain_http_explanation() {
     );
     assert!(answer.contains("length-prefixed JSON frames"), "{answer}");
     // The server goes on.
-    let calc = CalculatorClient::connect(server.local_addr())
-        .await
-        .unwrap();
+    let calc = CalculatorClient::new(fx.client().await);
     assert_eq!(calc.add(1.0, 1.0).await.unwrap(), 2.0);
 }
 
@@ -504,20 +492,18 @@ impl Tuned for TunedImpl {
     }
 }
 
-async fn tuned_server() -> (ServerHandle, mpsc::UnboundedReceiver<String>) {
+async fn tuned_server() -> (TestServer, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let server = rpc_core::Server::builder()
-        .service(TunedServer::new(TunedImpl(tx)))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server =
+        TestServer::start(rpc_core::Server::builder().service(TunedServer::new(TunedImpl(tx))))
+            .await;
     (server, rx)
 }
 
 #[tokio::test]
 async fn a_method_timeout_is_the_default_and_a_handle_timeout_overrides_it() {
-    let (server, _log) = tuned_server().await;
-    let client = TunedClient::connect(server.local_addr()).await.unwrap();
+    let (fx, _log) = tuned_server().await;
+    let client = TunedClient::new(fx.client().await);
     let outcome = within("the method timeout", client.slow()).await;
     assert!(
         matches!(outcome, Err(RpcError::Timeout(d)) if d == Duration::from_millis(150)),
@@ -538,8 +524,8 @@ async fn a_method_timeout_is_the_default_and_a_handle_timeout_overrides_it() {
 
 #[tokio::test]
 async fn a_oneway_method_returns_without_waiting_for_the_handler() {
-    let (server, mut log) = tuned_server().await;
-    let client = TunedClient::connect(server.local_addr()).await.unwrap();
+    let (fx, mut log) = tuned_server().await;
+    let client = TunedClient::new(fx.client().await);
     within(
         "a oneway call, which does not wait for its (never finishing) handler",
         client.log("first".into()),
@@ -636,17 +622,14 @@ impl Plain for PlainImpl {
 
 #[tokio::test]
 async fn an_error_type_without_display_is_named_by_its_variant() {
-    let server = rpc_core::Server::builder()
-        .service(PlainServer::new(PlainImpl))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let mut raw = TcpStream::connect(server.local_addr()).await.unwrap();
+    let fx =
+        TestServer::start(rpc_core::Server::builder().service(PlainServer::new(PlainImpl))).await;
+    let mut raw = fx.raw().await;
     send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"fail","id":1}"#).await;
     let response = read_json(&mut raw).await;
     assert_eq!(response["error"]["code"], code::APPLICATION_ERROR);
     assert_eq!(response["error"]["message"], "Nope");
-    let client = PlainClient::connect(server.local_addr()).await.unwrap();
+    let client = PlainClient::new(fx.client().await);
     assert!(matches!(
         client.fail().await,
         Err(RpcError::Application(Bare::Nope))
