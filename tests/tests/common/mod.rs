@@ -15,7 +15,6 @@ use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rpc_core::ServerHandle;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -33,23 +32,8 @@ pub async fn within<F: IntoFuture>(what: &str, future: F) -> F::Output {
     }
 }
 
-/// A server with every demo service (Calculator, Greeter, Echo) on a free
-/// port of 127.0.0.1.
-pub async fn demo_server() -> ServerHandle {
-    within(
-        "the demo server to bind",
-        rpc_demo::services::all_services().bind("127.0.0.1:0"),
-    )
-    .await
-    .expect("the demo server binds 127.0.0.1:0")
-}
-
-/// Stops `server`, failing the test if it does not stop within [`LIMIT`].
-pub async fn stop(server: ServerHandle) {
-    within("the server to shut down", server.shutdown()).await;
-}
-
-/// Opens a raw TCP connection to `addr`.
+/// Opens a raw TCP connection to `addr`, for servers that are not a
+/// [`TestServer`] (which has [`raw`](TestServer::raw)).
 pub async fn connect(addr: SocketAddr) -> TcpStream {
     within("a TCP connection", TcpStream::connect(addr))
         .await
