@@ -11,46 +11,20 @@
 
 #![no_main]
 
-use std::collections::BTreeMap;
+/// The service, shared with the property tests in `rpc-core/tests/fuzz.rs`.
+#[path = "../../rpc-core/tests/fuzzed/mod.rs"]
+mod fuzzed;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Quick methods with varied argument types.
-#[rpc_core::service]
-trait Fuzzed {
-    /// Adds two integers; overflow is an application error.
-    async fn add(&self, a: i64, b: i64) -> Result<i64, Overflow>;
-    /// Returns `text` unchanged.
-    async fn echo(&self, text: String) -> String;
-    /// Returns its arguments as one value.
-    async fn pack(&self, list: Vec<Value>, map: BTreeMap<String, Value>) -> Value;
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Overflow;
-
-struct Impl;
-
-impl Fuzzed for Impl {
-    async fn add(&self, a: i64, b: i64) -> Result<i64, Overflow> {
-        a.checked_add(b).ok_or(Overflow)
-    }
-
-    async fn echo(&self, text: String) -> String {
-        text
-    }
-
-    async fn pack(&self, list: Vec<Value>, map: BTreeMap<String, Value>) -> Value {
-        serde_json::json!({"list": list, "map": map})
-    }
-}
+use fuzzed::{FuzzedServer, Impl};
 
 struct Harness {
     runtime: tokio::runtime::Runtime,

@@ -10,7 +10,8 @@
 //!
 //! Inputs that once failed are kept below as named regression tests.
 
-use std::collections::BTreeMap;
+mod fuzzed;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -24,6 +25,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
+
+use fuzzed::{FuzzedServer, Impl};
 
 // ------------------------------------------------------- frame decoder ----
 
@@ -146,37 +149,6 @@ fn a_header_that_spells_http_is_an_error_only_above_the_maximum() {
 
 // ------------------------------------------------------------- server ----
 
-/// The service the fuzzed server offers: quick methods only, so every call
-/// is answered before the test moves on.
-#[rpc_core::service]
-trait Fuzzed {
-    /// Adds two integers (overflow is an application error, not a panic).
-    async fn add(&self, a: i64, b: i64) -> Result<i64, Overflow>;
-    /// Returns `text` unchanged.
-    async fn echo(&self, text: String) -> String;
-    /// Returns the arguments as one JSON value.
-    async fn pack(&self, list: Vec<Value>, map: BTreeMap<String, Value>) -> Value;
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Overflow;
-
-struct Impl;
-
-impl Fuzzed for Impl {
-    async fn add(&self, a: i64, b: i64) -> Result<i64, Overflow> {
-        a.checked_add(b).ok_or(Overflow)
-    }
-
-    async fn echo(&self, text: String) -> String {
-        text
-    }
-
-    async fn pack(&self, list: Vec<Value>, map: BTreeMap<String, Value>) -> Value {
-        json!({"list": list, "map": map})
-    }
-}
-
 /// A server and one raw connection to it, kept for all the cases of a test.
 struct Harness {
     runtime: tokio::runtime::Runtime,
@@ -184,7 +156,8 @@ struct Harness {
     next_ping: AtomicU64,
 }
 
-/// Each test's own server, started on first use.
+/// Each test's own server, serving [`fuzzed`]'s service (the one the
+/// cargo-fuzz target `request_dispatch` serves), started on first use.
 fn harness(cell: &'static OnceLock<Harness>) -> &'static Harness {
     cell.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_multi_thread()

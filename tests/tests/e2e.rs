@@ -15,24 +15,15 @@ use rpc_demo::services::{
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use common::{demo_server, read_frame, stop, within};
+use common::{TestServer, read_frame, within};
 
 /// The params of a call without arguments: `[]` on the wire.
 const NO_PARAMS: &[(); 0] = &[];
 
-async fn calculator(server: &rpc_core::ServerHandle) -> CalculatorClient {
-    within(
-        "the calculator client to connect",
-        CalculatorClient::connect(server.local_addr()),
-    )
-    .await
-    .expect("connecting to the demo server")
-}
-
 #[tokio::test]
 async fn calculator_methods_compute_their_results() {
-    let server = demo_server().await;
-    let calc = calculator(&server).await;
+    let fx = TestServer::demo().await;
+    let calc = CalculatorClient::new(fx.client().await);
 
     assert_eq!(within("add", calc.add(2.0, 3.0)).await.unwrap(), 5.0);
     assert_eq!(within("add", calc.add(-1.5, 0.25)).await.unwrap(), -1.25);
@@ -47,18 +38,13 @@ async fn calculator_methods_compute_their_results() {
     assert_eq!(within("pow", calc.pow(5.0, 0.0)).await.unwrap(), 1.0);
 
     drop(calc);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn hello_greets_any_name_in_portuguese() {
-    let server = demo_server().await;
-    let greeter = within(
-        "the greeter client to connect",
-        GreeterClient::connect(server.local_addr()),
-    )
-    .await
-    .unwrap();
+    let fx = TestServer::demo().await;
+    let greeter = GreeterClient::new(fx.client().await);
 
     for (name, greeting) in [
         ("Ana", "Olá, Ana!"),
@@ -77,18 +63,13 @@ async fn hello_greets_any_name_in_portuguese() {
     }
 
     drop(greeter);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn echo_returns_the_text_unchanged() {
-    let server = demo_server().await;
-    let echo = within(
-        "the echo client to connect",
-        EchoClient::connect(server.local_addr()),
-    )
-    .await
-    .unwrap();
+    let fx = TestServer::demo().await;
+    let echo = EchoClient::new(fx.client().await);
 
     let long = "ação ".repeat(20_000);
     for text in [
@@ -111,13 +92,13 @@ async fn echo_returns_the_text_unchanged() {
     assert_eq!(within("sleep", echo.sleep(0)).await.unwrap(), 0);
 
     drop(echo);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn division_by_zero_is_a_typed_application_error() {
-    let server = demo_server().await;
-    let calc = calculator(&server).await;
+    let fx = TestServer::demo().await;
+    let calc = CalculatorClient::new(fx.client().await);
 
     for a in [1.0, 0.0, -3.0] {
         match within("div by zero", calc.div(a, 0.0)).await {
@@ -129,13 +110,13 @@ async fn division_by_zero_is_a_typed_application_error() {
     assert_eq!(within("div", calc.div(1.0, 4.0)).await.unwrap(), 0.25);
 
     drop(calc);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn overflow_is_a_typed_not_finite_error() {
-    let server = demo_server().await;
-    let calc = calculator(&server).await;
+    let fx = TestServer::demo().await;
+    let calc = CalculatorClient::new(fx.client().await);
 
     match within("pow overflow", calc.pow(10.0, 400.0)).await {
         Err(RpcError::Application(CalcError::NotFinite { operation })) => {
@@ -167,15 +148,13 @@ async fn overflow_is_a_typed_not_finite_error() {
     );
 
     drop(calc);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_result() {
-    let server = demo_server().await;
-    let client = within("connect", Client::connect(server.local_addr()))
-        .await
-        .unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
     let calc = CalculatorClient::new(client.clone());
     let echo = EchoClient::new(client.clone());
 
@@ -207,13 +186,13 @@ async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_result
     assert_eq!(done.len(), 1000, "every call completed");
 
     drop((calc, echo, client));
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_clients_at_once_are_all_served() {
-    let server = demo_server().await;
-    let addr = server.local_addr();
+    let fx = TestServer::demo().await;
+    let addr = fx.addr();
 
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..50u32 {
@@ -238,15 +217,13 @@ async fn fifty_clients_at_once_are_all_served() {
     })
     .await;
 
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn several_services_share_one_server_and_one_connection() {
-    let server = demo_server().await;
-    let client = within("connect", Client::connect(server.local_addr()))
-        .await
-        .unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
     let calc = CalculatorClient::new(client.clone());
     let greeter = GreeterClient::new(client.clone());
     let echo = EchoClient::new(client.clone());
@@ -264,7 +241,7 @@ async fn several_services_share_one_server_and_one_connection() {
     assert_eq!(echoed.unwrap(), "eco");
 
     drop((calc, greeter, echo, client));
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 /// Two unrelated services that both offer `status`.
@@ -309,7 +286,7 @@ async fn services_with_colliding_wire_names_refuse_to_start() {
     let error = match started {
         Err(error) => error,
         Ok(server) => {
-            stop(server).await;
+            within("the server to shut down", server.shutdown()).await;
             panic!("a server with two `status` methods must not start");
         }
     };
@@ -359,17 +336,11 @@ mod namespaced {
 async fn namespaces_prefix_wire_names_and_keep_same_named_methods_apart() {
     use namespaced::{IntegersClient, IntegersServer, Ints};
 
-    let server = within(
-        "bind",
-        rpc_demo::services::all_services()
-            .service(IntegersServer::new(Ints))
-            .bind("127.0.0.1:0"),
-    )
-    .await
-    .expect("a namespaced `add` does not collide with the calculator's `add`");
-    let client = within("connect", Client::connect(server.local_addr()))
-        .await
-        .unwrap();
+    // A namespaced `add` does not collide with the calculator's `add`.
+    let fx =
+        TestServer::start(rpc_demo::services::all_services().service(IntegersServer::new(Ints)))
+            .await;
+    let client = fx.client().await;
 
     // The generated client uses the prefixed names.
     let ints = IntegersClient::new(client.clone());
@@ -395,15 +366,13 @@ async fn namespaces_prefix_wire_names_and_keep_same_named_methods_apart() {
     }
 
     drop((ints, client));
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_unknown_method_is_a_server_error_pointing_to_discovery() {
-    let server = demo_server().await;
-    let client = within("connect", Client::connect(server.local_addr()))
-        .await
-        .unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
 
     let r: Result<Value, RpcError> = within("call", client.call("modulo", &(7, 2))).await;
     match r {
@@ -425,7 +394,7 @@ async fn an_unknown_method_is_a_server_error_pointing_to_discovery() {
     }
 
     drop(client);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 /// A one-connection TCP server that accepts, reads one frame, then closes
@@ -569,21 +538,16 @@ async fn connecting_where_nothing_listens_is_a_connect_error_that_says_what_to_d
 
 #[tokio::test]
 async fn a_call_larger_than_the_server_accepts_fails_with_the_server_explanation() {
-    let server = within(
-        "bind",
+    let fx = TestServer::start(
         Server::builder()
             .max_frame_size(1024)
             .service(CalculatorServer::new(Calc))
             .service(rpc_demo::services::EchoServer::new(
                 rpc_demo::services::Echoer,
-            ))
-            .bind("127.0.0.1:0"),
+            )),
     )
-    .await
-    .unwrap();
-    let echo = within("connect", EchoClient::connect(server.local_addr()))
-        .await
-        .unwrap();
+    .await;
+    let echo = EchoClient::new(fx.client().await);
 
     assert_eq!(
         within("small echo", echo.echo("fits".into()))
@@ -601,30 +565,26 @@ async fn a_call_larger_than_the_server_accepts_fails_with_the_server_explanation
     }
 
     drop(echo);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn ping_answers_pong() {
-    let server = demo_server().await;
-    let client = within("connect", Client::connect(server.local_addr()))
-        .await
-        .unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
 
     let pong: Result<String, RpcError> =
         within("rpc.ping", client.call("rpc.ping", NO_PARAMS)).await;
     assert_eq!(pong.unwrap(), "pong");
 
     drop(client);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn discover_lists_every_method_with_its_parameters() {
-    let server = demo_server().await;
-    let client = within("connect", Client::connect(server.local_addr()))
-        .await
-        .unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
 
     let doc: Result<Value, RpcError> =
         within("rpc.discover", client.call("rpc.discover", NO_PARAMS)).await;
@@ -674,7 +634,7 @@ async fn discover_lists_every_method_with_its_parameters() {
     );
 
     drop(client);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
@@ -682,16 +642,16 @@ async fn shutdown_lets_calls_in_flight_finish_and_then_refuses_connections() {
     use common::gated::{Gate, GatedClient};
 
     let gate = Gate::default();
-    let server = common::gated::serve(&gate, Server::builder()).await;
-    let addr = server.local_addr();
-    let client = within("connect", GatedClient::connect(addr)).await.unwrap();
+    let fx = common::gated::serve(&gate, Server::builder()).await;
+    let addr = fx.addr();
+    let client = GatedClient::new(fx.client().await);
 
     let call = tokio::spawn({
         let client = client.clone();
         async move { client.slow().await }
     });
     within("the slow call to start", gate.entered.notified()).await;
-    let shutdown = tokio::spawn(server.shutdown());
+    let shutdown = tokio::spawn(fx.shutdown());
     gate.open.notify_one();
 
     let result = within("the call in flight", call).await.unwrap();
@@ -708,15 +668,15 @@ async fn shutdown_lets_calls_in_flight_finish_and_then_refuses_connections() {
 
 #[tokio::test]
 async fn shutdown_with_idle_clients_connected_returns_and_they_see_closed() {
-    let server = demo_server().await;
+    let fx = TestServer::demo().await;
     let mut clients = Vec::new();
     for _ in 0..5 {
-        let calc = calculator(&server).await;
+        let calc = CalculatorClient::new(fx.client().await);
         assert_eq!(within("add", calc.add(1.0, 1.0)).await.unwrap(), 2.0);
         clients.push(calc);
     }
 
-    stop(server).await;
+    fx.shutdown().await;
 
     for calc in &clients {
         assert_fails_after_shutdown(within("a call after shutdown", calc.add(1.0, 1.0)).await);
@@ -738,13 +698,8 @@ fn assert_fails_after_shutdown<T: std::fmt::Debug, E: std::fmt::Debug>(
 
 #[tokio::test]
 async fn messages_of_several_megabytes_round_trip() {
-    let server = demo_server().await;
-    let echo = within(
-        "the echo client to connect",
-        EchoClient::connect(server.local_addr()),
-    )
-    .await
-    .unwrap();
+    let fx = TestServer::demo().await;
+    let echo = EchoClient::new(fx.client().await);
 
     // Larger than the server's 1 MiB write buffer, well under the 16 MiB frame limit.
     let big: String = (0..3_000_000u32)
@@ -754,15 +709,13 @@ async fn messages_of_several_megabytes_round_trip() {
     assert!(got == big, "the 3 MB text came back changed");
 
     drop(echo);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_notification_from_the_client_gets_no_answer_and_the_connection_goes_on() {
-    let server = demo_server().await;
-    let client = within("connect", Client::connect(server.local_addr()))
-        .await
-        .unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
 
     within("notify", client.notify("echo", &["fire and forget"]))
         .await
@@ -775,5 +728,5 @@ async fn a_notification_from_the_client_gets_no_answer_and_the_connection_goes_o
     assert!(!client.is_closed());
 
     drop(client);
-    stop(server).await;
+    fx.shutdown().await;
 }

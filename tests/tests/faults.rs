@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use rpc_core::{ErrorObject, RpcError, ServerHandle, code};
-use rpc_demo::services::EchoClient;
+use rpc_core::{ErrorObject, RpcError, code};
+use rpc_demo::services::{EchoClient, all_services};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use common::{connect, exchange, expect_closed, read_json, stop, within};
+use common::{TestServer, connect, exchange, expect_closed, read_json, within};
 
 // ------------------------------------------------------- the child server ----
 
@@ -606,17 +606,6 @@ async fn frames_announced_but_never_sent_cannot_exhaust_the_servers_memory() {
 
 // ------------------------------------------- peers that misbehave in time ----
 
-async fn demo_server_with(
-    configure: impl FnOnce(rpc_core::ServerBuilder) -> rpc_core::ServerBuilder,
-) -> ServerHandle {
-    within(
-        "the server to bind",
-        configure(rpc_demo::services::all_services()).bind("127.0.0.1:0"),
-    )
-    .await
-    .expect("the server binds")
-}
-
 /// How a connection ended, seen from the peer.
 #[derive(Debug, PartialEq)]
 enum Ending {
@@ -664,9 +653,9 @@ async fn assert_pings(stream: &mut TcpStream, id: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_reads_is_not_read_from_and_others_are_served() {
     const REQUESTS: usize = 4096;
-    let server = demo_server_with(|b| b.write_buffer(64 * 1024).max_connections(2)).await;
-    let addr = server.local_addr();
-    let echo = within("a client", EchoClient::connect(addr)).await.unwrap();
+    let fx = TestServer::start(all_services().write_buffer(64 * 1024).max_connections(2)).await;
+    let addr = fx.addr();
+    let echo = EchoClient::new(fx.client().await);
 
     // 4096 echo requests of 16 KiB each (64 MiB), never reading a response.
     let mut body = br#"{"jsonrpc":"2.0","method":"echo","params":[""#.to_vec();
@@ -723,25 +712,26 @@ async fn a_peer_that_never_reads_is_not_read_from_and_others_are_served() {
         within("echo", echo.echo("after".into())).await.unwrap(),
         "after"
     );
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_is_disconnected_after_the_idle_timeout() {
     const REQUESTS: usize = 4096;
     let limit = Duration::from_millis(500);
-    let server = demo_server_with(|b| {
-        b.write_buffer(64 * 1024)
+    let fx = TestServer::start(
+        all_services()
+            .write_buffer(64 * 1024)
             .idle_timeout(limit)
             // Also bounds how long the server then tries to flush answers.
-            .frame_timeout(limit)
-    })
+            .frame_timeout(limit),
+    )
     .await;
     let mut body = br#"{"jsonrpc":"2.0","method":"echo","params":[""#.to_vec();
     body.resize(body.len() + 16 * 1024, b'x');
     body.extend_from_slice(br#""],"id":1}"#);
     let frame = rpc_core::frame::encode(&body);
-    let mut raw = connect(server.local_addr()).await;
+    let mut raw = fx.raw().await;
     let writer = tokio::spawn(async move {
         for sent in 0..REQUESTS {
             if let Err(e) = raw.write_all(&frame).await {
@@ -758,8 +748,8 @@ async fn a_peer_that_stops_reading_is_disconnected_after_the_idle_timeout() {
         error.is_some() && sent < REQUESTS,
         "the peer's writes fail once the server hangs up ({sent} requests sent)"
     );
-    answering_connection(server.local_addr()).await;
-    stop(server).await;
+    answering_connection(fx.addr()).await;
+    fx.shutdown().await;
 }
 
 /// Whether a new connection is served (a ping answered) rather than refused
@@ -814,10 +804,10 @@ fn half_a_frame() -> Vec<u8> {
 
 #[tokio::test]
 async fn a_frame_cut_short_by_a_close_ends_that_connection_only() {
-    let server = common::demo_server().await;
-    let mut bystander = answering_connection(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut bystander = answering_connection(fx.addr()).await;
 
-    let mut cut = connect(server.local_addr()).await;
+    let mut cut = fx.raw().await;
     cut.write_all(&half_a_frame()).await.unwrap();
     cut.shutdown().await.unwrap();
     assert_eq!(
@@ -827,17 +817,17 @@ async fn a_frame_cut_short_by_a_close_ends_that_connection_only() {
     );
 
     assert_pings(&mut bystander, 1).await;
-    let mut fresh = answering_connection(server.local_addr()).await;
+    let mut fresh = answering_connection(fx.addr()).await;
     assert_pings(&mut fresh, 2).await;
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_stalled_frame_is_cut_off_at_the_frame_timeout_and_others_are_served() {
-    let server = demo_server_with(|b| b.frame_timeout(Duration::from_millis(300))).await;
-    let mut idle = answering_connection(server.local_addr()).await;
+    let fx = TestServer::start(all_services().frame_timeout(Duration::from_millis(300))).await;
+    let mut idle = answering_connection(fx.addr()).await;
 
-    let mut stalled = connect(server.local_addr()).await;
+    let mut stalled = fx.raw().await;
     let started = Instant::now();
     stalled.write_all(&half_a_frame()).await.unwrap();
     // Served while the stalled frame is pending.
@@ -854,13 +844,13 @@ async fn a_stalled_frame_is_cut_off_at_the_frame_timeout_and_others_are_served()
 
     // An idle connection (no partial frame) is not subject to the frame timeout.
     assert_pings(&mut idle, 2).await;
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_frame_trickled_byte_by_byte_is_cut_off_at_the_frame_timeout() {
-    let server = demo_server_with(|b| b.frame_timeout(Duration::from_millis(300))).await;
-    let mut trickle = connect(server.local_addr()).await;
+    let fx = TestServer::start(all_services().frame_timeout(Duration::from_millis(300))).await;
+    let mut trickle = fx.raw().await;
     let started = Instant::now();
     trickle.write_all(&1000u32.to_be_bytes()).await.unwrap();
     let (mut read, mut write) = trickle.split();
@@ -893,13 +883,13 @@ async fn a_frame_trickled_byte_by_byte_is_cut_off_at_the_frame_timeout() {
         elapsed >= Duration::from_millis(250),
         "closed after {elapsed:?}"
     );
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_idle_connection_is_closed_at_the_idle_timeout() {
-    let server = demo_server_with(|b| b.idle_timeout(Duration::from_millis(300))).await;
-    let mut idle = answering_connection(server.local_addr()).await;
+    let fx = TestServer::start(all_services().idle_timeout(Duration::from_millis(300))).await;
+    let mut idle = answering_connection(fx.addr()).await;
     let last_activity = Instant::now();
     assert_eq!(
         until_closed(&mut idle, Duration::from_secs(5)).await,
@@ -911,29 +901,27 @@ async fn an_idle_connection_is_closed_at_the_idle_timeout() {
         last_activity.elapsed()
     );
     // The server itself goes on.
-    answering_connection(server.local_addr()).await;
-    stop(server).await;
+    answering_connection(fx.addr()).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_connection_with_a_call_in_flight_is_not_idle() {
-    let server = demo_server_with(|b| b.idle_timeout(Duration::from_millis(300))).await;
-    let echo = within("a client", EchoClient::connect(server.local_addr()))
-        .await
-        .unwrap();
+    let fx = TestServer::start(all_services().idle_timeout(Duration::from_millis(300))).await;
+    let echo = EchoClient::new(fx.client().await);
     assert_eq!(
         within("a call three times the idle timeout", echo.sleep(900))
             .await
             .unwrap(),
         900
     );
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn beyond_max_connections_a_peer_gets_one_error_then_a_close() {
-    let server = demo_server_with(|b| b.max_connections(2)).await;
-    let addr = server.local_addr();
+    let fx = TestServer::start(all_services().max_connections(2)).await;
+    let addr = fx.addr();
     let first = answering_connection(addr).await;
     let mut second = answering_connection(addr).await;
 
@@ -954,5 +942,5 @@ async fn beyond_max_connections_a_peer_gets_one_error_then_a_close() {
     // Once one of them closes, a new connection is served.
     drop(first);
     admitted_within_5s(addr, "a connection to be admitted after one closed").await;
-    stop(server).await;
+    fx.shutdown().await;
 }

@@ -1,19 +1,19 @@
 //! Call guarantees: deadlines, their propagation, cancellation, batches,
 //! graceful shutdown, reconnection and the single retry of idempotent calls.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use rpc_core::{CallOptions, Client, Never, RpcError, ServerBuilder, ServerHandle, code};
+use rpc_core::{CallOptions, Client, Never, RpcError, ServerBuilder, code};
 use rpc_demo::services::{CalcError, CalculatorClient, EchoClient, all_services};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::time::timeout;
 
-/// Every wait in these tests is bounded by this.
-const LIMIT: Duration = Duration::from_secs(10);
+use common::{TestServer, expect_closed, read_frame, read_json, send_frame, send_json, within};
 
 /// A service whose handlers report when they start and when they are dropped.
 #[rpc_core::service]
@@ -59,7 +59,7 @@ impl Probe for ProbeImpl {
 
 /// A running probe server and the reports of its handlers.
 struct Fixture {
-    handle: ServerHandle,
+    server: TestServer,
     started: mpsc::UnboundedReceiver<u64>,
     dropped: mpsc::UnboundedReceiver<u64>,
 }
@@ -67,54 +67,31 @@ struct Fixture {
 async fn probe_server(builder: ServerBuilder) -> Fixture {
     let (started_tx, started) = mpsc::unbounded_channel();
     let (dropped_tx, dropped) = mpsc::unbounded_channel();
-    let handle = builder
-        .service(ProbeServer::new(ProbeImpl {
-            started: started_tx,
-            dropped: dropped_tx,
-        }))
-        .bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let server = TestServer::start(builder.service(ProbeServer::new(ProbeImpl {
+        started: started_tx,
+        dropped: dropped_tx,
+    })))
+    .await;
     Fixture {
-        handle,
+        server,
         started,
         dropped,
     }
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<u64>, what: &str) -> u64 {
-    timeout(LIMIT, rx.recv())
+    within(what, rx.recv())
         .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
         .unwrap_or_else(|| panic!("channel closed waiting for {what}"))
-}
-
-async fn send_frame(stream: &mut TcpStream, body: &str) {
-    stream
-        .write_all(&rpc_core::frame::encode(body.as_bytes()))
-        .await
-        .expect("write frame");
-}
-
-async fn read_json(stream: &mut TcpStream) -> serde_json::Value {
-    let read = async {
-        let len = stream.read_u32().await.expect("frame header") as usize;
-        let mut body = vec![0; len];
-        stream.read_exact(&mut body).await.expect("frame body");
-        serde_json::from_slice(&body).expect("a JSON frame")
-    };
-    timeout(LIMIT, read)
-        .await
-        .expect("timed out waiting for a frame")
 }
 
 #[tokio::test]
 async fn an_expired_deadline_stops_the_handler_and_answers_a_deadline_error() {
     let mut fx = probe_server(ServerBuilder::default()).await;
-    let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
+    let mut raw = fx.server.raw().await;
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"hang","params":[7],"id":1,"timeout_ms":150}"#,
+        br#"{"jsonrpc":"2.0","method":"hang","params":[7],"id":1,"timeout_ms":150}"#,
     )
     .await;
     assert_eq!(next(&mut fx.started, "the handler to start").await, 7);
@@ -127,16 +104,16 @@ async fn an_expired_deadline_stops_the_handler_and_answers_a_deadline_error() {
         "the server must stop working on an expired call"
     );
     // The connection goes on.
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
+    send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
     assert_eq!(read_json(&mut raw).await["result"], "pong");
 }
 
 #[tokio::test]
 async fn a_client_timeout_becomes_the_servers_deadline() {
     let mut fx = probe_server(ServerBuilder::default()).await;
-    let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
+    let client = ProbeClient::new(fx.server.client().await);
     let short = client.with_timeout(Duration::from_millis(200));
-    let result = timeout(LIMIT, short.hang(1)).await.expect("bounded");
+    let result = within("the call to time out", short.hang(1)).await;
     assert!(matches!(result, Err(RpcError::Timeout(d)) if d == Duration::from_millis(200)));
     assert_eq!(next(&mut fx.dropped, "the handler to be stopped").await, 1);
 }
@@ -144,8 +121,8 @@ async fn a_client_timeout_becomes_the_servers_deadline() {
 #[tokio::test]
 async fn a_handler_sees_its_remaining_budget_and_passes_it_on() {
     let fx = probe_server(ServerBuilder::default()).await;
-    let addr = fx.handle.local_addr();
-    let client = ProbeClient::connect(addr).await.unwrap();
+    let addr = fx.server.addr();
+    let client = ProbeClient::new(fx.server.client().await);
 
     let seen = client
         .with_timeout(Duration::from_secs(2))
@@ -175,8 +152,8 @@ async fn a_handler_sees_its_remaining_budget_and_passes_it_on() {
 #[tokio::test]
 async fn a_plain_json_rpc_request_without_a_budget_still_works() {
     let fx = probe_server(ServerBuilder::default()).await;
-    let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"budget","id":"a"}"#).await;
+    let mut raw = fx.server.raw().await;
+    send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"budget","id":"a"}"#).await;
     let response = read_json(&mut raw).await;
     assert_eq!(response["id"], "a");
     assert!(
@@ -188,7 +165,7 @@ async fn a_plain_json_rpc_request_without_a_budget_still_works() {
 #[tokio::test]
 async fn dropping_a_call_cancels_it_on_the_server() {
     let mut fx = probe_server(ServerBuilder::default()).await;
-    let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
+    let client = ProbeClient::new(fx.server.client().await);
     let call = tokio::spawn({
         let client = client.clone();
         async move { client.hang(42).await }
@@ -207,16 +184,16 @@ async fn dropping_a_call_cancels_it_on_the_server() {
 #[tokio::test]
 async fn rpc_cancel_by_id_stops_a_running_call() {
     let mut fx = probe_server(ServerBuilder::default()).await;
-    let mut raw = TcpStream::connect(fx.handle.local_addr()).await.unwrap();
+    let mut raw = fx.server.raw().await;
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"hang","params":[3],"id":"slow"}"#,
+        br#"{"jsonrpc":"2.0","method":"hang","params":[3],"id":"slow"}"#,
     )
     .await;
     assert_eq!(next(&mut fx.started, "the handler to start").await, 3);
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":"slow"},"id":9}"#,
+        br#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":"slow"},"id":9}"#,
     )
     .await;
     let response = read_json(&mut raw).await;
@@ -226,7 +203,7 @@ async fn rpc_cancel_by_id_stops_a_running_call() {
     // Cancelling an unknown id is harmless.
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":["nope"],"id":10}"#,
+        br#"{"jsonrpc":"2.0","method":"rpc.cancel","params":["nope"],"id":10}"#,
     )
     .await;
     assert_eq!(read_json(&mut raw).await["result"], false);
@@ -234,8 +211,8 @@ async fn rpc_cancel_by_id_stops_a_running_call() {
 
 #[tokio::test]
 async fn a_batch_gives_each_call_its_own_typed_result() {
-    let server = all_services().bind("127.0.0.1:0").await.unwrap();
-    let client = Client::connect(server.local_addr()).await.unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
     let mut batch = client.batch();
     let sum = batch.call::<_, f64, Never>("add", &(2.0, 3.0)).unwrap();
     let quotient = batch.call::<_, f64, CalcError>("div", &(1.0, 0.0)).unwrap();
@@ -243,7 +220,7 @@ async fn a_batch_gives_each_call_its_own_typed_result() {
     let greeting = batch.call::<_, String, Never>("hello", &("Ana",)).unwrap();
     let missing = batch.call::<_, f64, Never>("nope", &[(); 0]).unwrap();
     assert_eq!(batch.len(), 5);
-    timeout(LIMIT, batch.send()).await.unwrap().unwrap();
+    within("the batch", batch.send()).await.unwrap();
     assert_eq!(sum.await.unwrap(), 5.0);
     assert!(matches!(
         quotient.await,
@@ -255,8 +232,8 @@ async fn a_batch_gives_each_call_its_own_typed_result() {
 
 #[tokio::test]
 async fn an_empty_batch_sends_nothing_and_succeeds() {
-    let server = all_services().bind("127.0.0.1:0").await.unwrap();
-    let client = Client::connect(server.local_addr()).await.unwrap();
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
     let batch = client.batch();
     assert!(batch.is_empty());
     batch.send().await.unwrap();
@@ -268,17 +245,13 @@ async fn an_empty_batch_sends_nothing_and_succeeds() {
 
 #[tokio::test]
 async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
-    let server = all_services()
-        .grace_period(Duration::from_secs(5))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let addr = server.local_addr();
-    let echo = EchoClient::connect(addr).await.unwrap();
-    let mut raw = TcpStream::connect(addr).await.unwrap();
+    let fx = TestServer::start(all_services().grace_period(Duration::from_secs(5))).await;
+    let addr = fx.addr();
+    let echo = EchoClient::new(fx.client().await);
+    let mut raw = fx.raw().await;
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"sleep","params":[400],"id":1}"#,
+        br#"{"jsonrpc":"2.0","method":"sleep","params":[400],"id":1}"#,
     )
     .await;
     let in_flight = tokio::spawn({
@@ -287,17 +260,17 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     });
     // Both calls are on the server once a later call on each connection has
     // been answered (frames of one connection are read in order).
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
+    send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"rpc.ping","id":2}"#).await;
     assert_eq!(read_json(&mut raw).await["result"], "pong");
     assert_eq!(echo.echo("ready".into()).await.unwrap(), "ready");
 
-    let stopping = tokio::spawn(server.shutdown());
+    let stopping = tokio::spawn(fx.shutdown());
     let notice = read_json(&mut raw).await;
     assert_eq!(notice["method"], "rpc.shutdown", "{notice}");
     assert_eq!(notice["params"]["grace_ms"], 5000);
     send_frame(
         &mut raw,
-        r#"{"jsonrpc":"2.0","method":"echo","params":["x"],"id":3}"#,
+        br#"{"jsonrpc":"2.0","method":"echo","params":["x"],"id":3}"#,
     )
     .await;
     let refused = read_json(&mut raw).await;
@@ -308,30 +281,19 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
         (finished["id"].clone(), finished["result"].clone()),
         (1.into(), 400.into())
     );
-    let mut rest = Vec::new();
-    let eof = timeout(LIMIT, raw.read_to_end(&mut rest))
-        .await
-        .expect("closed after the drain");
-    assert!(
-        eof.is_ok() && rest.is_empty(),
-        "nothing after the last response"
-    );
+    // Closed after the drain, with nothing after the last response.
+    expect_closed(&mut raw).await;
 
-    let finished = timeout(LIMIT, in_flight).await.expect("bounded").unwrap();
+    let finished = within("the call in flight", in_flight).await.unwrap();
     assert_eq!(
         finished.unwrap(),
         400,
         "the client's call in flight completes"
     );
-    timeout(LIMIT, stopping)
-        .await
-        .expect("shutdown completes")
-        .unwrap();
+    within("the shutdown", stopping).await.unwrap();
     // The client heard the notice: a new call does not wait on the old
     // connection but tries a new one, and the server is gone.
-    let after = timeout(LIMIT, echo.echo("late".into()))
-        .await
-        .expect("fails fast");
+    let after = within("a call after shutdown to fail", echo.echo("late".into())).await;
     assert!(
         matches!(after, Err(RpcError::Connect { .. } | RpcError::Closed(_))),
         "{after:?}"
@@ -346,30 +308,29 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
 async fn shutdown_abandons_calls_that_outlive_the_grace_period() {
     let mut fx =
         probe_server(ServerBuilder::default().grace_period(Duration::from_millis(200))).await;
-    let client = ProbeClient::connect(fx.handle.local_addr()).await.unwrap();
+    let client = ProbeClient::new(fx.server.client().await);
     let call = tokio::spawn({
         let client = client.clone();
         async move { client.hang(5).await }
     });
     assert_eq!(next(&mut fx.started, "the handler to start").await, 5);
-    timeout(LIMIT, fx.handle.shutdown())
-        .await
-        .expect("shutdown is bounded by the grace period");
+    // The grace period bounds the shutdown, far below the fixture's limit.
+    fx.server.shutdown().await;
     assert_eq!(next(&mut fx.dropped, "the abandoned handler").await, 5);
-    let outcome = timeout(LIMIT, call).await.expect("bounded").unwrap();
+    let outcome = within("the abandoned call", call).await.unwrap();
     assert!(matches!(outcome, Err(RpcError::Closed(_))), "{outcome:?}");
 }
 
 #[tokio::test]
 async fn a_client_reconnects_after_the_server_restarts() {
-    let first = all_services().bind("127.0.0.1:0").await.unwrap();
-    let addr = first.local_addr();
-    let calc = CalculatorClient::connect(addr).await.unwrap();
+    let first = TestServer::demo().await;
+    let addr = first.addr();
+    let calc = CalculatorClient::new(first.client().await);
     assert_eq!(calc.add(1.0, 2.0).await.unwrap(), 3.0);
     first.shutdown().await;
 
     // While the server is down, calls fail quickly with a clear error.
-    let down = timeout(LIMIT, calc.add(1.0, 2.0)).await.expect("bounded");
+    let down = within("a call while the server is down", calc.add(1.0, 2.0)).await;
     assert!(
         matches!(down, Err(RpcError::Closed(_) | RpcError::Connect { .. })),
         "{down:?}"
@@ -379,7 +340,7 @@ async fn a_client_reconnects_after_the_server_restarts() {
         .bind(addr)
         .await
         .expect("rebind the same port");
-    let result = timeout(LIMIT, async {
+    let result = within("the client to reconnect", async {
         loop {
             match calc.add(2.0, 2.0).await {
                 Ok(v) => break v,
@@ -390,8 +351,7 @@ async fn a_client_reconnects_after_the_server_restarts() {
             }
         }
     })
-    .await
-    .expect("the client reconnects within the limit");
+    .await;
     assert_eq!(result, 4.0);
     second.shutdown().await;
 }
@@ -410,14 +370,7 @@ async fn flaky_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
             let count = count.clone();
             let drop_it = std::mem::replace(&mut first, false);
             tokio::spawn(async move {
-                loop {
-                    let Ok(len) = stream.read_u32().await else {
-                        return;
-                    };
-                    let mut body = vec![0; len as usize];
-                    if stream.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
+                while let Some(body) = read_frame(&mut stream).await {
                     let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
                     if request["method"] == "rpc.cancel" {
                         continue;
@@ -428,10 +381,7 @@ async fn flaky_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
                     }
                     let reply =
                         serde_json::json!({"jsonrpc":"2.0","result":4.0,"id":request["id"]});
-                    let bytes = rpc_core::frame::encode(reply.to_string().as_bytes());
-                    if stream.write_all(&bytes).await.is_err() {
-                        return;
-                    }
+                    send_json(&mut stream, &reply).await;
                 }
             });
         }
@@ -443,12 +393,11 @@ async fn flaky_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 async fn an_idempotent_call_is_retried_once_on_a_fresh_connection() {
     let (addr, requests) = flaky_server().await;
     let client = Client::connect(addr).await.unwrap();
-    let value: f64 = timeout(
-        LIMIT,
+    let value: f64 = within(
+        "the retried call",
         client.call_with::<_, f64, Never>("add", &(2, 2), CallOptions::new().idempotent()),
     )
     .await
-    .expect("bounded")
     .expect("the retry succeeds");
     assert_eq!(value, 4.0);
     assert_eq!(requests.load(Ordering::SeqCst), 2, "sent exactly twice");
@@ -458,25 +407,25 @@ async fn an_idempotent_call_is_retried_once_on_a_fresh_connection() {
 async fn a_call_not_marked_idempotent_is_never_retried() {
     let (addr, requests) = flaky_server().await;
     let client = Client::connect(addr).await.unwrap();
-    let outcome = timeout(LIMIT, client.call::<_, f64>("add", &(2, 2)))
-        .await
-        .expect("bounded");
+    let outcome = within("the call", client.call::<_, f64>("add", &(2, 2))).await;
     assert!(matches!(outcome, Err(RpcError::Closed(_))), "{outcome:?}");
     assert_eq!(requests.load(Ordering::SeqCst), 1, "sent exactly once");
 }
 
 #[tokio::test]
 async fn an_http_request_on_the_rpc_port_gets_a_plain_http_explanation() {
-    let server = all_services().bind("127.0.0.1:0").await.unwrap();
-    let mut raw = TcpStream::connect(server.local_addr()).await.unwrap();
+    let fx = TestServer::demo().await;
+    let mut raw = fx.raw().await;
     raw.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
-    timeout(LIMIT, raw.read_to_end(&mut answer))
-        .await
-        .expect("the server answers and closes")
-        .unwrap();
+    within(
+        "the server answers and closes",
+        raw.read_to_end(&mut answer),
+    )
+    .await
+    .unwrap();
     let answer = String::from_utf8(answer).unwrap();
     assert!(
         answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
@@ -484,9 +433,7 @@ async fn an_http_request_on_the_rpc_port_gets_a_plain_http_explanation() {
     );
     assert!(answer.contains("length-prefixed JSON frames"), "{answer}");
     // The server goes on.
-    let calc = CalculatorClient::connect(server.local_addr())
-        .await
-        .unwrap();
+    let calc = CalculatorClient::new(fx.client().await);
     assert_eq!(calc.add(1.0, 1.0).await.unwrap(), 2.0);
 }
 
@@ -507,9 +454,7 @@ async fn a_plain_client_on_a_tls_port_is_told_so() {
         }
     });
     let client = Client::connect(addr).await.unwrap();
-    let outcome = timeout(LIMIT, client.call::<_, String>("rpc.ping", &[(); 0]))
-        .await
-        .expect("bounded");
+    let outcome = within("the ping", client.call::<_, String>("rpc.ping", &[(); 0])).await;
     match outcome {
         Err(RpcError::Closed(why)) => assert!(why.to_string().contains("TLS"), "{why}"),
         other => panic!("expected a closed connection naming TLS, got {other:?}"),
@@ -547,31 +492,28 @@ impl Tuned for TunedImpl {
     }
 }
 
-async fn tuned_server() -> (ServerHandle, mpsc::UnboundedReceiver<String>) {
+async fn tuned_server() -> (TestServer, mpsc::UnboundedReceiver<String>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let server = rpc_core::Server::builder()
-        .service(TunedServer::new(TunedImpl(tx)))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
+    let server =
+        TestServer::start(rpc_core::Server::builder().service(TunedServer::new(TunedImpl(tx))))
+            .await;
     (server, rx)
 }
 
 #[tokio::test]
 async fn a_method_timeout_is_the_default_and_a_handle_timeout_overrides_it() {
-    let (server, _log) = tuned_server().await;
-    let client = TunedClient::connect(server.local_addr()).await.unwrap();
-    let outcome = timeout(LIMIT, client.slow()).await.expect("bounded");
+    let (fx, _log) = tuned_server().await;
+    let client = TunedClient::new(fx.client().await);
+    let outcome = within("the method timeout", client.slow()).await;
     assert!(
         matches!(outcome, Err(RpcError::Timeout(d)) if d == Duration::from_millis(150)),
         "{outcome:?}"
     );
-    let outcome = timeout(
-        LIMIT,
+    let outcome = within(
+        "the handle timeout",
         client.with_timeout(Duration::from_millis(300)).slow(),
     )
-    .await
-    .expect("bounded");
+    .await;
     assert!(
         matches!(outcome, Err(RpcError::Timeout(d)) if d == Duration::from_millis(300)),
         "{outcome:?}"
@@ -582,13 +524,15 @@ async fn a_method_timeout_is_the_default_and_a_handle_timeout_overrides_it() {
 
 #[tokio::test]
 async fn a_oneway_method_returns_without_waiting_for_the_handler() {
-    let (server, mut log) = tuned_server().await;
-    let client = TunedClient::connect(server.local_addr()).await.unwrap();
-    timeout(LIMIT, client.log("first".into()))
-        .await
-        .expect("a oneway call does not wait for its (never finishing) handler")
-        .unwrap();
-    let line = timeout(LIMIT, log.recv()).await.expect("bounded").unwrap();
+    let (fx, mut log) = tuned_server().await;
+    let client = TunedClient::new(fx.client().await);
+    within(
+        "a oneway call, which does not wait for its (never finishing) handler",
+        client.log("first".into()),
+    )
+    .await
+    .unwrap();
+    let line = within("the handler to run", log.recv()).await.unwrap();
     assert_eq!(line, "first", "the server ran the handler");
 }
 
@@ -612,10 +556,7 @@ async fn a_oneway_method_goes_out_as_a_notification() {
 async fn a_method_marked_idempotent_is_retried_by_the_generated_client() {
     let (addr, requests) = flaky_server().await;
     let client = TunedClient::connect(addr).await.unwrap();
-    let sum = timeout(LIMIT, client.add(2, 2))
-        .await
-        .expect("bounded")
-        .unwrap();
+    let sum = within("the retried call", client.add(2, 2)).await.unwrap();
     assert_eq!(sum, 4.0);
     assert_eq!(requests.load(Ordering::SeqCst), 2);
 }
@@ -642,9 +583,7 @@ async fn a_generated_batch_sends_one_frame_and_types_each_result() {
             })
             .collect();
         replies.reverse();
-        let frame =
-            rpc_core::frame::encode(serde_json::Value::Array(replies).to_string().as_bytes());
-        stream.write_all(&frame).await.unwrap();
+        send_json(&mut stream, &serde_json::Value::Array(replies)).await;
         members.len()
     });
     let client = TunedClient::connect(addr).await.unwrap();
@@ -652,7 +591,7 @@ async fn a_generated_batch_sends_one_frame_and_types_each_result() {
     let first = batch.add(1, 2).unwrap();
     batch.log("in the batch".into()).unwrap();
     let second = batch.add(10, 20).unwrap();
-    timeout(LIMIT, batch).await.expect("bounded").unwrap();
+    within("the batch", batch).await.unwrap();
     assert_eq!(first.await.unwrap(), 3.0);
     assert_eq!(second.await.unwrap(), 30.0);
     assert_eq!(
@@ -683,17 +622,14 @@ impl Plain for PlainImpl {
 
 #[tokio::test]
 async fn an_error_type_without_display_is_named_by_its_variant() {
-    let server = rpc_core::Server::builder()
-        .service(PlainServer::new(PlainImpl))
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let mut raw = TcpStream::connect(server.local_addr()).await.unwrap();
-    send_frame(&mut raw, r#"{"jsonrpc":"2.0","method":"fail","id":1}"#).await;
+    let fx =
+        TestServer::start(rpc_core::Server::builder().service(PlainServer::new(PlainImpl))).await;
+    let mut raw = fx.raw().await;
+    send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"fail","id":1}"#).await;
     let response = read_json(&mut raw).await;
     assert_eq!(response["error"]["code"], code::APPLICATION_ERROR);
     assert_eq!(response["error"]["message"], "Nope");
-    let client = PlainClient::connect(server.local_addr()).await.unwrap();
+    let client = PlainClient::new(fx.client().await);
     assert!(matches!(
         client.fail().await,
         Err(RpcError::Application(Bare::Nope))

@@ -1,14 +1,18 @@
 //! Every call leaves a `tracing` span on both sides, with the method and the
 //! outcome, so an operator can follow a call from client to server.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
-use rpc_demo::services::{CalculatorClient, all_services};
+use rpc_demo::services::CalculatorClient;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
+
+use common::TestServer;
 
 /// What the recording layer saw: spans (name and fields) and events
 /// (message, fields and the name of the span they happened in).
@@ -58,14 +62,12 @@ async fn calls_are_traced_on_both_sides_with_method_and_outcome() {
         .with(Recorder(seen.clone()));
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let server = all_services().bind("127.0.0.1:0").await.unwrap();
-    let calc = CalculatorClient::connect(server.local_addr())
-        .await
-        .unwrap();
+    let fx = TestServer::demo().await;
+    let calc = CalculatorClient::new(fx.client().await);
     assert_eq!(calc.add(1.0, 2.0).await.unwrap(), 3.0);
     assert!(calc.div(1.0, 0.0).await.is_err());
     drop(calc);
-    server.shutdown().await;
+    fx.shutdown().await;
 
     let seen = seen.lock().unwrap();
     let has_span = |name: &str, method: &str| {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{demo_server, stop};
+use common::TestServer;
 
 /// How long the Python client may run before it is killed.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(30);
@@ -72,10 +72,10 @@ fn run_python(script: &PathBuf, args: &[String]) -> Finished {
 
 #[tokio::test]
 async fn a_standard_library_python_client_passes_all_its_checks() {
-    let server = demo_server().await;
+    let fx = TestServer::demo().await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/calc_client.py");
     assert!(script.is_file(), "missing {}", script.display());
-    let addr = format!("127.0.0.1:{}", server.local_addr().port());
+    let addr = format!("127.0.0.1:{}", fx.addr().port());
 
     let finished = {
         let script = script.clone();
@@ -108,5 +108,5 @@ async fn a_standard_library_python_client_passes_all_its_checks() {
         "the script reported a failure\n{report}"
     );
 
-    stop(server).await;
+    fx.shutdown().await;
 }

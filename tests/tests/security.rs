@@ -16,12 +16,12 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use rpc_core::tls::{TlsError, client_config, server_config};
-use rpc_core::{Client, RpcError, Server, ServerHandle, code};
+use rpc_core::{Client, RpcError, Server, code};
 use rpc_demo::services::CalculatorClient;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{connect, exchange, read_json, send_json, stop, within};
+use common::{TestServer, exchange, read_json, send_json, within};
 
 /// The token of the authenticated servers below.
 const TOKEN: &str = "s3cret";
@@ -44,18 +44,15 @@ impl Counter for Counting {
 }
 
 /// A server with the counting service that requires [`TOKEN`], and the count.
-async fn token_server() -> (ServerHandle, Arc<AtomicUsize>) {
+async fn token_server() -> (TestServer, Arc<AtomicUsize>) {
     let counting = Counting::default();
     let runs = counting.0.clone();
-    let server = within(
-        "the token server to bind",
+    let server = TestServer::start(
         Server::builder()
             .service(CounterServer::new(counting))
-            .token(TOKEN)
-            .bind("127.0.0.1:0"),
+            .token(TOKEN),
     )
-    .await
-    .expect("the token server binds");
+    .await;
     (server, runs)
 }
 
@@ -73,8 +70,8 @@ fn assert_error_code(response: &Value, code: i64, id: &Value) {
 
 #[tokio::test]
 async fn before_auth_every_call_is_unauthorized_and_runs_no_handler() {
-    let (server, runs) = token_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let (fx, runs) = token_server().await;
+    let mut s = fx.raw().await;
 
     let unauthorized = exchange(&mut s, &request("bump", json!([]), 1)).await;
     assert_error_code(&unauthorized, code::UNAUTHORIZED, &json!(1));
@@ -106,7 +103,7 @@ async fn before_auth_every_call_is_unauthorized_and_runs_no_handler() {
     assert_eq!(pong["result"], "pong", "rpc.ping stays open: {pong}");
     assert_eq!(runs.load(Ordering::SeqCst), 0, "no handler may run");
 
-    stop(server).await;
+    fx.shutdown().await;
     // Shutting down waited for every handler the connection started, so a
     // late run of the notification would show here.
     assert_eq!(runs.load(Ordering::SeqCst), 0, "no handler may run");
@@ -114,8 +111,8 @@ async fn before_auth_every_call_is_unauthorized_and_runs_no_handler() {
 
 #[tokio::test]
 async fn a_wrong_token_is_refused_and_the_right_one_unlocks_the_connection() {
-    let (server, runs) = token_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let (fx, runs) = token_server().await;
+    let mut s = fx.raw().await;
 
     for (id, params) in [
         (1, json!({"token": "wrong"})),
@@ -144,29 +141,26 @@ async fn a_wrong_token_is_refused_and_the_right_one_unlocks_the_connection() {
     }
 
     // The token unlocks one connection, not the server.
-    let mut other = connect(server.local_addr()).await;
+    let mut other = fx.raw().await;
     let locked = exchange(&mut other, &request("bump", json!([]), 1)).await;
     assert_error_code(&locked, code::UNAUTHORIZED, &json!(1));
 
-    stop(server).await;
+    fx.shutdown().await;
     assert_eq!(runs.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
 async fn a_client_with_the_token_is_served_and_one_without_gets_unauthorized() {
-    let (server, runs) = token_server().await;
-    let addr = server.local_addr();
-
-    let with_token = within(
-        "a client with the token to connect",
-        Client::builder().token(TOKEN).connect(addr),
-    )
-    .await
-    .expect("the right token is accepted at connect");
+    let (fx, runs) = token_server().await;
+    let with_token = fx
+        .client_with(Client::builder().token(TOKEN))
+        .await
+        .expect("the right token is accepted at connect");
     let counter = CounterClient::new(with_token);
     assert_eq!(within("bump", counter.bump()).await.unwrap(), 1);
 
-    let without = within("a client without token", Client::connect(addr))
+    let without = fx
+        .client_with(Client::builder())
         .await
         .expect("connecting needs no token; calling does");
     match within("an unauthorized call", CounterClient::new(without).bump()).await {
@@ -174,17 +168,13 @@ async fn a_client_with_the_token_is_served_and_one_without_gets_unauthorized() {
         other => panic!("expected an UNAUTHORIZED server error, got {other:?}"),
     }
 
-    let wrong = within(
-        "a client with a wrong token",
-        Client::builder().token("not-it").connect(addr),
-    )
-    .await;
+    let wrong = fx.client_with(Client::builder().token("not-it")).await;
     match wrong {
         Err(RpcError::Server(e)) => assert_eq!(e.code, code::UNAUTHORIZED, "{e}"),
         other => panic!("a wrong token must fail at connect with UNAUTHORIZED, got {other:?}"),
     }
 
-    stop(server).await;
+    fx.shutdown().await;
     assert_eq!(
         runs.load(Ordering::SeqCst),
         1,
@@ -194,25 +184,21 @@ async fn a_client_with_the_token_is_served_and_one_without_gets_unauthorized() {
 
 #[tokio::test]
 async fn a_server_without_a_token_accepts_any_auth() {
-    let server = common::demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
     let accepted = exchange(
         &mut s,
         &request("rpc.auth", json!({"token": "anything"}), 1),
     )
     .await;
     assert_eq!(accepted["result"], true, "{accepted}");
-    let client = within(
-        "a client with a token, to a server without one",
-        Client::builder()
-            .token("anything")
-            .connect(server.local_addr()),
-    )
-    .await
-    .expect("a token is harmless where none is required");
+    let client = fx
+        .client_with(Client::builder().token("anything"))
+        .await
+        .expect("a token is harmless where none is required");
     let calc = CalculatorClient::new(client);
     assert_eq!(within("add", calc.add(1.0, 2.0)).await.unwrap(), 3.0);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 // ---------------------------------------------------------------- TLS ----
@@ -273,43 +259,38 @@ impl Ca {
 
 /// The demo services over TLS with a certificate from `ca`; with
 /// `client_ca`, clients must present a certificate signed by it.
-async fn tls_server(ca: &Ca, client_ca: Option<&Ca>) -> ServerHandle {
+async fn tls_server(ca: &Ca, client_ca: Option<&Ca>) -> TestServer {
     let (cert, key) = ca.server_cert();
     let client_ca_pem = client_ca.map(Ca::pem);
     let config = server_config(&cert, &key, client_ca_pem.as_deref()).expect("a server TLS config");
-    within(
-        "the TLS server to bind",
+    TestServer::start(
         rpc_demo::services::all_services()
             // A handshake that goes nowhere must not hold a connection for
             // the default 30 s.
             .frame_timeout(Duration::from_secs(2))
-            .tls(config)
-            .bind("127.0.0.1:0"),
+            .tls(config),
     )
     .await
-    .expect("the TLS server binds")
 }
 
 /// Connects over TLS trusting `trust`, presenting `identity` if given, and
 /// checking the server's certificate against `name`.
 async fn tls_client(
-    server: &ServerHandle,
+    server: &TestServer,
     trust: &Ca,
     identity: Option<&(Vec<u8>, Vec<u8>)>,
     name: &str,
 ) -> Result<Client, RpcError> {
     let identity = identity.map(|(cert, key)| (&cert[..], &key[..]));
     let config = client_config(&trust.pem(), identity).expect("a client TLS config");
-    let client = within(
-        "a TLS connection",
-        Client::builder()
-            .timeout(Duration::from_secs(5))
-            .tls(config, name)
-            .expect("a valid server name")
-            .connect(server.local_addr()),
-    )
-    .await?;
-    Ok(client)
+    server
+        .client_with(
+            Client::builder()
+                .timeout(Duration::from_secs(5))
+                .tls(config, name)
+                .expect("a valid server name"),
+        )
+        .await
 }
 
 /// A call that proves a connection works end to end.
@@ -324,9 +305,9 @@ async fn assert_adds(client: &Client) {
 #[tokio::test]
 async fn a_client_trusting_the_ca_calls_over_tls_by_name_and_by_ip() {
     let ca = Ca::new("test CA");
-    let server = tls_server(&ca, None).await;
+    let fx = tls_server(&ca, None).await;
     for name in ["localhost", "127.0.0.1"] {
-        let client = tls_client(&server, &ca, None, name)
+        let client = tls_client(&fx, &ca, None, name)
             .await
             .unwrap_or_else(|e| panic!("TLS connect as {name}: {e}"));
         assert_adds(&client).await;
@@ -341,16 +322,16 @@ async fn a_client_trusting_the_ca_calls_over_tls_by_name_and_by_ip() {
             assert_eq!(sum.unwrap(), i as f64 + 1.0);
         }
     }
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_client_that_does_not_trust_the_server_fails_to_connect_and_the_server_goes_on() {
     let ca = Ca::new("test CA");
     let stranger = Ca::new("someone else's CA");
-    let server = tls_server(&ca, None).await;
+    let fx = tls_server(&ca, None).await;
 
-    match tls_client(&server, &stranger, None, "localhost").await {
+    match tls_client(&fx, &stranger, None, "localhost").await {
         Err(RpcError::Connect { source, .. }) => {
             assert!(
                 source.to_string().to_lowercase().contains("certificate"),
@@ -361,35 +342,31 @@ async fn a_client_that_does_not_trust_the_server_fails_to_connect_and_the_server
         Ok(_) => panic!("a certificate from an unknown CA must be refused"),
     }
     // Right CA, wrong name: the certificate is not for this host.
-    match tls_client(&server, &ca, None, "example.com").await {
+    match tls_client(&fx, &ca, None, "example.com").await {
         Err(RpcError::Connect { .. }) => {}
         Err(other) => panic!("expected a Connect error (name mismatch), got {other}"),
         Ok(_) => panic!("a certificate for another name must be refused"),
     }
 
-    let client = tls_client(&server, &ca, None, "localhost")
+    let client = tls_client(&fx, &ca, None, "localhost")
         .await
         .expect("a trusting client still connects after failed handshakes");
     assert_adds(&client).await;
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_plain_client_against_a_tls_server_fails_cleanly_and_quickly() {
     let ca = Ca::new("test CA");
-    let server = tls_server(&ca, None).await;
+    let fx = tls_server(&ca, None).await;
 
     // The library's client: TCP connects (no token, so nothing is sent yet);
     // the first call reads the server's TLS alert as a bogus frame header,
     // or the close, and fails at once instead of waiting for its timeout.
-    let plain = within(
-        "a plain TCP connection",
-        Client::builder()
-            .timeout(Duration::from_secs(30))
-            .connect(server.local_addr()),
-    )
-    .await
-    .expect("the TCP connection itself succeeds");
+    let plain = fx
+        .client_with(Client::builder().timeout(Duration::from_secs(30)))
+        .await
+        .expect("the TCP connection itself succeeds");
     let call = plain.call::<_, f64>("add", &(1.0, 2.0));
     match within("a plain call to a TLS server", call).await {
         Err(RpcError::Closed(_)) => {}
@@ -398,7 +375,7 @@ async fn a_plain_client_against_a_tls_server_fails_cleanly_and_quickly() {
 
     // Raw frames: no JSON-RPC answer, and the server hangs up (it may send a
     // TLS alert first, which is not a frame we can use).
-    let mut raw = connect(server.local_addr()).await;
+    let mut raw = fx.raw().await;
     raw.write_all(&rpc_core::frame::encode(
         br#"{"jsonrpc":"2.0","method":"rpc.ping","id":1}"#,
     ))
@@ -420,9 +397,9 @@ async fn a_plain_client_against_a_tls_server_fails_cleanly_and_quickly() {
         "a plain request must not be served by a TLS server"
     );
 
-    let client = tls_client(&server, &ca, None, "localhost").await.unwrap();
+    let client = tls_client(&fx, &ca, None, "localhost").await.unwrap();
     assert_adds(&client).await;
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
@@ -430,18 +407,15 @@ async fn a_tls_handshake_that_never_starts_is_dropped_at_the_frame_timeout() {
     let ca = Ca::new("test CA");
     let (cert, key) = ca.server_cert();
     let config = server_config(&cert, &key, None).unwrap();
-    let server = within(
-        "the TLS server to bind",
+    let fx = TestServer::start(
         rpc_demo::services::all_services()
             .frame_timeout(Duration::from_millis(300))
-            .tls(config)
-            .bind("127.0.0.1:0"),
+            .tls(config),
     )
-    .await
-    .unwrap();
+    .await;
 
     // A TCP connection that never sends a ClientHello.
-    let mut silent = connect(server.local_addr()).await;
+    let mut silent = fx.raw().await;
     let started = tokio::time::Instant::now();
     let mut byte = [0u8; 1];
     let read = within(
@@ -459,27 +433,27 @@ async fn a_tls_handshake_that_never_starts_is_dropped_at_the_frame_timeout() {
         started.elapsed()
     );
 
-    let client = tls_client(&server, &ca, None, "localhost").await.unwrap();
+    let client = tls_client(&fx, &ca, None, "localhost").await.unwrap();
     assert_adds(&client).await;
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_tls_client_against_a_plain_server_fails_at_connect() {
     let ca = Ca::new("test CA");
-    let server = common::demo_server().await;
-    match tls_client(&server, &ca, None, "localhost").await {
+    let fx = TestServer::demo().await;
+    match tls_client(&fx, &ca, None, "localhost").await {
         Err(RpcError::Connect { .. }) => {}
         Err(other) => panic!("expected a Connect error, got {other}"),
         Ok(_) => panic!("a plain server cannot complete a TLS handshake"),
     }
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 /// Connects and makes one call; with TLS 1.3 a refused client certificate
 /// may surface at connect or only at the first call.
 async fn connect_and_add(
-    server: &ServerHandle,
+    server: &TestServer,
     trust: &Ca,
     identity: Option<&(Vec<u8>, Vec<u8>)>,
 ) -> Result<f64, RpcError> {
@@ -493,25 +467,25 @@ async fn mutual_tls_accepts_only_clients_with_a_certificate_from_the_client_ca()
     let server_ca = Ca::new("server CA");
     let client_ca = Ca::new("client CA");
     let stranger = Ca::new("someone else's CA");
-    let server = tls_server(&server_ca, Some(&client_ca)).await;
+    let fx = tls_server(&server_ca, Some(&client_ca)).await;
 
-    match connect_and_add(&server, &server_ca, None).await {
+    match connect_and_add(&fx, &server_ca, None).await {
         Err(RpcError::Connect { .. } | RpcError::Closed(_)) => {}
         other => panic!("a client without a certificate must be refused, got {other:?}"),
     }
     let forged = stranger.client_cert("mallory");
-    match connect_and_add(&server, &server_ca, Some(&forged)).await {
+    match connect_and_add(&fx, &server_ca, Some(&forged)).await {
         Err(RpcError::Connect { .. } | RpcError::Closed(_)) => {}
         other => panic!("a certificate from another CA must be refused, got {other:?}"),
     }
     let identity = client_ca.client_cert("alice");
     assert_eq!(
-        connect_and_add(&server, &server_ca, Some(&identity))
+        connect_and_add(&fx, &server_ca, Some(&identity))
             .await
             .expect("a client certificate from the client CA is accepted"),
         5.0
     );
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[test]

@@ -13,8 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use common::{
-    connect, demo_server, exchange, expect_closed, read_frame, read_json, send_frame, send_json,
-    stop, within,
+    TestServer, exchange, expect_closed, read_frame, read_json, send_frame, send_json, within,
 };
 
 /// A valid request for `add(a, b)` with the given id.
@@ -60,8 +59,8 @@ async fn assert_still_answers(stream: &mut TcpStream, id: i64) {
 
 #[tokio::test]
 async fn add_accepts_params_by_position_and_by_name() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     for (id, params) in [
         (1, json!([2, 3])),
@@ -81,7 +80,7 @@ async fn add_accepts_params_by_position_and_by_name() {
     );
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
@@ -93,8 +92,8 @@ async fn response_ids_echo_request_ids_exactly() {
         id: &'a RawValue,
     }
 
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     // Numbers come back as written: no rounding through a float, no
     // reformatting. A 23-digit id would lose precision as an f64.
@@ -129,13 +128,13 @@ async fn response_ids_echo_request_ids_exactly() {
     }
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn notifications_get_no_response_even_when_they_fail() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     let notifications = [
         json!({"jsonrpc": "2.0", "method": "add", "params": [1, 2]}),
@@ -155,13 +154,13 @@ async fn notifications_get_no_response_even_when_they_fail() {
     }
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_batch_gets_one_array_with_a_response_per_request_and_none_per_notification() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     let batch = json!([
         {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1},
@@ -190,13 +189,13 @@ async fn a_batch_gets_one_array_with_a_response_per_request_and_none_per_notific
 
     assert_still_answers(&mut s, 6).await;
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_batch_of_only_notifications_gets_no_response() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     let batch = json!([
         {"jsonrpc": "2.0", "method": "add", "params": [1, 2]},
@@ -210,13 +209,13 @@ async fn a_batch_of_only_notifications_gets_no_response() {
     assert_result(&response, &json!(99), &json!(2.0));
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_empty_batch_is_a_single_invalid_request_with_null_id() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     for empty in [&b"[]"[..], b" [ ] "] {
         send_frame(&mut s, empty).await;
@@ -227,13 +226,13 @@ async fn an_empty_batch_is_a_single_invalid_request_with_null_id() {
     }
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_batch_of_non_objects_gets_an_invalid_request_per_member() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     send_frame(&mut s, b"[1,2]").await;
     let response = read_json(&mut s).await;
@@ -245,7 +244,7 @@ async fn a_batch_of_non_objects_gets_an_invalid_request_per_member() {
     assert_still_answers(&mut s, 1).await;
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 /// One malformed or failing request, what the server must answer, and a
@@ -467,8 +466,8 @@ async fn every_malformed_request_gets_its_error_code_and_the_connection_goes_on(
         ),
     ];
 
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
     for (n, case) in cases.iter().enumerate() {
         send_frame(&mut s, &case.frame).await;
         let response = read_json(&mut s).await;
@@ -491,13 +490,13 @@ async fn every_malformed_request_gets_its_error_code_and_the_connection_goes_on(
     }
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn text_that_is_not_json_is_a_parse_error_whatever_its_first_character() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     let not_json: [&[u8]; 8] = [
         b"hello?",
@@ -523,13 +522,13 @@ async fn text_that_is_not_json_is_a_parse_error_whatever_its_first_character() {
     }
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn application_errors_carry_the_error_value_in_data() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     let div = json!({"jsonrpc": "2.0", "method": "div", "params": {"a": 1, "b": 0}, "id": "d"});
     let response = exchange(&mut s, &div).await;
@@ -551,13 +550,13 @@ async fn application_errors_carry_the_error_value_in_data() {
     assert_eq!(error["message"], "the result of pow is not a finite number");
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_overflowing_result_is_a_not_finite_error_never_a_null_result() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     // Each of these is ±infinity or NaN in f64, which JSON cannot carry.
     let overflows = [
@@ -580,13 +579,13 @@ async fn an_overflowing_result_is_a_not_finite_error_never_a_null_result() {
     }
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_oversize_length_prefix_gets_an_error_and_the_connection_closes() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
     assert_still_answers(&mut s, 1).await;
 
     // Announce a 4 GiB frame; send only the header.
@@ -602,26 +601,19 @@ async fn an_oversize_length_prefix_gets_an_error_and_the_connection_closes() {
     expect_closed(&mut s).await;
 
     // Other clients are unaffected.
-    let mut fresh = connect(server.local_addr()).await;
+    let mut fresh = fx.raw().await;
     assert_still_answers(&mut fresh, 2).await;
 
     drop(fresh);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_frame_at_the_configured_maximum_is_served_and_one_byte_more_closes_the_connection() {
-    let server = within(
-        "bind",
-        Server::builder()
-            .max_frame_size(1024)
-            .service(rpc_demo::services::EchoServer::new(
-                rpc_demo::services::Echoer,
-            ))
-            .bind("127.0.0.1:0"),
-    )
-    .await
-    .unwrap();
+    let fx = TestServer::start(Server::builder().max_frame_size(1024).service(
+        rpc_demo::services::EchoServer::new(rpc_demo::services::Echoer),
+    ))
+    .await;
 
     /// A valid echo request padded with trailing whitespace to `len` bytes.
     fn padded_request(len: usize) -> Vec<u8> {
@@ -631,7 +623,7 @@ async fn a_frame_at_the_configured_maximum_is_served_and_one_byte_more_closes_th
         body
     }
 
-    let mut s = connect(server.local_addr()).await;
+    let mut s = fx.raw().await;
     send_frame(&mut s, &padded_request(1024)).await;
     let response = read_json(&mut s).await;
     assert_result(&response, &json!(1), &json!("at the limit"));
@@ -647,7 +639,7 @@ async fn a_frame_at_the_configured_maximum_is_served_and_one_byte_more_closes_th
     expect_closed(&mut s).await;
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
@@ -655,8 +647,8 @@ async fn calls_in_flight_still_answer_after_an_oversize_frame() {
     use common::gated::Gate;
 
     let gate = Gate::default();
-    let server = common::gated::serve(&gate, Server::builder()).await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = common::gated::serve(&gate, Server::builder()).await;
+    let mut s = fx.raw().await;
 
     send_json(
         &mut s,
@@ -678,13 +670,13 @@ async fn calls_in_flight_still_answer_after_an_oversize_frame() {
     expect_closed(&mut s).await;
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_client_that_half_closes_after_sending_still_gets_every_response() {
-    let server = demo_server().await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
 
     for id in 1..=3 {
         send_json(&mut s, &add(f64::from(id), 10.0, json!(id))).await;
@@ -709,14 +701,14 @@ async fn a_client_that_half_closes_after_sending_still_gets_every_response() {
     expect_closed(&mut s).await;
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_truncated_frame_closes_only_its_own_connection() {
-    let server = demo_server().await;
+    let fx = TestServer::demo().await;
 
-    let mut s = connect(server.local_addr()).await;
+    let mut s = fx.raw().await;
     let mut partial = 100u32.to_be_bytes().to_vec();
     partial.extend_from_slice(br#"{"jsonrpc"#);
     within("the partial frame", s.write_all(&partial))
@@ -727,20 +719,19 @@ async fn a_truncated_frame_closes_only_its_own_connection() {
     // answering anything.
     expect_closed(&mut s).await;
 
-    let mut fresh = connect(server.local_addr()).await;
+    let mut fresh = fx.raw().await;
     assert_still_answers(&mut fresh, 1).await;
 
     drop(fresh);
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_server_keeps_serving_new_clients_after_abusive_connections() {
-    let server = demo_server().await;
-    let addr = server.local_addr();
+    let fx = TestServer::demo().await;
 
     // A connection that announces 4 GiB.
-    let mut s = connect(addr).await;
+    let mut s = fx.raw().await;
     within("write", s.write_all(&u32::MAX.to_be_bytes()))
         .await
         .unwrap();
@@ -752,39 +743,39 @@ async fn the_server_keeps_serving_new_clients_after_abusive_connections() {
     expect_closed(&mut s).await;
 
     // A connection that stops in the middle of a header.
-    let mut s = connect(addr).await;
+    let mut s = fx.raw().await;
     within("write", s.write_all(&[0, 0])).await.unwrap();
     drop(s);
 
     // A connection that stops in the middle of a body.
-    let mut s = connect(addr).await;
+    let mut s = fx.raw().await;
     within("write", s.write_all(&[0, 0, 0, 100, b'{']))
         .await
         .unwrap();
     drop(s);
 
     // A connection that sends garbage frames and leaves without reading.
-    let mut s = connect(addr).await;
+    let mut s = fx.raw().await;
     for garbage in [&b"\xff\xff"[..], b"{{{{", b"[]", b"[1,2,3]", b"null"] {
         send_frame(&mut s, garbage).await;
     }
     drop(s);
 
     // A connection that opens and closes without a byte.
-    drop(connect(addr).await);
+    drop(fx.raw().await);
 
     // A connection with a request in flight that leaves without reading.
-    let mut s = connect(addr).await;
+    let mut s = fx.raw().await;
     send_json(&mut s, &add(1.0, 2.0, json!(1))).await;
     drop(s);
 
     // The next client is served normally, on several connections.
     for id in 0..3 {
-        let mut s = connect(addr).await;
+        let mut s = fx.raw().await;
         assert_still_answers(&mut s, id).await;
     }
 
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 /// A service whose method panics, next to one that does not.
@@ -810,15 +801,8 @@ mod panicking {
 async fn a_panicking_handler_yields_an_internal_error_and_the_server_goes_on() {
     use panicking::{FragileServer, Glass};
 
-    let server = within(
-        "bind",
-        Server::builder()
-            .service(FragileServer::new(Glass))
-            .bind("127.0.0.1:0"),
-    )
-    .await
-    .unwrap();
-    let mut s = connect(server.local_addr()).await;
+    let fx = TestServer::start(Server::builder().service(FragileServer::new(Glass))).await;
+    let mut s = fx.raw().await;
 
     let explode = json!({"jsonrpc": "2.0", "method": "explode", "params": ["kaboom"], "id": 1});
     let response = exchange(&mut s, &explode).await;
@@ -853,11 +837,11 @@ async fn a_panicking_handler_yields_an_internal_error_and_the_server_goes_on() {
     assert_result(&exchange(&mut s, &steady).await, &json!(2), &json!(7));
 
     // New connections are served too.
-    let mut fresh = connect(server.local_addr()).await;
+    let mut fresh = fx.raw().await;
     assert_result(&exchange(&mut fresh, &steady).await, &json!(2), &json!(7));
 
     drop((s, fresh));
-    stop(server).await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
@@ -865,8 +849,8 @@ async fn a_call_beyond_the_in_flight_limit_gets_server_busy_and_the_connection_s
     use common::gated::Gate;
 
     let gate = Gate::default();
-    let server = common::gated::serve(&gate, Server::builder().max_in_flight(1)).await;
-    let mut s = connect(server.local_addr()).await;
+    let fx = common::gated::serve(&gate, Server::builder().max_in_flight(1)).await;
+    let mut s = fx.raw().await;
 
     let slow = json!({"jsonrpc": "2.0", "method": "slow", "id": "slow"});
     let quick = |id: i64| json!({"jsonrpc": "2.0", "method": "quick", "id": id});
@@ -889,5 +873,5 @@ async fn a_call_beyond_the_in_flight_limit_gets_server_busy_and_the_connection_s
     assert_result(&exchange(&mut s, &quick(2)).await, &json!(2), &json!(1));
 
     drop(s);
-    stop(server).await;
+    fx.shutdown().await;
 }

@@ -37,13 +37,6 @@ impl Gated for Gate {
 }
 
 /// A server on 127.0.0.1:0 serving `gate` (with `builder`'s limits).
-pub async fn serve(gate: &Gate, builder: rpc_core::ServerBuilder) -> rpc_core::ServerHandle {
-    super::within(
-        "bind",
-        builder
-            .service(GatedServer::new(gate.clone()))
-            .bind("127.0.0.1:0"),
-    )
-    .await
-    .expect("bind a gated server")
+pub async fn serve(gate: &Gate, builder: rpc_core::ServerBuilder) -> super::TestServer {
+    super::TestServer::start(builder.service(GatedServer::new(gate.clone()))).await
 }

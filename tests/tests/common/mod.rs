@@ -1,18 +1,20 @@
-//! Helpers shared by the integration tests: bounded waits, a demo server on
-//! a free port, and raw frame I/O for tests that speak the wire protocol
-//! without the library's client.
+//! Helpers shared by the integration tests: bounded waits, the
+//! [`TestServer`] fixture, and raw frame I/O for tests that speak the wire
+//! protocol without the library's client.
 //!
 //! Each test binary includes this module with `mod common;` and uses only
 //! part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+mod fixture;
 pub mod gated;
 
-use std::future::Future;
+pub use fixture::TestServer;
+
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rpc_core::ServerHandle;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,31 +23,17 @@ use tokio::net::TcpStream;
 /// naming the step instead of a stuck CI job.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
-/// Awaits `future`, failing the test if it takes longer than [`LIMIT`].
-pub async fn within<F: Future>(what: &str, future: F) -> F::Output {
+/// Awaits `future` (anything `.await` takes, such as a generated batch),
+/// failing the test if it takes longer than [`LIMIT`].
+pub async fn within<F: IntoFuture>(what: &str, future: F) -> F::Output {
     match tokio::time::timeout(LIMIT, future).await {
         Ok(output) => output,
         Err(_) => panic!("timed out after {LIMIT:?} waiting for {what}"),
     }
 }
 
-/// A server with every demo service (Calculator, Greeter, Echo) on a free
-/// port of 127.0.0.1.
-pub async fn demo_server() -> ServerHandle {
-    within(
-        "the demo server to bind",
-        rpc_demo::services::all_services().bind("127.0.0.1:0"),
-    )
-    .await
-    .expect("the demo server binds 127.0.0.1:0")
-}
-
-/// Stops `server`, failing the test if it does not stop within [`LIMIT`].
-pub async fn stop(server: ServerHandle) {
-    within("the server to shut down", server.shutdown()).await;
-}
-
-/// Opens a raw TCP connection to `addr`.
+/// Opens a raw TCP connection to `addr`, for servers that are not a
+/// [`TestServer`] (which has [`raw`](TestServer::raw)).
 pub async fn connect(addr: SocketAddr) -> TcpStream {
     within("a TCP connection", TcpStream::connect(addr))
         .await

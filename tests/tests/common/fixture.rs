@@ -1,0 +1,73 @@
+//! The setup of the end-to-end tests: a server on a free port of 127.0.0.1,
+//! connections to it, and a shutdown that cannot hang.
+//!
+//! ```ignore
+//! let fx = TestServer::demo().await;
+//! let calc = CalculatorClient::new(fx.client().await);
+//! assert_eq!(within("add", calc.add(2.0, 3.0)).await.unwrap(), 5.0);
+//! drop(calc);
+//! fx.shutdown().await;
+//! ```
+//!
+//! Each connection is made when the test asks for it, so a test knows
+//! exactly how many connections the server has (some count them).
+
+use std::net::SocketAddr;
+
+use rpc_core::{Client, ClientBuilder, RpcError, ServerBuilder, ServerHandle};
+use tokio::net::TcpStream;
+
+use super::within;
+
+/// A running server. Dropping it without [`shutdown`](Self::shutdown)
+/// leaves the server running until the test's runtime ends, as dropping a
+/// [`ServerHandle`] does.
+pub struct TestServer {
+    server: ServerHandle,
+}
+
+impl TestServer {
+    /// Binds `server` (its services and limits) on a free port of 127.0.0.1.
+    pub async fn start(server: ServerBuilder) -> TestServer {
+        let server = within("the server to bind", server.bind("127.0.0.1:0"))
+            .await
+            .expect("the server binds 127.0.0.1:0");
+        TestServer { server }
+    }
+
+    /// Every demo service (Calculator, Greeter, Echo), with the default limits.
+    pub async fn demo() -> TestServer {
+        TestServer::start(rpc_demo::services::all_services()).await
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// A new connection of the library's client, with the default options.
+    /// Generated clients wrap it: `CalculatorClient::new(fx.client().await)`.
+    pub async fn client(&self) -> Client {
+        let addr = self.addr();
+        within("a client to connect", Client::connect(addr))
+            .await
+            .unwrap_or_else(|e| panic!("a client could not connect to {addr}: {e}"))
+    }
+
+    /// A new connection made with `options` (a token, TLS, a timeout); the
+    /// test checks the outcome, since refusing it may be the point.
+    pub async fn client_with(&self, options: ClientBuilder) -> Result<Client, RpcError> {
+        within("a client to connect", options.connect(self.addr())).await
+    }
+
+    /// A new raw TCP connection, for a test that writes frames itself.
+    pub async fn raw(&self) -> TcpStream {
+        super::connect(self.addr()).await
+    }
+
+    /// Stops the server gracefully (see [`ServerHandle::shutdown`]), failing
+    /// the test if that takes longer than [`LIMIT`](super::LIMIT).
+    pub async fn shutdown(self) {
+        within("the server to shut down", self.server.shutdown()).await;
+    }
+}
