@@ -15,14 +15,13 @@ use rpc_demo::services::{
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use common::{TestServer, read_frame, within};
+use common::{TestServer, Via, read_frame, within};
 
 /// The params of a call without arguments: `[]` on the wire.
 const NO_PARAMS: &[(); 0] = &[];
 
-#[tokio::test]
-async fn calculator_methods_compute_their_results() {
-    let fx = TestServer::demo().await;
+async fn calculator_methods_compute_their_results(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let calc = CalculatorClient::new(fx.client().await);
 
     assert_eq!(within("add", calc.add(2.0, 3.0)).await.unwrap(), 5.0);
@@ -41,9 +40,8 @@ async fn calculator_methods_compute_their_results() {
     fx.shutdown().await;
 }
 
-#[tokio::test]
-async fn hello_greets_any_name_in_portuguese() {
-    let fx = TestServer::demo().await;
+async fn hello_greets_any_name_in_portuguese(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let greeter = GreeterClient::new(fx.client().await);
 
     for (name, greeting) in [
@@ -66,9 +64,8 @@ async fn hello_greets_any_name_in_portuguese() {
     fx.shutdown().await;
 }
 
-#[tokio::test]
-async fn echo_returns_the_text_unchanged() {
-    let fx = TestServer::demo().await;
+async fn echo_returns_the_text_unchanged(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let echo = EchoClient::new(fx.client().await);
 
     let long = "ação ".repeat(20_000);
@@ -95,9 +92,8 @@ async fn echo_returns_the_text_unchanged() {
     fx.shutdown().await;
 }
 
-#[tokio::test]
-async fn division_by_zero_is_a_typed_application_error() {
-    let fx = TestServer::demo().await;
+async fn division_by_zero_is_a_typed_application_error(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let calc = CalculatorClient::new(fx.client().await);
 
     for a in [1.0, 0.0, -3.0] {
@@ -113,9 +109,8 @@ async fn division_by_zero_is_a_typed_application_error() {
     fx.shutdown().await;
 }
 
-#[tokio::test]
-async fn overflow_is_a_typed_not_finite_error() {
-    let fx = TestServer::demo().await;
+async fn overflow_is_a_typed_not_finite_error(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let calc = CalculatorClient::new(fx.client().await);
 
     match within("pow overflow", calc.pow(10.0, 400.0)).await {
@@ -151,9 +146,8 @@ async fn overflow_is_a_typed_not_finite_error() {
     fx.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_result() {
-    let fx = TestServer::demo().await;
+async fn a_thousand_concurrent_calls_on_one_connection_each_get_their_own_result(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let client = fx.client().await;
     let calc = CalculatorClient::new(client.clone());
     let echo = EchoClient::new(client.clone());
@@ -220,9 +214,8 @@ async fn fifty_clients_at_once_are_all_served() {
     fx.shutdown().await;
 }
 
-#[tokio::test]
-async fn several_services_share_one_server_and_one_connection() {
-    let fx = TestServer::demo().await;
+async fn several_services_share_one_server_and_one_connection(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let client = fx.client().await;
     let calc = CalculatorClient::new(client.clone());
     let greeter = GreeterClient::new(client.clone());
@@ -369,9 +362,8 @@ async fn namespaces_prefix_wire_names_and_keep_same_named_methods_apart() {
     fx.shutdown().await;
 }
 
-#[tokio::test]
-async fn an_unknown_method_is_a_server_error_pointing_to_discovery() {
-    let fx = TestServer::demo().await;
+async fn an_unknown_method_is_a_server_error_pointing_to_discovery(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let client = fx.client().await;
 
     let r: Result<Value, RpcError> = within("call", client.call("modulo", &(7, 2))).await;
@@ -536,9 +528,9 @@ async fn connecting_where_nothing_listens_is_a_connect_error_that_says_what_to_d
     );
 }
 
-#[tokio::test]
-async fn a_call_larger_than_the_server_accepts_fails_with_the_server_explanation() {
-    let fx = TestServer::start(
+async fn a_call_larger_than_the_server_accepts_fails_with_the_server_explanation(via: Via) {
+    let fx = TestServer::start_via(
+        via,
         Server::builder()
             .max_frame_size(1024)
             .service(CalculatorServer::new(Calc))
@@ -568,9 +560,8 @@ async fn a_call_larger_than_the_server_accepts_fails_with_the_server_explanation
     fx.shutdown().await;
 }
 
-#[tokio::test]
-async fn ping_answers_pong() {
-    let fx = TestServer::demo().await;
+async fn ping_answers_pong(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let client = fx.client().await;
 
     let pong: Result<String, RpcError> =
@@ -581,9 +572,8 @@ async fn ping_answers_pong() {
     fx.shutdown().await;
 }
 
-#[tokio::test]
-async fn discover_lists_every_method_with_its_parameters() {
-    let fx = TestServer::demo().await;
+async fn discover_lists_every_method_with_its_parameters(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let client = fx.client().await;
 
     let doc: Result<Value, RpcError> =
@@ -666,9 +656,8 @@ async fn shutdown_lets_calls_in_flight_finish_and_then_refuses_connections() {
     ));
 }
 
-#[tokio::test]
-async fn shutdown_with_idle_clients_connected_returns_and_they_see_closed() {
-    let fx = TestServer::demo().await;
+async fn shutdown_with_idle_clients_connected_returns_and_they_see_closed(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let mut clients = Vec::new();
     for _ in 0..5 {
         let calc = CalculatorClient::new(fx.client().await);
@@ -696,9 +685,8 @@ fn assert_fails_after_shutdown<T: std::fmt::Debug, E: std::fmt::Debug>(
     }
 }
 
-#[tokio::test]
-async fn messages_of_several_megabytes_round_trip() {
-    let fx = TestServer::demo().await;
+async fn messages_of_several_megabytes_round_trip(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let echo = EchoClient::new(fx.client().await);
 
     // Larger than the server's 1 MiB write buffer, well under the 16 MiB frame limit.
@@ -712,9 +700,8 @@ async fn messages_of_several_megabytes_round_trip() {
     fx.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_notification_from_the_client_gets_no_answer_and_the_connection_goes_on() {
-    let fx = TestServer::demo().await;
+async fn a_notification_from_the_client_gets_no_answer_and_the_connection_goes_on(via: Via) {
+    let fx = TestServer::demo_via(via).await;
     let client = fx.client().await;
 
     within("notify", client.notify("echo", &["fire and forget"]))
@@ -730,3 +717,39 @@ async fn a_notification_from_the_client_gets_no_answer_and_the_connection_goes_o
     drop(client);
     fx.shutdown().await;
 }
+
+/// The tests above that use only the library's client run twice: over TCP,
+/// and over the in-memory transport, where the session has no socket at all.
+macro_rules! over_every_transport {
+    ($($test:ident),* $(,)?) => {
+        mod over_tcp {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() { super::$test(super::Via::Tcp).await }
+            )*
+        }
+        mod over_memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() { super::$test(super::Via::Memory).await }
+            )*
+        }
+    };
+}
+
+over_every_transport!(
+    calculator_methods_compute_their_results,
+    hello_greets_any_name_in_portuguese,
+    echo_returns_the_text_unchanged,
+    division_by_zero_is_a_typed_application_error,
+    overflow_is_a_typed_not_finite_error,
+    a_thousand_concurrent_calls_on_one_connection_each_get_their_own_result,
+    several_services_share_one_server_and_one_connection,
+    an_unknown_method_is_a_server_error_pointing_to_discovery,
+    a_call_larger_than_the_server_accepts_fails_with_the_server_explanation,
+    ping_answers_pong,
+    discover_lists_every_method_with_its_parameters,
+    shutdown_with_idle_clients_connected_returns_and_they_see_closed,
+    messages_of_several_megabytes_round_trip,
+    a_notification_from_the_client_gets_no_answer_and_the_connection_goes_on
+);

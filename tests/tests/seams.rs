@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{LIMIT, connect, exchange, read_json, send_json, stop, within};
+use common::{LIMIT, TestServer, exchange, read_json, send_json, within};
 use rpc_core::middleware::{Admit, CallInfo, Middleware, PeerState};
 use rpc_core::transport::{Connector, Limits, TcpConnector, Transport};
 use rpc_core::{Client, ErrorObject, Notification, RpcError, code};
@@ -60,23 +60,14 @@ impl Progress for Arc<Steps> {
     }
 }
 
-async fn progress_server(steps: Arc<Steps>) -> rpc_core::ServerHandle {
-    within(
-        "the progress server to bind",
-        rpc_core::Server::builder()
-            .service(ProgressServer::new(steps))
-            .bind("127.0.0.1:0"),
-    )
-    .await
-    .expect("binds")
+async fn progress_server(steps: Arc<Steps>) -> TestServer {
+    TestServer::start(rpc_core::Server::builder().service(ProgressServer::new(steps))).await
 }
 
 #[tokio::test]
 async fn a_handler_pushes_notifications_that_reach_its_call_in_order() {
     let server = progress_server(Arc::default()).await;
-    let client = within("connect", Client::connect(server.local_addr()))
-        .await
-        .unwrap();
+    let client = server.client().await;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Notification>(64);
     let result: u32 = within(
         "the call with notifications",
@@ -100,13 +91,13 @@ async fn a_handler_pushes_notifications_that_reach_its_call_in_order() {
         (1..=5).map(|s| (s, 5)).collect::<Vec<_>>(),
         "every notification arrives, in order, before the result"
     );
-    stop(server).await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn pushed_notifications_carry_the_request_id_on_the_wire() {
     let server = progress_server(Arc::default()).await;
-    let mut stream = connect(server.local_addr()).await;
+    let mut stream = server.raw().await;
     send_json(
         &mut stream,
         &json!({"jsonrpc": "2.0", "method": "run", "params": [2], "id": "job-1"}),
@@ -125,27 +116,27 @@ async fn pushed_notifications_carry_the_request_id_on_the_wire() {
         messages[2],
         json!({"jsonrpc": "2.0", "result": 2, "id": "job-1"})
     );
-    stop(server).await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_notification_handler_cannot_push() {
     let steps = Arc::new(Steps::default());
     let server = progress_server(steps.clone()).await;
-    let client = ProgressClient::connect(server.local_addr()).await.unwrap();
+    let client = ProgressClient::new(server.client().await);
     let fired = steps.fired.notified();
     client.fire().await.unwrap();
     within("the notification's handler to run", fired).await;
     assert!(client.fire_refused().await.unwrap());
-    stop(server).await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn notifications_for_a_call_nobody_listens_to_are_dropped_and_the_call_completes() {
     let server = progress_server(Arc::default()).await;
-    let client = ProgressClient::connect(server.local_addr()).await.unwrap();
+    let client = ProgressClient::new(server.client().await);
     assert_eq!(within("run", client.run(100)).await.unwrap(), 100);
-    stop(server).await;
+    server.shutdown().await;
 }
 
 /// A connector that counts its dials and delegates to TCP: what a resolver
@@ -172,8 +163,8 @@ impl Connector for CountingConnector {
 
 #[tokio::test]
 async fn a_client_dials_and_redials_through_its_connector() {
-    let server = common::demo_server().await;
-    let addr = server.local_addr();
+    let server = TestServer::demo().await;
+    let addr = server.addr();
     let dials = Arc::new(AtomicUsize::new(0));
     let client = within(
         "connect through the connector",
@@ -190,9 +181,9 @@ async fn a_client_dials_and_redials_through_its_connector() {
 
     // A server restarted on the same port: the next call redials through
     // the same connector.
-    stop(server).await;
+    server.shutdown().await;
     let listener = rebind(addr).await;
-    let server = rpc_demo::services::all_services()
+    let restarted = rpc_demo::services::all_services()
         .serve(listener)
         .expect("serves again");
     let sum = within("a call after the restart", async {
@@ -213,7 +204,7 @@ async fn a_client_dials_and_redials_through_its_connector() {
         dials.load(Ordering::SeqCst) >= 2,
         "reconnecting dialled through the connector"
     );
-    stop(server).await;
+    within("the restarted server to stop", restarted.shutdown()).await;
 }
 
 /// Binds `addr` again once the old listener is gone (bounded).
@@ -273,15 +264,9 @@ impl Middleware for Gatekeeper {
 #[tokio::test]
 async fn middleware_refuses_answers_and_wraps_calls_without_touching_the_session() {
     let gate = Arc::new(Gatekeeper::default());
-    let server = within(
-        "bind",
-        rpc_demo::services::all_services()
-            .middleware(gate.clone())
-            .bind("127.0.0.1:0"),
-    )
-    .await
-    .unwrap();
-    let mut stream = connect(server.local_addr()).await;
+    let server =
+        TestServer::start(rpc_demo::services::all_services().middleware(gate.clone())).await;
+    let mut stream = server.raw().await;
     let add = exchange(
         &mut stream,
         &json!({"jsonrpc":"2.0","method":"add","params":[2,3],"id":1,
@@ -318,22 +303,19 @@ async fn middleware_refuses_answers_and_wraps_calls_without_touching_the_session
         )
     );
     assert_eq!(seen.len(), 3);
-    stop(server).await;
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn the_token_layer_runs_before_other_middleware() {
     let gate = Arc::new(Gatekeeper::default());
-    let server = within(
-        "bind",
+    let server = TestServer::start(
         rpc_demo::services::all_services()
             .token("s3cret")
-            .middleware(gate.clone())
-            .bind("127.0.0.1:0"),
+            .middleware(gate.clone()),
     )
-    .await
-    .unwrap();
-    let client = Client::connect(server.local_addr()).await.unwrap();
+    .await;
+    let client = server.client().await;
     match client.call::<_, f64>("add", &(1.0, 2.0)).await {
         Err(RpcError::Server(e)) => assert_eq!(e.code, code::UNAUTHORIZED),
         other => panic!("expected UNAUTHORIZED, got {other:?}"),
@@ -342,9 +324,8 @@ async fn the_token_layer_runs_before_other_middleware() {
         gate.seen.lock().unwrap().is_empty(),
         "a refused call never reaches later layers"
     );
-    let authed = Client::builder()
-        .token("s3cret")
-        .connect(server.local_addr())
+    let authed = server
+        .client_with(Client::builder().token("s3cret"))
         .await
         .unwrap();
     assert_eq!(
@@ -352,7 +333,7 @@ async fn the_token_layer_runs_before_other_middleware() {
         3.0
     );
     assert_eq!(gate.admitted.load(Ordering::SeqCst), 1);
-    stop(server).await;
+    server.shutdown().await;
 }
 
 #[tokio::test]

@@ -90,6 +90,7 @@ async fn serve(
         Accepted::Memory(end) => {
             let config = &endpoint.config;
             Some(end.open(
+                config.max_frame,
                 config.max_frame.max(MIN_OUTGOING_FRAME),
                 config.write_buffer,
             ))

@@ -99,7 +99,7 @@ impl super::Connector for MemoryConnector {
                         "the in-memory server is gone",
                     ),
                 })?;
-            Ok(mine.open(limits.max_frame, limits.write_buffer))
+            Ok(mine.open(limits.max_frame, limits.max_frame, limits.write_buffer))
         })
     }
 
@@ -125,9 +125,15 @@ pub(crate) fn pair() -> (End, End) {
 }
 
 impl End {
-    /// Starts the writer task and returns the transport.
-    pub(crate) fn open(self, max_message: usize, write_buffer: usize) -> Transport {
-        let outbox = Arc::new(Outbox::new(Framing::Delimited, max_message, write_buffer));
+    /// Starts the writer task and returns the transport: messages are at
+    /// most `max_inbound` bytes in and `max_outbound` out.
+    pub(crate) fn open(
+        self,
+        max_inbound: usize,
+        max_outbound: usize,
+        write_buffer: usize,
+    ) -> Transport {
+        let outbox = Arc::new(Outbox::new(Framing::Delimited, max_outbound, write_buffer));
         let writer = tokio::spawn({
             let outbox = outbox.clone();
             async move { outbox.run_writer(ChannelSink(self.tx)).await }
@@ -135,7 +141,7 @@ impl End {
         Transport {
             inbound: Inbound::Memory(Receiver {
                 rx: self.rx,
-                max_message,
+                max_message: max_inbound,
                 last_read: Instant::now(),
             }),
             outbox,

@@ -9,7 +9,8 @@
 mod fixture;
 pub mod gated;
 
-pub use fixture::TestServer;
+#[allow(unused_imports)] // Only some test binaries choose the transport.
+pub use fixture::{TestServer, Via};
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
