@@ -208,9 +208,9 @@ pub(crate) fn parse_frame(body: &[u8]) -> Incoming<'_> {
 /// pass reads either.
 #[derive(Deserialize)]
 struct RawMessage<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     jsonrpc: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     method: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "present")]
     params: Option<&'a RawValue>,
@@ -224,8 +224,37 @@ struct RawMessage<'a> {
     error: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     in_reply_to: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     traceparent: Option<Cow<'a, str>>,
+}
+
+/// Deserializes a string member borrowed from the message when it has no
+/// escapes (the usual case), and copied only when it has. Serde's own
+/// `Option<Cow<str>>` always copies: one allocation per member per message.
+fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct Visit;
+
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+
+    d.deserialize_str(Visit).map(Some)
 }
 
 /// Only the id, for answering a request that failed validation.
@@ -520,6 +549,14 @@ mod tests {
         assert_eq!(r.id.unwrap().get(), r#""x""#);
         let r = single(r#"{"jsonrpc":"2.0","method":"ping"}"#).unwrap();
         assert!(r.params.is_none() && r.id.is_none());
+    }
+
+    #[test]
+    fn method_names_without_escapes_are_borrowed_not_copied() {
+        let r = single(r#"{"jsonrpc":"2.0","method":"add","id":1}"#).unwrap();
+        assert!(matches!(r.method, Cow::Borrowed("add")));
+        let r = single(r#"{"jsonrpc":"2.0","method":"a\u0064d","id":1}"#).unwrap();
+        assert_eq!(r.method, "add", "an escaped name is decoded");
     }
 
     #[test]

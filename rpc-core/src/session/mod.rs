@@ -116,7 +116,11 @@ pub(crate) async fn run(
                 .then(|| drained_at.max(inbound.last_read()).checked_add(idle))
                 .flatten()
         });
+        // Biased: the branches are polled in this order, which needs no
+        // random number per turn; reaping before reading keeps the table of
+        // running calls short.
         tokio::select! {
+            biased;
             _ = cancelled(stop.as_ref()), if grace_ends.is_none() => {
                 grace_ends = Some(Instant::now() + limits.grace_period);
                 responder.start_draining();

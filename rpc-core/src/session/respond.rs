@@ -124,14 +124,10 @@ impl Responder {
         handlers: &mut JoinSet<()>,
     ) {
         let Message { body, reply } = message;
-        let replier = match reply {
-            Some(reply) => Replier::Message(reply),
-            None => Replier::Session(self.session.outbox.clone()),
-        };
         match message::parse_frame(&body) {
             Incoming::Single(Err(rejected)) => {
                 let id = rejected.id.map(|id| keep_id(&body, id));
-                push_error(replier.outbox(), id.as_deref(), &rejected.error);
+                push_error(self.replier(reply).outbox(), id.as_deref(), &rejected.error);
             }
             Incoming::Single(Ok(Parsed::Response(response))) => {
                 self.session.calls.deliver(&body, response);
@@ -142,16 +138,29 @@ impl Responder {
                 }
                 let id = request.id.map(|id| keep_id(&body, id));
                 match self.admit(&request, received) {
-                    Admitted::Reply(reply) => match id {
-                        Some(id) => push_reply(replier.outbox(), &id, reply),
-                        None => log_notification_error(&request.method, &reply),
+                    Admitted::Reply(answer) => match id {
+                        Some(id) => push_reply(self.replier(reply).outbox(), &id, answer),
+                        None => log_notification_error(&request.method, &answer),
                     },
-                    Admitted::Run(call) => self.spawn(call, id, replier, handlers),
+                    Admitted::Run(call) => {
+                        let replier = self.replier(reply);
+                        self.spawn(call, id, replier, handlers)
+                    }
                 }
             }
             Incoming::Batch(members) => {
+                let replier = self.replier(reply);
                 self.handle_batch(&body, &members, received, replier, handlers)
             }
+        }
+    }
+
+    /// Where the answers to a message go (made only for a message that has
+    /// some: a response needs none).
+    fn replier(&self, reply: Option<Arc<ReplyTo>>) -> Replier {
+        match reply {
+            Some(reply) => Replier::Message(reply),
+            None => Replier::Session(self.session.outbox.clone()),
         }
     }
 
