@@ -112,11 +112,6 @@ pub enum CloseReason {
     /// says how.
     #[error("{0}")]
     Protocol(String),
-    /// The client was made on a stream of its own
-    /// ([`ClientBuilder::start`](crate::ClientBuilder::start)) and cannot
-    /// dial again.
-    #[error("the client was made on a stream and cannot reconnect")]
-    CannotReconnect,
     /// The call belongs to a batch that was not sent: `send` was not
     /// called, or it failed.
     #[error("the batch was not sent: `Batch::send` was not called, or it failed")]

@@ -2,9 +2,10 @@
 //!
 //! `#[rpc_core::service]` on a trait generates a client proxy you call as if
 //! it were a local object and a dispatcher that runs your implementation. On
-//! the wire every message is JSON-RPC 2.0 in a length-prefixed frame over TCP
-//! (see `PROTOCOL.md`), so a client in any language needs only a socket and a
-//! JSON parser.
+//! the wire every message is JSON-RPC 2.0, in a length-prefixed frame over
+//! TCP (optionally inside TLS; see `PROTOCOL.md`), so a client in any language
+//! needs only a socket and a JSON parser. The same services run over any
+//! [`transport`], the in-memory one included, for tests without sockets.
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};

@@ -1,10 +1,12 @@
 //! JSON-RPC 2.0 envelopes: parsing what arrives, writing what leaves.
 //!
-//! Incoming messages are parsed *borrowing* from the frame: the method name,
-//! the params and the id stay slices of the received bytes until a handler
-//! decodes its arguments. Outgoing envelopes are written straight into the
-//! connection's write buffer; a request's params are serialized there
-//! directly, a response's result is copied in from the handler's JSON.
+//! Every envelope this crate writes is written here, and every message it
+//! reads is parsed here. Incoming messages are parsed *borrowing* from the
+//! received bytes: the method name, the params and the id stay slices of
+//! them until a handler decodes its arguments. Outgoing envelopes are
+//! written straight into the session's outbox; a request's params are
+//! serialized there directly, a response's result is copied in from the
+//! handler's JSON.
 //!
 //! The error codes are those of the JSON-RPC 2.0 specification plus the ones
 //! this implementation defines; see [`code`] and `PROTOCOL.md`.
@@ -181,8 +183,9 @@ impl<'a> Rejected<'a> {
     }
 }
 
-/// Parses one message body.
-pub(crate) fn parse_frame(body: &[u8]) -> Incoming<'_> {
+/// Parses the body of one inbound message (a single message or a batch),
+/// whatever transport it came on.
+pub(crate) fn parse_body(body: &[u8]) -> Incoming<'_> {
     let text = match std::str::from_utf8(body) {
         Ok(text) => text,
         Err(e) => {
@@ -500,7 +503,7 @@ mod tests {
     use super::*;
 
     fn single(text: &str) -> Result<Request<'_>, Rejected<'_>> {
-        match parse_frame(text.as_bytes()) {
+        match parse_body(text.as_bytes()) {
             Incoming::Single(r) => r.map(request),
             Incoming::Batch(_) => panic!("unexpected batch"),
         }
@@ -600,7 +603,7 @@ mod tests {
             code_of(single(r#"{"jsonrpc":"2.0","method":"m","id":{}}"#)),
             code::INVALID_REQUEST
         );
-        match parse_frame(&[b'"', 0xff, b'"']) {
+        match parse_body(&[b'"', 0xff, b'"']) {
             Incoming::Single(r) => assert_eq!(code_of(r.map(request)), code::PARSE_ERROR),
             Incoming::Batch(_) => panic!("not a batch"),
         }

@@ -101,8 +101,8 @@ impl Taken {
     }
 }
 
-/// Where the writer task sends what it takes out of the outbox.
-pub(crate) trait Sink: Send {
+/// Where the writer task drains the outbox to: the transport's outbound half.
+pub(crate) trait Drain: Send {
     /// Sends every message in `taken` (and may leave it empty or not).
     fn send(&mut self, taken: &mut Taken) -> impl Future<Output = io::Result<()>> + Send;
     /// Closes the outbound direction after the last message.
@@ -110,9 +110,9 @@ pub(crate) trait Sink: Send {
 }
 
 /// A byte stream whose messages are length-prefixed in the buffer already.
-pub(crate) struct ByteSink<W>(pub(crate) W);
+pub(crate) struct StreamDrain<W>(pub(crate) W);
 
-impl<W: AsyncWrite + Unpin + Send> Sink for ByteSink<W> {
+impl<W: AsyncWrite + Unpin + Send> Drain for StreamDrain<W> {
     async fn send(&mut self, taken: &mut Taken) -> io::Result<()> {
         self.0.write_all(&taken.buf).await
     }
@@ -247,7 +247,7 @@ impl Outbox {
 
     /// The writer task: sends everything buffered, one send per batch, until
     /// the outbox is closed and drained. Then closes the sink.
-    pub(crate) async fn run_writer<S: Sink>(&self, mut sink: S) -> io::Result<()> {
+    pub(crate) async fn run_writer<D: Drain>(&self, mut sink: D) -> io::Result<()> {
         let mut out = Taken::default();
         let result = loop {
             let closed = {
@@ -334,7 +334,7 @@ mod tests {
             .unwrap();
         }
         q.close();
-        q.run_writer(ByteSink(a)).await.unwrap();
+        q.run_writer(StreamDrain(a)).await.unwrap();
         let mut got = Vec::new();
         b.read_to_end(&mut got).await.unwrap();
         let expected: Vec<u8> = [&b"one"[..], b"two", b"three"]
@@ -379,7 +379,7 @@ mod tests {
         let writer = tokio::spawn({
             let q = q.clone();
             let io = CountWrites(a, writes.clone());
-            async move { q.run_writer(ByteSink(io)).await }
+            async move { q.run_writer(StreamDrain(io)).await }
         });
         // Let the writer go idle, waiting for a first frame.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -476,7 +476,7 @@ mod tests {
         let (a, _b) = tokio::io::duplex(1 << 16);
         let writer = tokio::spawn({
             let q = q.clone();
-            async move { q.run_writer(ByteSink(a)).await }
+            async move { q.run_writer(StreamDrain(a)).await }
         });
         tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
             .await

@@ -26,7 +26,7 @@ use crate::session::{Answer, Session};
 pub struct Batch {
     client: Client,
     /// Every member's JSON without its closing `}`, back to back; the id is
-    /// added when the batch is sent (ids belong to a connection).
+    /// added when the batch is sent (ids belong to a session).
     body: BytesMut,
     /// Each member's range in `body`, and for a call its result's channel.
     members: Vec<(std::ops::Range<usize>, Option<oneshot::Sender<Answer>>)>,

@@ -78,6 +78,7 @@ impl Endpoint {
                 let config = ServerBuilder::default().config;
                 let mut limits = config.session_limits();
                 limits.idle_timeout = None;
+                limits.stall_timeout = None;
                 Arc::new(Endpoint {
                     router: Router::empty(),
                     middleware: Vec::new(),
@@ -330,7 +331,8 @@ impl Config {
         SessionLimits {
             max_in_flight: self.max_in_flight,
             idle_timeout: Some(self.idle_timeout),
-            frame_timeout: self.frame_timeout,
+            flush_timeout: self.frame_timeout,
+            stall_timeout: Some(self.idle_timeout),
             grace_period: self.grace_period,
         }
     }

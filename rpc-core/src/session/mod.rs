@@ -151,18 +151,21 @@ pub(crate) async fn run(
                 };
             }
             message = async {
-                // A peer that stops reading for as long as the idle timeout
-                // is treated as gone, so it cannot hold a session forever.
-                if !session.outbox.has_room() {
-                    let stalled = limits.idle_timeout.unwrap_or(Duration::MAX);
-                    let room = session.outbox.wait_for_room();
-                    match Instant::now().checked_add(stalled) {
-                        Some(until) => {
-                            if tokio::time::timeout_at(until, room).await.is_err() {
-                                return Err(ReadError::Stalled(stalled));
+                // A peer that does not read its answers is not read either
+                // (backpressure), and one that stops reading for as long as
+                // the stall timeout is treated as gone, so it cannot hold a
+                // session forever.
+                if let Some(stalled) = limits.stall_timeout {
+                    if !session.outbox.has_room() {
+                        let room = session.outbox.wait_for_room();
+                        match Instant::now().checked_add(stalled) {
+                            Some(until) => {
+                                if tokio::time::timeout_at(until, room).await.is_err() {
+                                    return Err(ReadError::Stalled(stalled));
+                                }
                             }
+                            None => room.await,
                         }
-                        None => room.await,
                     }
                 }
                 inbound.next(idle_until).await
@@ -222,7 +225,7 @@ pub(crate) async fn run(
     session.outbox.close();
     if !writer.is_finished() {
         // Bounded: a peer that stops reading cannot hold the task forever.
-        let _ = tokio::time::timeout(limits.frame_timeout, &mut writer).await;
+        let _ = tokio::time::timeout(limits.flush_timeout, &mut writer).await;
         writer.abort();
     }
     if fatal {
@@ -261,8 +264,14 @@ pub(crate) struct SessionLimits {
     /// Time with nothing in flight and nothing arriving before the session
     /// ends; `None`: no limit (a client's session).
     pub(crate) idle_timeout: Option<Duration>,
-    /// Time the writer gets to flush at the end.
-    pub(crate) frame_timeout: Duration,
+    /// Time the writer gets to flush what is queued when the session ends
+    /// (the server's frame timeout).
+    pub(crate) flush_timeout: Duration,
+    /// How long the session waits for its peer to read before it stops
+    /// reading the peer's messages counts as a stall that ends the session;
+    /// `None`: never wait (a client's session, whose answers to the peer's
+    /// calls are bounded by the in-flight limit instead).
+    pub(crate) stall_timeout: Option<Duration>,
     /// Time calls in flight get after a shutdown starts.
     pub(crate) grace_period: Duration,
 }

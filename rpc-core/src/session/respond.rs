@@ -124,7 +124,7 @@ impl Responder {
         handlers: &mut JoinSet<()>,
     ) {
         let Message { body, reply } = message;
-        match message::parse_frame(&body) {
+        match message::parse_body(&body) {
             Incoming::Single(Err(rejected)) => {
                 let id = rejected.id.map(|id| keep_id(&body, id));
                 push_error(self.replier(reply).outbox(), id.as_deref(), &rejected.error);
@@ -521,7 +521,7 @@ fn push_batch(outbox: &Outbox, replies: &[(Bytes, Reply)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::{Framing, Sink, Taken};
+    use crate::outbox::{Drain, Framing, Taken};
     use crate::transport::ConnectionInfo;
     use std::sync::Mutex;
 
@@ -529,7 +529,7 @@ mod tests {
     #[derive(Clone, Default)]
     struct Collect(Arc<Mutex<Vec<Bytes>>>);
 
-    impl Sink for Collect {
+    impl Drain for Collect {
         async fn send(&mut self, taken: &mut Taken) -> std::io::Result<()> {
             let messages: Vec<Bytes> = taken.messages().collect();
             self.0.lock().unwrap().extend(messages);

@@ -24,7 +24,7 @@ use tokio_util::codec::Decoder;
 
 use super::{ConnectionInfo, Inbound, ReadError, Transport};
 use crate::frame::{FrameDecoder, FrameError};
-use crate::outbox::{ByteSink, Framing, Outbox};
+use crate::outbox::{StreamDrain, Framing, Outbox};
 
 /// Bytes requested from the socket per read when the buffer is empty.
 const READ_CHUNK: usize = 4 * 1024;
@@ -68,7 +68,7 @@ where
     ));
     let writer = tokio::spawn({
         let outbox = outbox.clone();
-        async move { outbox.run_writer(ByteSink(write)).await }
+        async move { outbox.run_writer(StreamDrain(write)).await }
     });
     let mut reader = Reader::new(read, limits.max_frame, limits.frame_timeout);
     if !prefix.is_empty() {

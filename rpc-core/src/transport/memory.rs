@@ -41,7 +41,7 @@ use tokio::time::Instant;
 
 use super::{ConnectionInfo, Inbound, Limits, Message, ReadError, Transport};
 use crate::error::RpcError;
-use crate::outbox::{Framing, Outbox, Sink, Taken};
+use crate::outbox::{Drain, Framing, Outbox, Taken};
 
 /// Messages a channel holds before the sender waits (on top of the
 /// outbox's byte budget).
@@ -136,7 +136,7 @@ impl End {
         let outbox = Arc::new(Outbox::new(Framing::Delimited, max_outbound, write_buffer));
         let writer = tokio::spawn({
             let outbox = outbox.clone();
-            async move { outbox.run_writer(ChannelSink(self.tx)).await }
+            async move { outbox.run_writer(ChannelDrain(self.tx)).await }
         });
         Transport {
             inbound: Inbound::Memory(Receiver {
@@ -188,9 +188,9 @@ impl Receiver {
 }
 
 /// Sends each message on the channel, waiting while it is full.
-struct ChannelSink(mpsc::Sender<Bytes>);
+struct ChannelDrain(mpsc::Sender<Bytes>);
 
-impl Sink for ChannelSink {
+impl Drain for ChannelDrain {
     async fn send(&mut self, taken: &mut Taken) -> io::Result<()> {
         for message in taken.messages() {
             self.0.send(message).await.map_err(|_| {

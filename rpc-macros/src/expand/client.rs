@@ -140,7 +140,7 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 Self { client: self.client.with_timeout(timeout) }
             }
 
-            /// Starts a batch: calls collected here go out in one frame.
+            /// Starts a batch: calls collected here go out in one message.
             #vis fn batch(&self) -> #batch {
                 #batch { batch: self.client.batch() }
             }
