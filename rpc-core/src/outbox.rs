@@ -24,6 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
@@ -66,6 +67,8 @@ pub(crate) struct Outbox {
     data_ready: Notify,
     /// Wakes producers waiting for the buffer to drain below the high-water mark.
     room: Notify,
+    /// Wakes the session loop when it polls for room ([`Outbox::poll_room`]).
+    loop_waker: AtomicWaker,
     high_water: usize,
     max_message: usize,
     framing: Framing,
@@ -130,6 +133,7 @@ impl Outbox {
             state: Mutex::new(State::default()),
             data_ready: Notify::new(),
             room: Notify::new(),
+            loop_waker: AtomicWaker::new(),
             high_water,
             max_message,
             framing,
@@ -224,6 +228,22 @@ impl Outbox {
         }
     }
 
+    /// Polls for room, for the one task that polls rather than awaits (the
+    /// session loop): `Ready` once the buffer is below its high-water mark
+    /// or closed.
+    pub(crate) fn poll_room(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.has_room() {
+            return Poll::Ready(());
+        }
+        self.loop_waker.register(cx.waker());
+        // Room may have come between the check and the registration.
+        if self.has_room() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
     /// Whether a producer may queue now without waiting: lets a caller skip
     /// building a timed wait (and reading the clock) in the common case.
     pub(crate) fn has_room(&self) -> bool {
@@ -242,7 +262,12 @@ impl Outbox {
     pub(crate) fn close(&self) {
         self.lock().closed = true;
         self.data_ready.notify_one();
+        self.room_freed();
+    }
+
+    fn room_freed(&self) {
         self.room.notify_waiters();
+        self.loop_waker.wake();
     }
 
     /// The writer task: sends everything buffered, one send per batch, until
@@ -268,7 +293,7 @@ impl Outbox {
                 YieldToQueue::default().await;
                 continue;
             }
-            self.room.notify_waiters();
+            self.room_freed();
             if let Err(e) = sink.send(&mut out).await {
                 break Err(e);
             }
@@ -284,7 +309,7 @@ impl Outbox {
             state.buf = BytesMut::new();
             state.ends = Vec::new();
             drop(state);
-            self.room.notify_waiters();
+            self.room_freed();
         }
         result
     }

@@ -21,7 +21,10 @@
 //! buffered: producers wait for room, so a peer that does not read slows
 //! this side down instead of growing its memory.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::task::{JoinHandle, JoinSet};
@@ -32,7 +35,7 @@ use crate::error::CloseReason;
 use crate::frame::FrameError;
 use crate::outbox::{Outbox, YieldToQueue};
 use crate::server::Endpoint;
-use crate::transport::{ConnectionInfo, Inbound, ReadError, Transport};
+use crate::transport::{ConnectionInfo, Inbound, Message, ReadError, Timer, Transport};
 
 pub(crate) mod calls;
 pub(crate) mod respond;
@@ -89,8 +92,31 @@ pub(crate) fn open(
     (session, run)
 }
 
+/// What woke the session loop.
+enum Event {
+    /// The server is shutting down.
+    Stop,
+    /// The shutdown's grace period ran out.
+    GraceOver,
+    /// A handler task ended.
+    Reaped(tokio::task::Id),
+    /// The writer task ended: the transport failed or was closed.
+    Written(Result<std::io::Result<()>, tokio::task::JoinError>),
+    /// The peer stopped reading for the whole stall timeout.
+    Stalled(Duration),
+    /// A message arrived, or reading ended.
+    Read(Result<Option<Message>, ReadError>),
+}
+
 /// Runs a session until the peer closes it, it breaks, it idles out, or
 /// `stop` is cancelled and its calls have drained.
+///
+/// One poll function waits for every source at once: no future is built
+/// per message, which matters on the hot path. Sources are polled in a
+/// fixed order: finished handlers first (so the table of running calls
+/// stays short), then the writer, then the transport; the shutdown last,
+/// and every [`MESSAGES_PER_TURN`] messages, so a peer that never stops
+/// sending cannot hold off a shutdown.
 pub(crate) async fn run(
     session: Arc<Session>,
     mut inbound: Inbound,
@@ -110,38 +136,94 @@ pub(crate) async fn run(
     let mut burst = 0u32;
     // Why reading stopped, while the calls in flight finish.
     let mut ended: Option<CloseReason> = None;
+    let mut stopped = std::pin::pin!(cancelled(stop.as_ref()));
+    let mut grace_timer = Timer::default();
+    let mut stall_timer = Timer::default();
+    // When the peer's unread answers filled the outbox, if they have.
+    let mut stalled_since: Option<Instant> = None;
     let reason = loop {
         let idle_until = limits.idle_timeout.and_then(|idle| {
             (handlers.is_empty() && session.calls.is_empty())
                 .then(|| drained_at.max(inbound.last_read()).checked_add(idle))
                 .flatten()
         });
-        // Biased: the branches are polled in this order, which needs no
-        // random number per turn; reaping before reading keeps the table of
-        // running calls short.
-        tokio::select! {
-            biased;
-            _ = cancelled(stop.as_ref()), if grace_ends.is_none() => {
+        let event = std::future::poll_fn(|cx| {
+            if !handlers.is_empty() {
+                if let Poll::Ready(Some(done)) = handlers.poll_join_next_with_id(cx) {
+                    return Poll::Ready(Event::Reaped(match done {
+                        Ok((task, ())) => task,
+                        Err(e) => e.id(),
+                    }));
+                }
+            }
+            if let Poll::Ready(written) = Pin::new(&mut writer).poll(cx) {
+                return Poll::Ready(Event::Written(written));
+            }
+            if reading {
+                // A peer that does not read its answers is not read either
+                // (backpressure), and one that stops reading for the whole
+                // stall timeout is treated as gone, so it cannot hold a
+                // session forever.
+                let room = match limits.stall_timeout {
+                    Some(stall) => match session.outbox.poll_room(cx) {
+                        Poll::Ready(()) => {
+                            stalled_since = None;
+                            true
+                        }
+                        Poll::Pending => {
+                            let since = *stalled_since.get_or_insert_with(Instant::now);
+                            if let Some(until) = since.checked_add(stall) {
+                                if stall_timer.poll_at(cx, until).is_ready() {
+                                    return Poll::Ready(Event::Stalled(stall));
+                                }
+                            }
+                            false
+                        }
+                    },
+                    None => true,
+                };
+                if room {
+                    if let Poll::Ready(read) = inbound.poll_next(cx, idle_until) {
+                        return Poll::Ready(Event::Read(read));
+                    }
+                }
+            }
+            if let Some(at) = grace_ends {
+                if grace_timer.poll_at(cx, at).is_ready() {
+                    return Poll::Ready(Event::GraceOver);
+                }
+            } else if stopped.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Stop);
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Stop => {
                 grace_ends = Some(Instant::now() + limits.grace_period);
                 responder.start_draining();
-                if handlers.is_empty() { break CloseReason::ShuttingDown }
+                if handlers.is_empty() {
+                    break CloseReason::ShuttingDown;
+                }
             }
-            _ = sleep_until_opt(grace_ends), if grace_ends.is_some() => {
-                tracing::info!(abandoned = handlers.len(), "grace period over; abandoning calls in flight");
+            Event::GraceOver => {
+                tracing::info!(
+                    abandoned = handlers.len(),
+                    "grace period over; abandoning calls in flight"
+                );
                 handlers.abort_all();
                 break CloseReason::ShuttingDown;
             }
-            Some(done) = handlers.join_next_with_id(), if !handlers.is_empty() => {
-                responder.reaped(match done {
-                    Ok((task, ())) => task,
-                    Err(e) => e.id(),
-                });
+            Event::Reaped(task) => {
+                responder.reaped(task);
                 if handlers.is_empty() {
                     drained_at = Instant::now();
-                    if !reading || responder.draining() { break ended.take().unwrap_or(CloseReason::ShuttingDown) }
+                    if !reading || responder.draining() {
+                        break ended.take().unwrap_or(CloseReason::ShuttingDown);
+                    }
                 }
             }
-            written = &mut writer => {
+            Event::Written(written) => {
                 // The writer only ends early when the transport failed:
                 // nobody can receive the answers any more.
                 handlers.abort_all();
@@ -150,73 +232,69 @@ pub(crate) async fn run(
                     _ => CloseReason::PeerClosed { last_error: None },
                 };
             }
-            message = async {
-                // A peer that does not read its answers is not read either
-                // (backpressure), and one that stops reading for as long as
-                // the stall timeout is treated as gone, so it cannot hold a
-                // session forever.
-                if let Some(stalled) = limits.stall_timeout {
-                    if !session.outbox.has_room() {
-                        let room = session.outbox.wait_for_room();
-                        match Instant::now().checked_add(stalled) {
-                            Some(until) => {
-                                if tokio::time::timeout_at(until, room).await.is_err() {
-                                    return Err(ReadError::Stalled(stalled));
-                                }
-                            }
-                            None => room.await,
-                        }
+            Event::Stalled(stall) => {
+                let e = ReadError::Stalled(stall);
+                tracing::debug!(error = %e, "closing the connection");
+                break close_reason(e);
+            }
+            Event::Read(Ok(Some(message))) => {
+                responder.handle(message, inbound.last_read(), &mut handlers);
+                burst += 1;
+                if burst == MESSAGES_PER_TURN {
+                    burst = 0;
+                    // A shutdown must not wait for a busy peer to pause.
+                    if grace_ends.is_none() && stop.as_ref().is_some_and(|s| s.is_cancelled()) {
+                        grace_ends = Some(Instant::now() + limits.grace_period);
+                        responder.start_draining();
                     }
+                    YieldToQueue::default().await;
                 }
-                inbound.next(idle_until).await
-            }, if reading => {
-                match message {
-                    Ok(Some(message)) => {
-                        responder.handle(message, inbound.last_read(), &mut handlers);
-                        burst += 1;
-                        if burst == MESSAGES_PER_TURN {
-                            burst = 0;
-                            YieldToQueue::default().await;
-                        }
-                    }
-                    Ok(None) => {
-                        reading = false;
-                        let reason = CloseReason::PeerClosed { last_error: None };
-                        session.calls.close(reason.clone());
-                        if handlers.is_empty() { break reason }
-                        ended = Some(reason);
-                    }
-                    Err(ReadError::Frame(FrameError::Foreign { protocol, hint })) => {
-                        tracing::info!(protocol, "the peer speaks another protocol; closing the connection");
-                        if let Some(answer) = crate::transport::framed::foreign_answer(protocol, hint) {
-                            session.outbox.push_raw(&answer);
-                        }
-                        fatal = true;
-                        break CloseReason::Protocol(FrameError::Foreign { protocol, hint }.to_string());
-                    }
-                    Err(ReadError::Frame(FrameError::TooLarge { len, max })) => {
-                        tracing::warn!(len, max, "message too large; closing the connection");
-                        responder.refuse_too_large(len, max);
-                        // Nothing more can be read; the calls already running
-                        // still answer, within the grace period.
-                        fatal = true;
-                        reading = false;
-                        let reason = CloseReason::Protocol(FrameError::TooLarge { len, max }.to_string());
-                        session.calls.close(reason.clone());
-                        grace_ends.get_or_insert(Instant::now() + limits.grace_period);
-                        if handlers.is_empty() { break reason }
-                        ended = Some(reason);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "closing the connection");
-                        reading = false;
-                        let stop_now = matches!(e, ReadError::Idle | ReadError::Stalled(_));
-                        let reason = close_reason(e);
-                        session.calls.close(reason.clone());
-                        if handlers.is_empty() || stop_now { break reason }
-                        ended = Some(reason);
-                    }
+            }
+            Event::Read(Ok(None)) => {
+                reading = false;
+                let reason = CloseReason::PeerClosed { last_error: None };
+                session.calls.close(reason.clone());
+                if handlers.is_empty() {
+                    break reason;
                 }
+                ended = Some(reason);
+            }
+            Event::Read(Err(ReadError::Frame(FrameError::Foreign { protocol, hint }))) => {
+                tracing::info!(
+                    protocol,
+                    "the peer speaks another protocol; closing the connection"
+                );
+                if let Some(answer) = crate::transport::framed::foreign_answer(protocol, hint) {
+                    session.outbox.push_raw(&answer);
+                }
+                fatal = true;
+                break CloseReason::Protocol(FrameError::Foreign { protocol, hint }.to_string());
+            }
+            Event::Read(Err(ReadError::Frame(FrameError::TooLarge { len, max }))) => {
+                tracing::warn!(len, max, "message too large; closing the connection");
+                responder.refuse_too_large(len, max);
+                // Nothing more can be read; the calls already running still
+                // answer, within the grace period.
+                fatal = true;
+                reading = false;
+                let reason = CloseReason::Protocol(FrameError::TooLarge { len, max }.to_string());
+                session.calls.close(reason.clone());
+                grace_ends.get_or_insert(Instant::now() + limits.grace_period);
+                if handlers.is_empty() {
+                    break reason;
+                }
+                ended = Some(reason);
+            }
+            Event::Read(Err(e)) => {
+                tracing::debug!(error = %e, "closing the connection");
+                reading = false;
+                let stop_now = matches!(e, ReadError::Idle);
+                let reason = close_reason(e);
+                session.calls.close(reason.clone());
+                if handlers.is_empty() || stop_now {
+                    break reason;
+                }
+                ended = Some(reason);
             }
         }
     };
@@ -244,13 +322,6 @@ fn close_reason(e: ReadError) -> CloseReason {
 async fn cancelled(stop: Option<&CancellationToken>) {
     match stop {
         Some(stop) => stop.cancelled().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

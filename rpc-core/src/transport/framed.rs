@@ -14,17 +14,20 @@
 //! length prefixes, written in place; the writer task sends whatever has
 //! accumulated with one `write` call.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
+use tokio_util::io::poll_read_buf;
 
-use super::{ConnectionInfo, Inbound, ReadError, Transport};
+use super::{ConnectionInfo, Inbound, ReadError, Timer, Transport};
 use crate::frame::{FrameDecoder, FrameError};
-use crate::outbox::{StreamDrain, Framing, Outbox};
+use crate::outbox::{Framing, Outbox, StreamDrain};
 
 /// Bytes requested from the socket per read when the buffer is empty.
 const READ_CHUNK: usize = 4 * 1024;
@@ -134,6 +137,8 @@ pub(crate) struct Reader {
     /// When the last read returned data: the arrival time of every frame it
     /// completed (one clock reading per read, not per frame).
     last_read: Instant,
+    /// The frame or idle deadline, kept across polls.
+    timer: Timer,
 }
 
 impl Reader {
@@ -145,6 +150,7 @@ impl Reader {
             frame_timeout,
             started: None,
             last_read: Instant::now(),
+            timer: Timer::default(),
         }
     }
 
@@ -157,10 +163,20 @@ impl Reader {
     ///
     /// `idle_until`, if given, is when to give up while no frame has started.
     /// Cancel-safe: all state lives in `self`.
+    #[cfg(test)]
     pub(crate) async fn next(
         &mut self,
         idle_until: Option<Instant>,
     ) -> Result<Option<Bytes>, ReadError> {
+        std::future::poll_fn(|cx| self.poll_next(cx, idle_until)).await
+    }
+
+    /// Polls for the next frame; see [`next`](Self::next).
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        idle_until: Option<Instant>,
+    ) -> Poll<Result<Option<Bytes>, ReadError>> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf)? {
                 // Bytes left over belong to a frame that started arriving
@@ -169,39 +185,42 @@ impl Reader {
                 if self.buf.is_empty() && self.buf.capacity() > KEEP_CAPACITY {
                     self.buf = BytesMut::new();
                 }
-                return Ok(Some(frame));
+                return Poll::Ready(Ok(Some(frame)));
             }
-            let deadline = match (self.started, self.frame_timeout) {
-                (Some(started), Some(limit)) => Some(started + limit),
-                (Some(_), None) => None,
-                (None, _) => idle_until,
-            };
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
                 self.buf.reserve(READ_CHUNK);
             }
-            let read = self.io.read_buf(&mut self.buf);
-            let n = match deadline {
-                Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
-                    Ok(n) => n,
-                    Err(_) if self.started.is_some() => {
-                        return Err(ReadError::FrameTimeout(
-                            self.frame_timeout.unwrap_or_default(),
-                        ));
+            match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(if self.buf.is_empty() {
+                        Ok(None)
+                    } else {
+                        Err(ReadError::Truncated(self.buf.len()))
+                    });
+                }
+                Poll::Ready(Ok(_)) => {
+                    self.last_read = Instant::now();
+                    self.started.get_or_insert(self.last_read);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::Io(e).into())),
+                Poll::Pending => {
+                    let deadline = match (self.started, self.frame_timeout) {
+                        (Some(started), Some(limit)) => started.checked_add(limit),
+                        (Some(_), None) => None,
+                        (None, _) => idle_until,
+                    };
+                    if let Some(deadline) = deadline {
+                        if self.timer.poll_at(cx, deadline).is_ready() {
+                            return Poll::Ready(Err(if self.started.is_some() {
+                                ReadError::FrameTimeout(self.frame_timeout.unwrap_or_default())
+                            } else {
+                                ReadError::Idle
+                            }));
+                        }
                     }
-                    Err(_) => return Err(ReadError::Idle),
-                },
-                None => read.await,
+                    return Poll::Pending;
+                }
             }
-            .map_err(FrameError::Io)?;
-            if n == 0 {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(ReadError::Truncated(self.buf.len()))
-                };
-            }
-            self.last_read = Instant::now();
-            self.started.get_or_insert(self.last_read);
         }
     }
 

@@ -34,12 +34,13 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ConnectionInfo, Inbound, Limits, Message, ReadError, Transport};
+use super::{ConnectionInfo, Inbound, Limits, Message, ReadError, Timer, Transport};
 use crate::error::RpcError;
 use crate::outbox::{Drain, Framing, Outbox, Taken};
 
@@ -143,6 +144,7 @@ impl End {
                 rx: self.rx,
                 max_message: max_inbound,
                 last_read: Instant::now(),
+                timer: Timer::default(),
             }),
             outbox,
             writer,
@@ -156,6 +158,7 @@ pub(crate) struct Receiver {
     rx: mpsc::Receiver<Bytes>,
     max_message: usize,
     last_read: Instant,
+    timer: Timer,
 }
 
 impl Receiver {
@@ -163,18 +166,24 @@ impl Receiver {
         self.last_read
     }
 
-    pub(crate) async fn next(
+    pub(crate) fn poll_next(
         &mut self,
+        cx: &mut Context<'_>,
         idle_until: Option<Instant>,
-    ) -> Result<Option<Message>, ReadError> {
-        let received = match idle_until {
-            Some(until) => tokio::time::timeout_at(until, self.rx.recv())
-                .await
-                .map_err(|_| ReadError::Idle)?,
-            None => self.rx.recv().await,
+    ) -> Poll<Result<Option<Message>, ReadError>> {
+        let received = match self.rx.poll_recv(cx) {
+            Poll::Ready(received) => received,
+            Poll::Pending => {
+                if let Some(until) = idle_until {
+                    if self.timer.poll_at(cx, until).is_ready() {
+                        return Poll::Ready(Err(ReadError::Idle));
+                    }
+                }
+                return Poll::Pending;
+            }
         };
         self.last_read = Instant::now();
-        match received {
+        Poll::Ready(match received {
             Some(body) if body.len() > self.max_message => {
                 Err(ReadError::Frame(crate::frame::FrameError::TooLarge {
                     len: body.len(),
@@ -183,7 +192,7 @@ impl Receiver {
             }
             Some(body) => Ok(Some(Message { body, reply: None })),
             None => Ok(None),
-        }
+        })
     }
 }
 

@@ -20,12 +20,15 @@
 //! ([`sniff`]). A client opens them with a [`Connector`] (`connector.rs`:
 //! TCP and TLS, in memory); reconnecting, and later discovery, sit above it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::frame::FrameError;
 use crate::outbox::Outbox;
@@ -144,19 +147,20 @@ impl std::fmt::Debug for Inbound {
 }
 
 impl Inbound {
-    /// The next message, or `Ok(None)` when the peer closed cleanly between
-    /// messages. `idle_until`, if given, is when to give up while no message
-    /// has started. Cancel-safe.
-    pub(crate) async fn next(
+    /// Polls for the next message: `Ok(None)` when the peer closed cleanly
+    /// between messages. `idle_until`, if given, is when to give up while no
+    /// message has started. A poll function rather than an `async fn`, so
+    /// the session builds no future per message; all state lives in `self`.
+    pub(crate) fn poll_next(
         &mut self,
+        cx: &mut Context<'_>,
         idle_until: Option<Instant>,
-    ) -> Result<Option<Message>, ReadError> {
+    ) -> Poll<Result<Option<Message>, ReadError>> {
         match self {
-            Inbound::Framed(reader) => Ok(reader
-                .next(idle_until)
-                .await?
-                .map(|body| Message { body, reply: None })),
-            Inbound::Memory(receiver) => receiver.next(idle_until).await,
+            Inbound::Framed(reader) => reader
+                .poll_next(cx, idle_until)
+                .map(|next| Ok(next?.map(|body| Message { body, reply: None }))),
+            Inbound::Memory(receiver) => receiver.poll_next(cx, idle_until),
         }
     }
 
@@ -177,6 +181,27 @@ impl Inbound {
         if let Inbound::Framed(reader) = self {
             Box::pin(reader.linger()).await;
         }
+    }
+}
+
+/// A timer kept across polls and reset in place, so waiting with a
+/// deadline allocates once per connection, not once per message.
+#[derive(Default)]
+pub(crate) struct Timer(Option<Pin<Box<Sleep>>>);
+
+impl Timer {
+    /// Polls a timer for `at`: `Ready` once it has passed.
+    pub(crate) fn poll_at(&mut self, cx: &mut Context<'_>, at: Instant) -> Poll<()> {
+        let sleep = match &mut self.0 {
+            Some(sleep) => {
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
+                }
+                sleep
+            }
+            None => self.0.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        sleep.as_mut().poll(cx)
     }
 }
 
