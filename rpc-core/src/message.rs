@@ -211,8 +211,10 @@ pub(crate) fn parse_body(body: &[u8]) -> Incoming<'_> {
 /// pass reads either.
 #[derive(Deserialize)]
 struct RawMessage<'a> {
-    #[serde(borrow, default, deserialize_with = "borrowed_str")]
-    jsonrpc: Option<Cow<'a, str>>,
+    /// Kept raw: checked only on requests, so a response pays for no
+    /// string decoding.
+    #[serde(borrow, default, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "borrowed_str")]
     method: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "present")]
@@ -318,7 +320,7 @@ pub(crate) fn parse_message(text: &str) -> Result<Parsed<'_>, Rejected<'_>> {
         id,
         error: ErrorObject::invalid_request(detail),
     };
-    if raw.jsonrpc.as_deref() != Some("2.0") {
+    if !raw.jsonrpc.is_some_and(is_version_2) {
         return Err(reject("`jsonrpc` must be exactly \"2.0\""));
     }
     let Some(method) = raw.method else {
@@ -339,6 +341,11 @@ pub(crate) fn parse_message(text: &str) -> Result<Parsed<'_>, Rejected<'_>> {
         in_reply_to: raw.in_reply_to,
         traceparent: raw.traceparent,
     }))
+}
+
+/// Whether a raw `jsonrpc` value is the string "2.0" (escapes allowed).
+fn is_version_2(raw: &RawValue) -> bool {
+    raw.get() == r#""2.0""# || serde_json::from_str::<String>(raw.get()).is_ok_and(|v| v == "2.0")
 }
 
 /// A valid id is a string, a number or null (raw JSON text is already trimmed).
@@ -560,6 +567,19 @@ mod tests {
         assert!(matches!(r.method, Cow::Borrowed("add")));
         let r = single(r#"{"jsonrpc":"2.0","method":"a\u0064d","id":1}"#).unwrap();
         assert_eq!(r.method, "add", "an escaped name is decoded");
+    }
+
+    #[test]
+    fn the_version_may_be_written_with_escapes() {
+        assert!(single(r#"{"jsonrpc":"2\u002e0","method":"m","id":1}"#).is_ok());
+        assert_eq!(
+            code_of(single(r#"{"jsonrpc":2.0,"method":"m","id":1}"#)),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of(single(r#"{"jsonrpc":null,"method":"m","id":1}"#)),
+            code::INVALID_REQUEST
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //!   (`#[rpc(idempotent)]`), which is retried once on a fresh connection if
 //!   the connection broke before its response arrived.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -434,12 +435,12 @@ impl Client {
     ///
     /// # Errors
     /// Every [`RpcError`] but `Application`.
-    pub async fn call<P, T>(&self, method: &str, params: &P) -> Result<T, RpcError>
+    pub fn call<P, T>(&self, method: &str, params: &P) -> impl Future<Output = Result<T, RpcError>>
     where
         P: Serialize + ?Sized,
         T: DeserializeOwned,
     {
-        self.call_with(method, params, CallOptions::new()).await
+        self.call_inner(method, params, CallOptions::new(), None)
     }
 
     /// [`call`](Self::call) with per-call options, decoding an application
@@ -448,18 +449,20 @@ impl Client {
     ///
     /// # Errors
     /// Every [`RpcError`].
-    pub async fn call_with<P, T, E>(
+    // Not an `async fn`: returning the inner future itself spares every call
+    // the move of one large future into another.
+    pub fn call_with<P, T, E>(
         &self,
         method: &str,
         params: &P,
         options: CallOptions,
-    ) -> Result<T, RpcError<E>>
+    ) -> impl Future<Output = Result<T, RpcError<E>>>
     where
         P: Serialize + ?Sized,
         T: DeserializeOwned,
         E: DeserializeOwned,
     {
-        self.call_inner(method, params, options, None).await
+        self.call_inner(method, params, options, None)
     }
 
     /// [`call_with`](Self::call_with), delivering the notifications the

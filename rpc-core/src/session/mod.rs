@@ -136,7 +136,7 @@ pub(crate) async fn run(
     let mut burst = 0u32;
     // Why reading stopped, while the calls in flight finish.
     let mut ended: Option<CloseReason> = None;
-    let mut stopped = std::pin::pin!(cancelled(stop.as_ref()));
+    let mut stopped = std::pin::pin!(stop.as_ref().map(CancellationToken::cancelled));
     let mut grace_timer = Timer::default();
     let mut stall_timer = Timer::default();
     // When the peer's unread answers filled the outbox, if they have.
@@ -155,9 +155,6 @@ pub(crate) async fn run(
                         Err(e) => e.id(),
                     }));
                 }
-            }
-            if let Poll::Ready(written) = Pin::new(&mut writer).poll(cx) {
-                return Poll::Ready(Event::Written(written));
             }
             if reading {
                 // A peer that does not read its answers is not read either
@@ -188,12 +185,19 @@ pub(crate) async fn run(
                     }
                 }
             }
+            // Polled only when nothing is ready to read, so not once per
+            // message: a failed writer also shows every few messages below.
+            if let Poll::Ready(written) = Pin::new(&mut writer).poll(cx) {
+                return Poll::Ready(Event::Written(written));
+            }
             if let Some(at) = grace_ends {
                 if grace_timer.poll_at(cx, at).is_ready() {
                     return Poll::Ready(Event::GraceOver);
                 }
-            } else if stopped.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Event::Stop);
+            } else if let Some(stopped) = stopped.as_mut().as_pin_mut() {
+                if stopped.poll(cx).is_ready() {
+                    return Poll::Ready(Event::Stop);
+                }
             }
             Poll::Pending
         })
@@ -242,10 +246,18 @@ pub(crate) async fn run(
                 burst += 1;
                 if burst == MESSAGES_PER_TURN {
                     burst = 0;
-                    // A shutdown must not wait for a busy peer to pause.
+                    // A shutdown, or a failed writer, must not wait for a
+                    // busy peer to pause.
                     if grace_ends.is_none() && stop.as_ref().is_some_and(|s| s.is_cancelled()) {
                         grace_ends = Some(Instant::now() + limits.grace_period);
                         responder.start_draining();
+                    }
+                    if writer.is_finished() {
+                        handlers.abort_all();
+                        break match (&mut writer).await {
+                            Ok(Err(e)) => CloseReason::Io(Arc::new(e)),
+                            _ => CloseReason::PeerClosed { last_error: None },
+                        };
                     }
                     YieldToQueue::default().await;
                 }
@@ -316,13 +328,6 @@ fn close_reason(e: ReadError) -> CloseReason {
     match e {
         ReadError::Frame(FrameError::Io(e)) => CloseReason::Io(Arc::new(e)),
         other => CloseReason::Protocol(other.to_string()),
-    }
-}
-
-async fn cancelled(stop: Option<&CancellationToken>) {
-    match stop {
-        Some(stop) => stop.cancelled().await,
-        None => std::future::pending().await,
     }
 }
 
