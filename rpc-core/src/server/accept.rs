@@ -261,6 +261,7 @@ mod tests {
                 None,
             );
             let size = std::mem::size_of_val(&task);
+            eprintln!("the connection future is {size} bytes");
             assert!(size <= 2048, "the connection future is {size} bytes");
         });
     }

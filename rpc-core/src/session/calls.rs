@@ -66,13 +66,14 @@ struct Pending {
 struct State {
     pending: HashMap<u64, Pending>,
     /// Set once the session is unusable: why.
-    closed: Option<CloseReason>,
+    /// (Boxed, as the next field: rare, and every idle session carries them.)
+    closed: Option<Box<CloseReason>>,
     /// The peer announced a shutdown: calls in flight still complete, new
     /// ones go to a new connection.
     draining: bool,
     /// The last error the peer sent without an id (it could not tell which
     /// call it concerns); reported if the connection then closes.
-    last_unattributed: Option<ErrorObject>,
+    last_unattributed: Option<Box<ErrorObject>>,
 }
 
 /// The table of this side's calls.
@@ -118,12 +119,12 @@ impl Calls {
                 let reason = match (reason, state.last_unattributed.take()) {
                     (CloseReason::PeerClosed { last_error: None }, Some(e)) => {
                         CloseReason::PeerClosed {
-                            last_error: Some(e),
+                            last_error: Some(*e),
                         }
                     }
                     (reason, _) => reason,
                 };
-                state.closed = Some(reason);
+                state.closed = Some(Box::new(reason));
             }
             std::mem::take(&mut state.pending)
         };
@@ -141,7 +142,7 @@ impl Calls {
     pub(crate) fn closed_error(&self) -> RpcError {
         let state = self.lock();
         RpcError::Closed(match (&state.closed, state.draining) {
-            (Some(why), _) => why.clone(),
+            (Some(why), _) => (**why).clone(),
             (None, true) => CloseReason::ShuttingDown,
             (None, false) => CloseReason::PeerClosed { last_error: None },
         })
@@ -199,7 +200,7 @@ impl Calls {
             match response.error_object() {
                 Some(Ok(error)) => {
                     tracing::warn!(%error, "the peer sent an error about no particular call");
-                    self.lock().last_unattributed = Some(error);
+                    self.lock().last_unattributed = Some(Box::new(error));
                 }
                 _ => tracing::debug!("ignored a response with an id this side never used"),
             }
