@@ -1,13 +1,13 @@
 //! Transports: how whole JSON-RPC messages move between two peers.
 //!
-//! A *transport* moves messages; the [session](crate::session) above it
+//! A *transport* moves messages; the session above it
 //! holds the protocol state and knows nothing of bytes on a wire. Each
 //! adapter here turns one kind of connection into the same two halves:
 //!
 //! - an inbound half the session *pulls* complete messages from (the bytes
 //!   of one request, notification, response or batch), so a slow session
 //!   slows its peer instead of buffering;
-//! - an [`Outbox`] the session serializes outbound messages into, in place,
+//! - an outbox the session serializes outbound messages into, in place,
 //!   drained by a writer task the adapter spawns.
 //!
 //! | adapter | file | inbound | outbound |
@@ -17,7 +17,7 @@
 //!
 //! A server finds its transports through a [`Listener`] (`listener.rs`:
 //! TCP, in memory), and the first bytes of a byte stream choose its adapter
-//! ([`sniff`]). A client opens them with a [`Connector`] (`connector.rs`:
+//! (`sniff`). A client opens them with a [`Connector`] (`connector.rs`:
 //! TCP and TLS, in memory); reconnecting, and later discovery, sit above it.
 
 use std::future::Future;
