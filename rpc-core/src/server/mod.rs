@@ -314,7 +314,7 @@ impl ServerBuilder {
         let router = Router::new(self.services)?;
         let mut middleware = self.middleware;
         if let Some(token) = &self.config.token {
-            middleware.insert(0, Arc::new(TokenAuth::new(token.clone())));
+            middleware.insert(0, Arc::new(TokenAuth::new(token.as_bytes())));
         }
         Ok(Endpoint {
             router,
