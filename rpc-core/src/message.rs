@@ -208,59 +208,60 @@ pub(crate) fn parse_body(body: &[u8]) -> Incoming<'_> {
 
 /// The shape a message object is read into before it is classified and
 /// validated: the members of a request and of a response together, so one
-/// pass reads either.
+/// pass reads either. Every member is kept raw and decoded afterwards, one
+/// by one: valid JSON whose member has the wrong type (a string with a lone
+/// surrogate escape, a number where a string goes) is then an invalid
+/// request that keeps its id and names the member, never a parse error.
 #[derive(Deserialize)]
 struct RawMessage<'a> {
-    /// Kept raw: checked only on requests, so a response pays for no
-    /// string decoding.
     #[serde(borrow, default, deserialize_with = "present")]
     jsonrpc: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "borrowed_str")]
-    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     params: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     id: Option<&'a RawValue>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    timeout_ms: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     result: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     error: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     in_reply_to: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "borrowed_str")]
-    traceparent: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    traceparent: Option<&'a RawValue>,
 }
 
-/// Deserializes a string member borrowed from the message when it has no
-/// escapes (the usual case), and copied only when it has. Serde's own
-/// `Option<Cow<str>>` always copies: one allocation per member per message.
-fn borrowed_str<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    struct Visit;
-
-    impl<'de> serde::de::Visitor<'de> for Visit {
-        type Value = Cow<'de, str>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a string")
-        }
-
-        fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Cow::Borrowed(v))
-        }
-
-        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok(Cow::Owned(v.to_owned()))
-        }
-
-        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-            Ok(Cow::Owned(v))
-        }
+/// A raw JSON string as text: borrowed when it has no escapes (the usual
+/// case), decoded otherwise. `None` if it is not a string, or not one a
+/// Rust `String` can hold (a lone surrogate escape such as `"\udc00"`,
+/// which Python's `json.dumps` writes).
+fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    let inner = text.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
     }
-
-    d.deserialize_str(Visit).map(Some)
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
 }
+
+/// Quotes at most [`MAX_QUOTE`] bytes of `text` (then `…`): error messages
+/// that repeat what a client sent stay small, whatever it sent.
+pub(crate) fn quote(text: &str) -> Cow<'_, str> {
+    if text.len() <= MAX_QUOTE {
+        return Cow::Borrowed(text);
+    }
+    let mut end = MAX_QUOTE;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", &text[..end]))
+}
+
+/// The most bytes of client input an error message repeats.
+pub(crate) const MAX_QUOTE: usize = 256;
 
 /// Only the id, for answering a request that failed validation.
 #[derive(Deserialize)]
@@ -289,13 +290,14 @@ pub(crate) fn parse_message(text: &str) -> Result<Parsed<'_>, Rejected<'_>> {
     let raw: RawMessage<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(e) if e.is_data() => {
+            // Valid JSON, members all kept raw: a member given twice.
             let id = serde_json::from_str::<IdOnly<'_>>(text)
                 .ok()
                 .and_then(|i| i.id)
                 .filter(|id| valid_id(id));
             return Err(Rejected {
                 id,
-                error: ErrorObject::invalid_request(e),
+                error: ErrorObject::invalid_request(quote(&e.to_string())),
             });
         }
         Err(e) => return Err(Rejected::anonymous(ErrorObject::parse_error(e))),
@@ -326,6 +328,11 @@ pub(crate) fn parse_message(text: &str) -> Result<Parsed<'_>, Rejected<'_>> {
     let Some(method) = raw.method else {
         return Err(reject("the `method` member is missing"));
     };
+    let Some(method) = raw_str(method) else {
+        return Err(reject(
+            "`method` must be a string of Unicode characters (a lone surrogate escape such as \\udc00 is not one)",
+        ));
+    };
     let params = match raw.params {
         Some(p) if p.get() == NULL => None,
         Some(p) if !matches!(p.get().as_bytes().first(), Some(b'[' | b'{')) => {
@@ -333,13 +340,26 @@ pub(crate) fn parse_message(text: &str) -> Result<Parsed<'_>, Rejected<'_>> {
         }
         p => p,
     };
+    let timeout_ms = match raw.timeout_ms {
+        None => None,
+        Some(t) if t.get() == NULL => None,
+        Some(t) => match t.get().parse::<u64>() {
+            Ok(ms) => Some(ms),
+            Err(_) => {
+                return Err(reject(
+                    "`timeout_ms` must be a whole number of milliseconds, from 0 to 18446744073709551615",
+                ));
+            }
+        },
+    };
     Ok(Parsed::Request(Request {
         method,
         params,
         id,
-        timeout_ms: raw.timeout_ms,
+        timeout_ms,
         in_reply_to: raw.in_reply_to,
-        traceparent: raw.traceparent,
+        // An unreadable trace context is ignored, as W3C Trace Context says.
+        traceparent: raw.traceparent.and_then(raw_str),
     }))
 }
 

@@ -9,7 +9,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
-use crate::message::{ErrorObject, code};
+use crate::message::{ErrorObject, code, quote};
 
 /// The arguments of one call, indexed for lookup by position or by name.
 ///
@@ -68,18 +68,22 @@ impl<'a> ParamReader<'a> {
             Some(raw) => {
                 let map: Vec<(std::borrow::Cow<'a, str>, &'a RawValue)> =
                     serde_json::from_str::<NamedParams<'a>>(raw.get())
-                        .map_err(invalid)?
+                        .map_err(|e| invalid(quote(&e.to_string())))?
                         .0;
                 let mut slots = vec![None; names.len()];
                 for (key, value) in map {
                     let Some(index) = names.iter().position(|n| *n == key) else {
                         return Err(invalid(format_args!(
-                            "unknown parameter `{key}`; expected {}",
+                            "unknown parameter `{}`; expected {}",
+                            quote(&key),
                             list_names(names)
                         )));
                     };
                     if slots[index].replace(value).is_some() {
-                        return Err(invalid(format_args!("parameter `{key}` is given twice")));
+                        return Err(invalid(format_args!(
+                            "parameter `{}` is given twice",
+                            quote(&key)
+                        )));
                     }
                 }
                 Values::ByName(slots)
@@ -101,7 +105,8 @@ impl<'a> ParamReader<'a> {
         match raw {
             Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
                 invalid(format_args!(
-                    "parameter `{name}` (position {index}) has the wrong type: {e}"
+                    "parameter `{name}` (position {index}) has the wrong type: {}",
+                    quote(&e.to_string())
                 ))
             }),
             None => serde_json::from_str("null").map_err(|_| {

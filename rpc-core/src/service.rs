@@ -130,7 +130,10 @@ fn result_not_serializable(e: serde_json::Error) -> ErrorObject {
 pub fn method_not_found(method: &str) -> ErrorObject {
     ErrorObject::new(
         code::METHOD_NOT_FOUND,
-        format!("method `{method}` not found; call `rpc.discover` for the list of methods"),
+        format!(
+            "method `{}` not found; call `rpc.discover` for the list of methods",
+            crate::message::quote(method)
+        ),
     )
 }
 

@@ -494,6 +494,110 @@ async fn every_malformed_request_gets_its_error_code_and_the_connection_goes_on(
 }
 
 #[tokio::test]
+async fn valid_json_with_an_undecodable_member_keeps_its_id_and_names_the_member() {
+    use code::*;
+    // Valid JSON text (RFC 8259 allows a lone surrogate escape, and Python's
+    // `json.dumps` writes one) whose member does not decode to the type
+    // expected: never a parse error, always the id kept.
+    #[rustfmt::skip]
+    let cases = [
+        case("lone surrogate in method", br#"{"jsonrpc":"2.0","method":"\udc00","id":5}"#, INVALID_REQUEST, json!(5), "method"),
+        case("lone surrogate in jsonrpc", br#"{"jsonrpc":"\udc00","method":"add","id":6}"#, INVALID_REQUEST, json!(6), "jsonrpc"),
+        case("a number for method", br#"{"jsonrpc":"2.0","method":12,"id":7}"#, INVALID_REQUEST, json!(7), "method"),
+        case("a string for timeout_ms", br#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":8,"timeout_ms":"5"}"#, INVALID_REQUEST, json!(8), "timeout_ms"),
+        case("a negative timeout_ms", br#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":9,"timeout_ms":-5}"#, INVALID_REQUEST, json!(9), "timeout_ms"),
+        case("lone surrogate in a param value", br#"{"jsonrpc":"2.0","method":"hello","params":["\udc00"],"id":10}"#, INVALID_PARAMS, json!(10), "name"),
+        case("lone surrogate in a param name", br#"{"jsonrpc":"2.0","method":"hello","params":{"\udc00":"x"},"id":11}"#, INVALID_PARAMS, json!(11), ""),
+    ];
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
+    for (n, case) in cases.iter().enumerate() {
+        send_frame(&mut s, &case.frame).await;
+        let response = read_json(&mut s).await;
+        let error = assert_error(&response, case.code, &case.id);
+        if let Some(word) = case.mentions {
+            let message = error["message"].as_str().unwrap();
+            assert!(
+                message.contains(word),
+                "{}: the message should name {word}: {message}",
+                case.what
+            );
+        }
+        assert_still_answers(&mut s, 2000 + n as i64).await;
+    }
+
+    // Inside a batch, the member keeps its id too.
+    send_frame(
+        &mut s,
+        br#"[{"jsonrpc":"2.0","method":"\udc00","id":21},{"jsonrpc":"2.0","method":"add","params":[1,1],"id":22}]"#,
+    )
+    .await;
+    let batch = read_json(&mut s).await;
+    let members = batch.as_array().expect("a batch answer");
+    let bad = members
+        .iter()
+        .find(|m| m["id"] == 21)
+        .expect("member 21 answered");
+    assert_error(bad, INVALID_REQUEST, &json!(21));
+    let good = members
+        .iter()
+        .find(|m| m["id"] == 22)
+        .expect("member 22 answered");
+    assert_result(good, &json!(22), &json!(2.0));
+
+    // An id that is a string with a lone surrogate is echoed byte for byte.
+    send_frame(
+        &mut s,
+        br#"{"jsonrpc":"2.0","method":"add","params":[1,2],"id":"\udc00"}"#,
+    )
+    .await;
+    let raw = String::from_utf8(read_frame(&mut s).await.unwrap()).unwrap();
+    assert!(raw.contains(r#""id":"\udc00""#), "{raw}");
+
+    // A trace context that is not a string is ignored, as W3C says.
+    let response = exchange(
+        &mut s,
+        &json!({"jsonrpc":"2.0","method":"add","params":[1,2],"id":30,"traceparent":5}),
+    )
+    .await;
+    assert_result(&response, &json!(30), &json!(3.0));
+
+    drop(s);
+    fx.shutdown().await;
+}
+
+#[tokio::test]
+async fn error_messages_quote_at_most_256_bytes_of_what_the_client_sent() {
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
+    let long = "x".repeat(10_000);
+    for (what, request) in [
+        (
+            "an unknown method",
+            json!({"jsonrpc":"2.0","method":long,"id":1}),
+        ),
+        (
+            "a param of the wrong type",
+            json!({"jsonrpc":"2.0","method":"add","params":[long, 1],"id":1}),
+        ),
+        (
+            "an unknown param name",
+            json!({"jsonrpc":"2.0","method":"add","params":{long.clone(): 1},"id":1}),
+        ),
+    ] {
+        let response = exchange(&mut s, &request).await;
+        let message = response["error"]["message"].as_str().expect("an error");
+        assert!(
+            message.len() < 600 && message.contains("xxx…"),
+            "{what}: {} bytes: {message}",
+            message.len()
+        );
+    }
+    drop(s);
+    fx.shutdown().await;
+}
+
+#[tokio::test]
 async fn text_that_is_not_json_is_a_parse_error_whatever_its_first_character() {
     let fx = TestServer::demo().await;
     let mut s = fx.raw().await;

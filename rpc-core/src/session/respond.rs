@@ -467,7 +467,8 @@ fn panicked(what: &str, panic: &(dyn std::any::Any + Send)) -> ErrorObject {
         .copied()
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message");
-    tracing::error!(method = what, panic = detail, "handler panicked");
+    let (what, detail) = (message::quote(what), message::quote(detail));
+    tracing::error!(method = %what, panic = %detail, "handler panicked");
     ErrorObject::internal(format_args!("the handler of `{what}` panicked: {detail}"))
 }
 
