@@ -35,11 +35,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::outbox::{Outbox, QueueError};
+use crate::outbox::QueueError;
+use crate::session::respond::InFlight;
 
 tokio::task_local! {
     static CURRENT: CallContext;
@@ -54,17 +54,7 @@ pub struct CallContext {
 
 /// Where a handler's notifications go: its session's outbox, tagged with
 /// the raw id of the request being served.
-#[derive(Debug, Clone)]
-pub(crate) struct PushTarget {
-    outbox: Arc<Outbox>,
-    id: Bytes,
-}
-
-impl PushTarget {
-    pub(crate) fn new(outbox: Arc<Outbox>, id: Bytes) -> Self {
-        Self { outbox, id }
-    }
-}
+pub(crate) type PushTarget = Arc<InFlight>;
 
 /// Why a handler's notification could not be sent ([`notify`]).
 #[derive(Debug, thiserror::Error)]

@@ -635,3 +635,75 @@ async fn an_error_type_without_display_is_named_by_its_variant() {
         Err(RpcError::Application(Bare::Nope))
     ));
 }
+
+mod napping {
+    /// Sleeps, then answers: the race between an answer and `rpc.cancel`.
+    #[rpc_core::service]
+    pub trait Nap {
+        async fn nap(&self, ms: u64) -> u64;
+    }
+
+    pub struct Napper;
+
+    impl Nap for Napper {
+        async fn nap(&self, ms: u64) -> u64 {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            ms
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_answered_true_means_no_result_ever_and_false_means_one_result() {
+    use napping::{NapServer, Napper};
+    let fx = TestServer::start(rpc_core::Server::builder().service(NapServer::new(Napper))).await;
+    let mut s = fx.raw().await;
+    const ROUNDS: u64 = 300;
+    for i in 0..ROUNDS {
+        send_json(
+            &mut s,
+            &serde_json::json!({"jsonrpc":"2.0","method":"nap","params":[5],"id":i}),
+        )
+        .await;
+        // The stimulus, not a synchronisation: cancel around the moment the
+        // 5 ms nap ends, so some cancels race the answer.
+        tokio::time::sleep(Duration::from_micros(fastrand::u64(3_000..7_000))).await;
+        send_json(
+            &mut s,
+            &serde_json::json!({"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":i},"id":format!("c{i}")}),
+        )
+        .await;
+    }
+    // Half-close: the server answers everything still running, then closes,
+    // so every message it will ever send is read below.
+    within("the half-close", s.shutdown()).await.unwrap();
+    let mut results = std::collections::BTreeSet::new();
+    let mut cancels = std::collections::BTreeMap::new();
+    while let Some(frame) = within("the answers", read_frame(&mut s)).await {
+        let message: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+        match &message["id"] {
+            serde_json::Value::Number(n) => {
+                assert_eq!(message["result"], 5, "{message}");
+                assert!(
+                    results.insert(n.as_u64().unwrap()),
+                    "one result per call: {message}"
+                );
+            }
+            serde_json::Value::String(c) => {
+                let i: u64 = c.trim_start_matches('c').parse().unwrap();
+                cancels.insert(i, message["result"].as_bool().expect("true or false"));
+            }
+            other => panic!("unexpected id {other} in {message}"),
+        }
+    }
+    assert_eq!(cancels.len() as u64, ROUNDS, "every rpc.cancel is answered");
+    for (i, cancelled) in &cancels {
+        assert_eq!(
+            results.contains(i),
+            !cancelled,
+            "call {i}: rpc.cancel answered {cancelled}, and its result was {}sent",
+            if results.contains(i) { "" } else { "not " }
+        );
+    }
+    fx.shutdown().await;
+}

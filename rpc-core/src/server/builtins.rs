@@ -14,13 +14,15 @@
 
 use rustc_hash::FxHashMap as HashMap;
 
-use bytes::Bytes;
+use std::sync::Arc;
+
 use serde_json::value::RawValue;
 use tokio::task::AbortHandle;
 
 use crate::message::ErrorObject;
 use crate::params::ParamReader;
 use crate::service::{self, HandlerFuture, Reply};
+use crate::session::respond::InFlight;
 
 /// The prefix reserved for built-ins: no service may offer such a name.
 pub(crate) const PREFIX: &str = "rpc.";
@@ -41,7 +43,7 @@ pub(crate) const SHUTDOWN: &str = "rpc.shutdown";
 pub(crate) fn immediate(
     method: &str,
     params: Option<&RawValue>,
-    running: &mut HashMap<tokio::task::Id, (Bytes, AbortHandle)>,
+    running: &mut HashMap<tokio::task::Id, (Arc<InFlight>, AbortHandle)>,
 ) -> Option<Reply> {
     match method {
         CANCEL => Some(cancel(running, params)),
@@ -75,9 +77,12 @@ pub(crate) fn call(
     }
 }
 
-/// `rpc.cancel {"id": ID}`: aborts the call with that id if it still runs.
+/// `rpc.cancel {"id": ID}`: `true` if the call was still running, and then
+/// it is stopped and will never be answered; `false` if it is unknown or its
+/// answer was already decided (sent, or being sent). Decided once, with the
+/// call's own task ([`InFlight`]).
 fn cancel(
-    running: &mut HashMap<tokio::task::Id, (Bytes, AbortHandle)>,
+    running: &mut HashMap<tokio::task::Id, (Arc<InFlight>, AbortHandle)>,
     params: Option<&RawValue>,
 ) -> Reply {
     let mut reader = ParamReader::new(params, &["id"])?;
@@ -86,12 +91,15 @@ fn cancel(
     // task keeps the common path (spawn, reap) to one hash operation each.
     let task = running
         .iter()
-        .find(|(_, (raw, _))| raw.as_ref() == id.get().as_bytes())
+        .find(|(_, (call, _))| call.id.as_ref() == id.get().as_bytes())
         .map(|(task, _)| *task);
-    let found = task.and_then(|task| running.remove(&task));
-    if let Some((_, handle)) = &found {
-        tracing::debug!(id = id.get(), "call cancelled by the client");
-        handle.abort();
-    }
-    service::encode_reply(&found.is_some())
+    let cancelled = match task.and_then(|task| running.remove(&task)) {
+        Some((call, handle)) if call.cancel() => {
+            tracing::debug!(id = id.get(), "call cancelled by the client");
+            handle.abort();
+            true
+        }
+        _ => false,
+    };
+    service::encode_reply(&cancelled)
 }

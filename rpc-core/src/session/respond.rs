@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -42,7 +43,7 @@ pub(crate) struct Responder {
     /// Calls running in their own task, with their raw ids, so `rpc.cancel`
     /// can abort them: added when a call is spawned, removed when its task
     /// is reaped.
-    running: HashMap<tokio::task::Id, (Bytes, AbortHandle)>,
+    running: HashMap<tokio::task::Id, (Arc<InFlight>, AbortHandle)>,
     peer: PeerState,
     draining: bool,
 }
@@ -236,7 +237,9 @@ impl Responder {
         let push = self.session.outbox.clone();
         handlers.spawn(async move {
             let replies = futures_util::future::join_all(calls.into_iter().map(|(id, call)| {
-                let push = id.clone().map(|id| PushTarget::new(push.clone(), id));
+                let push = id
+                    .clone()
+                    .map(|id| Arc::new(InFlight::new(push.clone(), id)));
                 async move {
                     let method = call.method.clone();
                     let reply = call.run(push).await;
@@ -276,15 +279,20 @@ impl Responder {
             });
             return;
         };
-        let key = id.clone();
-        let push = PushTarget::new(self.session.outbox.clone(), id.clone());
+        let in_flight = Arc::new(InFlight::new(self.session.outbox.clone(), id));
+        let entry = in_flight.clone();
         let abort = handlers.spawn(async move {
-            let reply = call.run(Some(push)).await;
-            replier.outbox().wait_for_room().await;
-            push_reply(replier.outbox(), &id, reply);
+            let reply = call.run(Some(in_flight.clone())).await;
+            // Decided once: a cancel that came first wins, and then no
+            // answer is sent; otherwise the answer is sent and a later
+            // cancel answers `false`.
+            if in_flight.answer() {
+                replier.outbox().wait_for_room().await;
+                push_reply(replier.outbox(), &in_flight.id, reply);
+            }
         });
         // Unregistered by the session loop when it reaps the task.
-        self.running.insert(abort.id(), (key, abort));
+        self.running.insert(abort.id(), (entry, abort));
     }
 
     /// Decides what to do with a request: the middleware, `rpc.cancel`, the
@@ -372,6 +380,51 @@ fn keep_id(message: &Bytes, id: &serde_json::value::RawValue) -> Bytes {
         sub_bytes(message, id.get())
     } else {
         Bytes::copy_from_slice(id.get().as_bytes())
+    }
+}
+
+/// One request being served: shared by its task, its handler's context
+/// (to push notifications tied to it) and the session's table of running
+/// calls (for `rpc.cancel`). Whether it is answered or cancelled is decided
+/// here, exactly once.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    /// The session's outbox, for notifications the handler pushes.
+    pub(crate) outbox: Arc<Outbox>,
+    /// The request's raw id, byte for byte.
+    pub(crate) id: Bytes,
+    outcome: AtomicU8,
+}
+
+const RUNNING: u8 = 0;
+const ANSWERED: u8 = 1;
+const CANCELLED: u8 = 2;
+
+impl InFlight {
+    pub(crate) fn new(outbox: Arc<Outbox>, id: Bytes) -> Self {
+        Self {
+            outbox,
+            id,
+            outcome: AtomicU8::new(RUNNING),
+        }
+    }
+
+    /// Decides that the call is answered: `true` if it was still running,
+    /// and then its answer must be sent.
+    fn answer(&self) -> bool {
+        self.decide(ANSWERED)
+    }
+
+    /// Decides that the call is cancelled: `true` if it was still running,
+    /// and then no answer will be sent.
+    pub(crate) fn cancel(&self) -> bool {
+        self.decide(CANCELLED)
+    }
+
+    fn decide(&self, outcome: u8) -> bool {
+        self.outcome
+            .compare_exchange(RUNNING, outcome, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
@@ -618,6 +671,56 @@ mod tests {
         assert!(
             session_outbox.has_room() && !session_outbox.is_closed_for_tests(),
             "nothing went to the session's own outbox"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancel_after_the_answer_was_queued_answers_false() {
+        let outbox = outbox();
+        let collect = Collect::default();
+        let writer = tokio::spawn({
+            let (outbox, collect) = (outbox.clone(), collect.clone());
+            async move { outbox.run_writer(collect).await }
+        });
+        let session = Arc::new(Session::new(
+            outbox.clone(),
+            Arc::new(ConnectionInfo::new("test")),
+        ));
+        let mut responder = Responder::new(session, Endpoint::client());
+        let mut handlers = JoinSet::new();
+        let message = |body: &'static str| Message {
+            body: Bytes::from_static(body.as_bytes()),
+            reply: None,
+        };
+        responder.handle(
+            message(r#"{"jsonrpc":"2.0","method":"rpc.ping","id":1}"#),
+            Instant::now(),
+            &mut handlers,
+        );
+        // Wait until the answer went out, without reaping the finished task:
+        // the session loop may not have reaped it yet when a cancel arrives.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while collect.0.lock().unwrap().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the answer is sent");
+        responder.handle(
+            message(r#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":1},"id":2}"#),
+            Instant::now(),
+            &mut handlers,
+        );
+        outbox.close();
+        writer.await.unwrap().unwrap();
+        let sent = collect.0.lock().unwrap().clone();
+        assert_eq!(
+            sent,
+            [
+                &br#"{"jsonrpc":"2.0","result":"pong","id":1}"#[..],
+                br#"{"jsonrpc":"2.0","result":false,"id":2}"#,
+            ],
+            "the call was answered, so cancelling it is `false`"
         );
     }
 }
