@@ -103,6 +103,7 @@ mod params;
 mod server;
 mod service;
 mod session;
+mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transport;

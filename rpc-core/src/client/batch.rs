@@ -128,6 +128,9 @@ impl Batch {
             return Ok(());
         }
         let (timeout, deadline) = self.client.budget(CallOptions::new());
+        if timeout.is_zero() {
+            return Err(RpcError::Timeout(timeout));
+        }
         let link = self.client.link(deadline, timeout).await?;
         let session = link.session.clone();
         let mut ids = Vec::with_capacity(self.members.len());

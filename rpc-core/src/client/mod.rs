@@ -159,8 +159,10 @@ impl Default for ClientBuilder {
 
 impl ClientBuilder {
     /// How long each call waits for its response, unless the method or the
-    /// handle says otherwise. Default: [`DEFAULT_TIMEOUT`] (30 s).
-    /// `Duration::MAX` means no limit.
+    /// handle says otherwise, and how long connecting may take.
+    /// Default: [`DEFAULT_TIMEOUT`] (30 s). `Duration::MAX` means no limit;
+    /// `Duration::ZERO` means already expired: every call fails at once
+    /// with [`RpcError::Timeout`] without being sent.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -287,9 +289,7 @@ impl ClientBuilder {
 
 /// `now + timeout`, saturating: a huge timeout means no limit.
 fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(86400 * 365 * 30))
+    crate::time::after(timeout)
 }
 
 /// What all clones of one client share.
@@ -383,6 +383,8 @@ impl Client {
 
     /// A handle on the same connection whose calls wait at most `timeout`
     /// (overriding the client's default and any method's default).
+    /// `Duration::MAX` means no limit; `Duration::ZERO` means already
+    /// expired: calls fail at once with [`RpcError::Timeout`], unsent.
     ///
     /// ```no_run
     /// # async fn demo(client: rpc_core::Client) -> Result<(), rpc_core::RpcError> {
@@ -522,6 +524,10 @@ impl Client {
             timeout_ms = timeout.as_millis() as u64
         );
         let started = Instant::now();
+        if timeout.is_zero() {
+            // Already expired: not worth sending.
+            return Err(RpcError::Timeout(timeout));
+        }
         let mut retried = false;
         let result = loop {
             let attempt = async {
@@ -567,6 +573,9 @@ impl Client {
         params: &P,
     ) -> Result<(), RpcError> {
         let (timeout, deadline) = self.budget(CallOptions::new());
+        if timeout.is_zero() {
+            return Err(RpcError::Timeout(timeout));
+        }
         let link = self.link(deadline, timeout).await?;
         link.session.notify(method, params, deadline, timeout).await
     }

@@ -172,9 +172,7 @@ where
     let config = &endpoint.config;
     let prefix = if admitted {
         // A peer that connects and says nothing is idle, not slow.
-        let until = tokio::time::Instant::now()
-            .checked_add(config.idle_timeout)
-            .unwrap_or_else(far_future);
+        let until = crate::time::after(config.idle_timeout);
         tokio::select! {
             _ = stop.cancelled() => return None,
             prefix = framed::read_prefix(&mut read, until, config.frame_timeout) => prefix?,
@@ -202,10 +200,6 @@ where
             info,
         )),
     }
-}
-
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
 
 /// Refuses a connection over the limit: one error, then close.

@@ -229,23 +229,32 @@ impl ServerBuilder {
     }
 
     /// How long a connection may stay open with no call in flight and no
-    /// frame arriving before the server closes it.
+    /// frame arriving before the server closes it; also how long a peer
+    /// that does not read its answers is waited for.
     /// Default: [`DEFAULT_IDLE_TIMEOUT`] (5 minutes).
+    ///
+    /// `Duration::ZERO` turns the limit off, as `Duration::MAX` does
+    /// (closing every connection at once would serve nothing).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_timeout = timeout;
+        self.config.idle_timeout = zero_is_off(timeout);
         self
     }
 
     /// How long a frame may take to arrive completely once its first byte
     /// has (and how long a TLS handshake may take). A peer slower than that
     /// is disconnected. Default: [`DEFAULT_FRAME_TIMEOUT`] (30 s).
+    ///
+    /// `Duration::ZERO` turns the limit off, as `Duration::MAX` does.
     pub fn frame_timeout(mut self, timeout: Duration) -> Self {
-        self.config.frame_timeout = timeout;
+        self.config.frame_timeout = zero_is_off(timeout);
         self
     }
 
     /// How long calls in flight may run after a shutdown starts before they
     /// are abandoned. Default: [`DEFAULT_GRACE_PERIOD`] (10 s).
+    ///
+    /// `Duration::ZERO` abandons them at once; `Duration::MAX` waits for
+    /// them however long they take.
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.config.grace_period = grace;
         self
@@ -323,6 +332,15 @@ impl ServerBuilder {
             connections: Arc::new(Semaphore::new(self.config.max_connections)),
             config: self.config,
         })
+    }
+}
+
+/// A limit of zero means no limit.
+fn zero_is_off(limit: Duration) -> Duration {
+    if limit.is_zero() {
+        Duration::MAX
+    } else {
+        limit
     }
 }
 

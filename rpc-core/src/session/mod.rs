@@ -124,6 +124,9 @@ pub(crate) async fn run(
     endpoint: Arc<Endpoint>,
     stop: Option<CancellationToken>,
 ) {
+    // If anything below panics, the peer must see the connection close at
+    // once, not a socket the writer task keeps open.
+    let _close_on_panic = CloseOnDrop(session.clone());
     let limits = &endpoint.limits;
     let mut responder = respond::Responder::new(session.clone(), endpoint.clone());
     let mut handlers = JoinSet::new();
@@ -144,8 +147,7 @@ pub(crate) async fn run(
     let reason = loop {
         let idle_until = limits.idle_timeout.and_then(|idle| {
             (handlers.is_empty() && session.calls.is_empty())
-                .then(|| drained_at.max(inbound.last_read()).checked_add(idle))
-                .flatten()
+                .then(|| crate::time::at(drained_at.max(inbound.last_read()), idle))
         });
         let event = std::future::poll_fn(|cx| {
             if !handlers.is_empty() {
@@ -169,10 +171,11 @@ pub(crate) async fn run(
                         }
                         Poll::Pending => {
                             let since = *stalled_since.get_or_insert_with(Instant::now);
-                            if let Some(until) = since.checked_add(stall) {
-                                if stall_timer.poll_at(cx, until).is_ready() {
-                                    return Poll::Ready(Event::Stalled(stall));
-                                }
+                            if stall_timer
+                                .poll_at(cx, crate::time::at(since, stall))
+                                .is_ready()
+                            {
+                                return Poll::Ready(Event::Stalled(stall));
                             }
                             false
                         }
@@ -204,7 +207,7 @@ pub(crate) async fn run(
         .await;
         match event {
             Event::Stop => {
-                grace_ends = Some(Instant::now() + limits.grace_period);
+                grace_ends = Some(crate::time::after(limits.grace_period));
                 responder.start_draining();
                 if handlers.is_empty() {
                     break CloseReason::ShuttingDown;
@@ -249,7 +252,7 @@ pub(crate) async fn run(
                     // A shutdown, or a failed writer, must not wait for a
                     // busy peer to pause.
                     if grace_ends.is_none() && stop.as_ref().is_some_and(|s| s.is_cancelled()) {
-                        grace_ends = Some(Instant::now() + limits.grace_period);
+                        grace_ends = Some(crate::time::after(limits.grace_period));
                         responder.start_draining();
                     }
                     if writer.is_finished() {
@@ -291,7 +294,7 @@ pub(crate) async fn run(
                 reading = false;
                 let reason = CloseReason::Protocol(FrameError::TooLarge { len, max }.to_string());
                 session.calls.close(reason.clone());
-                grace_ends.get_or_insert(Instant::now() + limits.grace_period);
+                grace_ends.get_or_insert(crate::time::after(limits.grace_period));
                 if handlers.is_empty() {
                     break reason;
                 }
@@ -320,6 +323,23 @@ pub(crate) async fn run(
     }
     if fatal {
         inbound.linger().await;
+    }
+}
+
+/// Closes the session's outbox when dropped: the writer flushes what is
+/// queued and closes the outbound half. Normally redundant (the loop closes
+/// it on its way out); on a panic, the only thing that does.
+struct CloseOnDrop(Arc<Session>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("a session panicked; closing its connection");
+            self.0
+                .calls
+                .close(CloseReason::Protocol("the session failed".to_owned()));
+        }
+        self.0.outbox.close();
     }
 }
 

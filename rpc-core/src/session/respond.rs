@@ -555,6 +555,10 @@ fn push_reply(outbox: &Outbox, id: &Bytes, reply: Reply) {
     }
 }
 
+/// Queues the answer to a batch: one array with a response per request.
+/// If that array is over the message limit, every request still gets its
+/// own answer: an array of `-32603` errors saying so, or, if even that is
+/// too large (a batch of very many requests), one error response each.
 fn push_batch(outbox: &Outbox, replies: &[(Bytes, Reply)]) {
     let pushed = outbox.push(|buf| {
         message::write_batch_responses(
@@ -565,10 +569,23 @@ fn push_batch(outbox: &Outbox, replies: &[(Bytes, Reply)]) {
         );
         Ok::<_, Infallible>(())
     });
-    if let Err(QueueError::TooLarge(e)) = pushed {
-        let error =
-            ErrorObject::internal(format_args!("the batch response is too large to send: {e}"));
-        push_error(outbox, None, &error);
+    let Err(QueueError::TooLarge(e)) = pushed else {
+        return;
+    };
+    let error = ErrorObject::internal(format_args!(
+        "the batch response is too large to send ({e}); send these calls in smaller batches"
+    ));
+    let pushed = outbox.push(|buf| {
+        message::write_batch_responses(
+            buf,
+            replies.iter().map(|(id, _)| (id_str(id), Err(&error))),
+        );
+        Ok::<_, Infallible>(())
+    });
+    if let Err(QueueError::TooLarge(_)) = pushed {
+        for (id, _) in replies {
+            push_error(outbox, Some(id), &error);
+        }
     }
 }
 

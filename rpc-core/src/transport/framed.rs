@@ -104,7 +104,7 @@ pub(crate) async fn read_prefix<R: AsyncRead + Unpin>(
             Ok(Ok(n)) if n > 0 => {}
             _ => return None,
         }
-        deadline = Instant::now() + frame_timeout;
+        deadline = crate::time::after(frame_timeout);
     }
     Some(buf)
 }
@@ -205,7 +205,7 @@ impl Reader {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::Io(e).into())),
                 Poll::Pending => {
                     let deadline = match (self.started, self.frame_timeout) {
-                        (Some(started), Some(limit)) => started.checked_add(limit),
+                        (Some(started), Some(limit)) => Some(crate::time::at(started, limit)),
                         (Some(_), None) => None,
                         (None, _) => idle_until,
                     };
