@@ -217,6 +217,13 @@ fn host_of(addr: &str) -> &str {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), DemoError> {
+    // Every connection takes a file descriptor: use all the process may
+    // have (the server keeps its connection limit below it).
+    #[cfg(unix)]
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let mut builder = rpc_demo::services::all_services()
         .max_connections(args.max_connections)
         .max_in_flight(args.max_in_flight)

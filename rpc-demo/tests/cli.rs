@@ -69,10 +69,16 @@ fn run(args: &[&str], input: &str) -> Output {
 
 /// `rpc-demo serve` on a free port; its address.
 fn serve(extra: &[&str]) -> (Running, String) {
+    serve_with(Command::new(BIN), extra)
+}
+
+/// `rpc-demo serve` run by `command` (the binary itself, or a wrapper that
+/// runs it) on a free port; its address.
+fn serve_with(mut command: Command, extra: &[&str]) -> (Running, String) {
     let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut child = Running(
-        Command::new(BIN)
+        command
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -262,4 +268,57 @@ fn the_server_stops_cleanly_on_sigint() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "exit status after Ctrl-C: {status}");
+}
+
+#[test]
+fn out_of_file_descriptors_every_connection_is_answered_or_refused_never_left_silent() {
+    // 64 descriptors at most, soft and hard: far fewer than the 120 peers.
+    let mut prlimit = Command::new("prlimit");
+    prlimit.args(["--nofile=64:64", BIN]);
+    let (_server, addr) = serve_with(prlimit, &[]);
+    let ping = |id: usize| {
+        let body = format!(r#"{{"jsonrpc":"2.0","method":"rpc.ping","id":{id}}}"#);
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(body.as_bytes());
+        frame
+    };
+    // Every peer connects and sends its ping before any reads: they are all
+    // open at once.
+    let mut peers: Vec<std::net::TcpStream> = (0..120)
+        .map(|id| {
+            let mut peer = std::net::TcpStream::connect(&addr).expect("connect");
+            peer.set_read_timeout(Some(LIMIT)).unwrap();
+            let _ = peer.write_all(&ping(id));
+            peer
+        })
+        .collect();
+    let (mut served, mut refused) = (0, 0);
+    for (id, peer) in peers.iter_mut().enumerate() {
+        let mut header = [0u8; 4];
+        match peer.read_exact(&mut header) {
+            Ok(()) => {}
+            // A refused peer's ping may reset the connection after the
+            // refusal was read by the kernel; never a timeout.
+            Err(e)
+                if e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut =>
+            {
+                refused += 1;
+                continue;
+            }
+            Err(e) => panic!("peer {id} got no answer within {LIMIT:?}: {e}"),
+        }
+        let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+        peer.read_exact(&mut body).expect("a whole frame");
+        let answer = String::from_utf8_lossy(&body);
+        if answer.contains(r#""result":"pong""#) {
+            served += 1;
+        } else {
+            assert!(answer.contains("-32004"), "peer {id}: {answer}");
+            refused += 1;
+        }
+    }
+    assert_eq!(served + refused, 120);
+    assert!(served > 0, "some peers are served");
+    assert!(refused > 0, "the rest are refused: {served} served");
 }

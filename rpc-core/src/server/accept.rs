@@ -27,9 +27,10 @@ use crate::transport::{ConnectionInfo, Listener, Protocol, Transport};
 /// Starts the accept loop in the background.
 pub(crate) fn start<L: Listener>(
     listener: L,
-    endpoint: Endpoint,
+    mut endpoint: Endpoint,
 ) -> Result<ServerHandle, ServerError> {
     let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
+    descriptors::clamp_connections(&mut endpoint);
     let stop = CancellationToken::new();
     let task = tokio::spawn(accept_loop(listener, Arc::new(endpoint), stop.clone()));
     tracing::info!(%local_addr, "server listening");
@@ -46,6 +47,10 @@ async fn accept_loop<L: Listener>(
     stop: CancellationToken,
 ) {
     let connections = TaskTracker::new();
+    // One descriptor held in reserve, so that out of descriptors the server
+    // can still accept a connection to refuse it, instead of leaving it in
+    // the backlog in silence.
+    let mut spare = descriptors::Spare::open();
     loop {
         let accepted = tokio::select! {
             _ = stop.cancelled() => break,
@@ -62,8 +67,20 @@ async fn accept_loop<L: Listener>(
                     serve(accepted, endpoint.clone(), stop.clone(), permit).instrument(span),
                 );
             }
+            Err(e) if descriptors::exhausted(&e) => {
+                tracing::warn!(error = %e, "out of file descriptors: refusing a connection with the spare one");
+                spare.release();
+                let refused = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()) => accepted,
+                };
+                if let Ok(Ok(Accepted::Tcp(stream, _))) = refused {
+                    refuse_at_once(stream, &endpoint);
+                }
+                spare = descriptors::Spare::open();
+            }
             Err(e) => {
-                // Typically out of file descriptors: back off instead of spinning.
+                // Back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -202,6 +219,27 @@ where
     }
 }
 
+/// Refuses a connection without a transport (out of descriptors, so no
+/// writer task): the error frame is small enough for the socket's buffer.
+fn refuse_at_once(stream: TcpStream, endpoint: &Endpoint) {
+    let mut frame = bytes::BytesMut::new();
+    let mut writer = crate::frame::FrameWriter::begin(&mut frame);
+    crate::message::write_error(writer.body(), None, &too_many(endpoint));
+    if writer.finish(MIN_OUTGOING_FRAME).is_ok() {
+        let _ = stream.try_write(&frame);
+    }
+}
+
+fn too_many(endpoint: &Endpoint) -> ErrorObject {
+    ErrorObject::new(
+        code::TOO_MANY_CONNECTIONS,
+        format!(
+            "too many connections: this server serves at most {}; try again later or another server",
+            endpoint.config.max_connections
+        ),
+    )
+}
+
 /// Refuses a connection over the limit: one error, then close.
 async fn refuse(transport: Transport, endpoint: &Endpoint) {
     let config = &endpoint.config;
@@ -209,13 +247,7 @@ async fn refuse(transport: Transport, endpoint: &Endpoint) {
         max = config.max_connections,
         "connection refused: too many connections"
     );
-    let error = ErrorObject::new(
-        code::TOO_MANY_CONNECTIONS,
-        format!(
-            "too many connections: this server serves at most {}; try again later or another server",
-            config.max_connections
-        ),
-    );
+    let error = too_many(endpoint);
     let _ = transport.outbox.push(|buf| {
         crate::message::write_error(buf, None, &error);
         Ok::<_, std::convert::Infallible>(())
@@ -229,6 +261,81 @@ async fn refuse(transport: Transport, endpoint: &Endpoint) {
         writer.abort();
     }
     transport.inbound.linger().await;
+}
+
+/// File descriptors: the connection limit is kept below what the process
+/// may open, and one descriptor is kept in reserve.
+mod descriptors {
+    use super::Endpoint;
+
+    /// Descriptors left for everything but connections: the listener, the
+    /// runtime's own, files the handlers open, the spare.
+    const RESERVED: u64 = 32;
+
+    /// Lowers `max_connections` to what the open-file limit allows, with a
+    /// warning, so the documented refusal happens before the operating
+    /// system's limit does.
+    pub(super) fn clamp_connections(endpoint: &mut Endpoint) {
+        let Some(allowed) = allowed_connections() else {
+            return;
+        };
+        let wanted = endpoint.config.max_connections;
+        if wanted > allowed {
+            tracing::warn!(
+                wanted,
+                allowed,
+                "max_connections lowered to what the open-file limit allows; raise the limit (ulimit -n) to serve more"
+            );
+            endpoint.config.max_connections = allowed;
+            endpoint.connections = std::sync::Arc::new(tokio::sync::Semaphore::new(allowed));
+        }
+    }
+
+    #[cfg(unix)]
+    fn allowed_connections() -> Option<usize> {
+        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
+        let open = std::fs::read_dir("/proc/self/fd")
+            .map(|dir| dir.count() as u64)
+            .unwrap_or(16);
+        let allowed = soft.saturating_sub(open).saturating_sub(RESERVED).max(1);
+        Some(usize::try_from(allowed).unwrap_or(usize::MAX))
+    }
+
+    #[cfg(not(unix))]
+    fn allowed_connections() -> Option<usize> {
+        None
+    }
+
+    /// Whether an accept failed for want of descriptors.
+    pub(super) fn exhausted(e: &std::io::Error) -> bool {
+        #[cfg(unix)]
+        {
+            matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = e;
+            false
+        }
+    }
+
+    /// The descriptor held in reserve.
+    pub(super) struct Spare(Option<std::fs::File>);
+
+    impl Spare {
+        pub(super) fn open() -> Self {
+            #[cfg(unix)]
+            let file = std::fs::File::open("/dev/null").ok();
+            #[cfg(not(unix))]
+            let file = None;
+            Spare(file)
+        }
+
+        /// Frees the descriptor for one accept.
+        pub(super) fn release(&mut self) {
+            self.0 = None;
+        }
+    }
 }
 
 #[cfg(test)]

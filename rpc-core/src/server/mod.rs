@@ -215,6 +215,12 @@ impl ServerBuilder {
     /// Maximum connections served at once. A connection beyond it receives
     /// one [`TOO_MANY_CONNECTIONS`](crate::code::TOO_MANY_CONNECTIONS) error and is
     /// closed. Default: [`DEFAULT_MAX_CONNECTIONS`] (10,000).
+    ///
+    /// On Unix the server lowers it, with a warning in the log, to what the
+    /// process's open-file limit allows (less 32 descriptors for everything
+    /// else), so that the refusal happens before the operating system's
+    /// limit does; and it keeps one descriptor in reserve to accept and
+    /// refuse a connection even when out of descriptors.
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.config.max_connections = connections;
         self
