@@ -129,6 +129,7 @@ pub mod __private {
         DisplayText, ErrorText, HandlerFuture, MethodInfo, NoParams, NoText, Reply,
         encode_app_error, encode_app_error_with, encode_reply, method_not_found,
     };
+    pub use serde;
     pub use serde_json::value::RawValue;
     pub use tokio::net::ToSocketAddrs;
 }

@@ -157,6 +157,36 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
     }
     if let ReturnType::Type(_, ty) = &sig.output {
         check_type(ty, "return", errors);
+        check_result_alias(ty, errors);
+    }
+}
+
+/// Rejects a return type spelled as a `Result` alias with one parameter
+/// (`type Result<T> = std::result::Result<T, MyError>`, `io::Result<T>`):
+/// the macro sees types, not what an alias stands for, so it would take
+/// the whole `Result` for a plain value and an `Err` would arrive as a
+/// successful result.
+fn check_result_alias(ty: &syn::Type, errors: &mut Errors) {
+    let syn::Type::Path(path) = ty else { return };
+    let Some(last) = path.path.segments.last() else {
+        return;
+    };
+    if last.ident != "Result" {
+        return;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return;
+    };
+    let types = args
+        .args
+        .iter()
+        .filter(|a| matches!(a, syn::GenericArgument::Type(_)))
+        .count();
+    if types == 1 {
+        errors.spanned(
+            ty,
+            "a `Result` with one type parameter is an alias the macro cannot see through, so an `Err` would travel as a successful result; spell it out as `Result<T, E>` (for example `std::result::Result<u32, MyError>`)",
+        );
     }
 }
 

@@ -84,11 +84,11 @@ impl Batch {
 
     /// Adds a call; its result is available from the returned [`BatchCall`]
     /// once the batch is [sent](Self::send).
+    ///
+    /// The result types are checked where the [`BatchCall`] is awaited.
     pub fn call<P, T, E>(&mut self, method: &str, params: &P) -> Result<BatchCall<T, E>, RpcError>
     where
         P: Serialize + ?Sized,
-        T: DeserializeOwned,
-        E: DeserializeOwned,
     {
         let (tx, rx) = oneshot::channel();
         let index = self.push_member(method, params, Some(tx))?;

@@ -2,6 +2,7 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
 
 use crate::ast::{Output, Service};
 use crate::attr::cfg_attrs;
@@ -36,10 +37,11 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         // at its `.await`: all three carry the span of the method's name, so
         // the user sees one error there, naming the type.
         let refs = method.args.iter().map(|a| a.ident);
+        let params_ty = params_ident(trait_ident, ident);
         let params = if method.args.is_empty() {
             quote_spanned!(ident.span()=> &#krate::__private::NoParams)
         } else {
-            quote_spanned!(ident.span()=> &( #(&#refs,)* ))
+            quote_spanned!(ident.span()=> &#params_ty( #(&#refs,)* ))
         };
         let options = call_options(method, krate);
         let body = if method.oneway.is_some() {
@@ -49,7 +51,13 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 }
             }
         } else {
-            quote_spanned! {ident.span()=>
+            // A result type the client cannot decode is reported at the
+            // method's return type.
+            let span = match &method.item.sig.output {
+                syn::ReturnType::Type(_, ty) => ty.span(),
+                syn::ReturnType::Default => ident.span(),
+            };
+            quote_spanned! {span=>
                 {
                     self.client.call_with(#wire, #params, #options).await
                 }
@@ -82,8 +90,16 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
             let (ident, ty) = (a.ident, a.ty);
             quote!(#ident: #ty)
         });
+        let errors_doc = match &method.output {
+            Output::Result { .. } => "`RpcError::Application` with the method's own error; otherwise any `RpcError`: the connection, the time limit, the server's refusal.",
+            _ => "Any `RpcError`: the connection, the time limit, the server's refusal.",
+        };
         let method = quote! {
             #(#attrs)*
+            #[doc = ""]
+            #[doc = "# Errors"]
+            #[doc = #errors_doc]
+            #[allow(clippy::too_many_arguments)]
             #vis async fn #ident(&self, #(#args),*) -> ::core::result::Result<#ok, #error>
             #body
         };
@@ -91,12 +107,21 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
             #(#batch_attrs)*
             #[doc = ""]
             #[doc = "Adds this call to the batch; its result comes from the returned value once the batch is sent."]
+            #[doc = ""]
+            #[doc = "# Errors"]
+            #[doc = "`RpcError::Encode` if the arguments cannot be serialized."]
+            #[allow(clippy::too_many_arguments)]
             #vis fn #ident(&mut self, #(#args_again),*) -> ::core::result::Result<#batch_ok, #krate::RpcError>
             #batch_body
         };
         (method, batch_method)
     });
     let (methods, batch_methods): (::std::vec::Vec<_>, ::std::vec::Vec<_>) = methods.unzip();
+    let params_types = service
+        .methods
+        .iter()
+        .filter(|m| !m.args.is_empty())
+        .map(|m| params_type(trait_ident, m, krate));
     let batch = format_ident!("{}Batch", trait_ident);
     let batch_doc = format!(
         "Calls of [`{trait_ident}`] collected into one JSON-RPC batch: add calls with the methods, \
@@ -105,6 +130,8 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
     );
 
     quote! {
+        #(#params_types)*
+
         #(#cfgs)*
         #[doc = #struct_doc]
         #[derive(::core::clone::Clone, ::core::fmt::Debug)]
@@ -208,4 +235,54 @@ fn call_options(method: &crate::ast::Method<'_>, krate: &syn::Path) -> TokenStre
         options = quote!(#options.idempotent());
     }
     options
+}
+
+/// The name of the params type of `method` (see [`params_type`]).
+fn params_ident(trait_ident: &syn::Ident, method: &syn::Ident) -> syn::Ident {
+    format_ident!(
+        "__{}_{}_params",
+        trait_ident,
+        method.to_string().trim_start_matches("r#")
+    )
+}
+
+/// One type per method holding references to its arguments, serialized as
+/// the positional params array. The client method and the batch method
+/// both send it, so an argument type that cannot be serialized is reported
+/// once, here, at the argument's type, not once per use.
+fn params_type(
+    trait_ident: &syn::Ident,
+    method: &crate::ast::Method<'_>,
+    krate: &syn::Path,
+) -> TokenStream {
+    let name = params_ident(trait_ident, method.ident);
+    let cfgs: Vec<_> = cfg_attrs(&method.item.attrs).collect();
+    let types = method.args.iter().map(|a| a.ty);
+    let len = method.args.len();
+    let elements = method.args.iter().enumerate().map(|(i, a)| {
+        let index = syn::Index {
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            span: a.ty.span(),
+        };
+        quote_spanned!(a.ty.span()=> __seq.serialize_element(self.#index)?;)
+    });
+    quote! {
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        struct #name<'__rpc>(#(&'__rpc #types,)*);
+
+        #(#cfgs)*
+        impl #krate::__private::serde::Serialize for #name<'_> {
+            fn serialize<__S: #krate::__private::serde::Serializer>(
+                &self,
+                __serializer: __S,
+            ) -> ::core::result::Result<__S::Ok, __S::Error> {
+                use #krate::__private::serde::ser::SerializeTuple as _;
+                let mut __seq = __serializer.serialize_tuple(#len)?;
+                #(#elements)*
+                __seq.end()
+            }
+        }
+    }
 }

@@ -138,9 +138,12 @@ fn rewrite_trait(service: &Service<'_>) -> TokenStream {
 /// Attributes of a method that carry over to generated items: docs, `cfg`
 /// and `deprecated`.
 fn carried_attrs<'a>(method: &'a Method<'_>) -> impl Iterator<Item = &'a Attribute> {
+    // The user's `allow`s too: a lint they silenced on the trait method
+    // (`clippy::too_many_arguments`, say) would otherwise fire again on the
+    // generated methods, pointing at the attribute.
     method.item.attrs.iter().filter(|a| {
         let p = a.path();
-        p.is_ident("doc") || p.is_ident("cfg") || p.is_ident("deprecated")
+        p.is_ident("doc") || p.is_ident("cfg") || p.is_ident("deprecated") || p.is_ident("allow")
     })
 }
 

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MyErr;
 
-/// A one-parameter `Result`, as many crates define: the method using it is a
-/// plain method whose value happens to be a `Result`.
+/// A one-parameter `Result`, as many crates define: in scope, it must not
+/// change what the generated code's `Result` means. (A method returning it
+/// is refused: see `ui/fail/result_alias.rs`.)
 pub type Result<T> = ::std::result::Result<T, MyErr>;
 
 pub struct S;
@@ -39,15 +40,15 @@ mod serde_json {}
 
 #[::rpc_core::service]
 pub trait Shadowed {
-    async fn get(&self, id: u32) -> Result<u32>;
+    async fn get(&self, id: u32) -> u32;
     async fn put(&self, id: u32, value: ::std::string::String) -> ::std::result::Result<(), MyErr>;
 }
 
 struct Impl;
 
 impl Shadowed for Impl {
-    async fn get(&self, id: u32) -> Result<u32> {
-        ::std::result::Result::Ok(id)
+    async fn get(&self, id: u32) -> u32 {
+        id
     }
     async fn put(&self, _: u32, _: ::std::string::String) -> ::std::result::Result<(), MyErr> {
         ::std::result::Result::Err(MyErr)
@@ -55,7 +56,7 @@ impl Shadowed for Impl {
 }
 
 async fn _calls(client: ShadowedClient) {
-    let _: ::std::result::Result<Result<u32>, RpcError> = client.get(1).await;
+    let _: Result<::std::result::Result<u32, RpcError>> = ::std::result::Result::Ok(client.get(1).await);
     let _: ::std::result::Result<(), RpcError<MyErr>> = client.put(1, "x".into()).await;
 }
 
