@@ -36,8 +36,10 @@ pub enum RpcError<E = Never> {
     #[error("the method returned an error: {0:?}")]
     Application(E),
     /// The server answered with a JSON-RPC error (method not found, invalid
-    /// params, internal error, ...). The object says which.
-    #[error("the server rejected the call: {0}")]
+    /// params, internal error, ...; or, for an untyped call, the method's own
+    /// error with code [`APPLICATION_ERROR`](crate::code::APPLICATION_ERROR)
+    /// and the error value in `data`). The object says which.
+    #[error("the call failed on the server: {0}")]
     Server(ErrorObject),
     /// The connection could not be opened.
     #[error("could not connect to {addr}: {source}; is the server running and listening there?")]

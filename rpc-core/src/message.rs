@@ -411,7 +411,15 @@ pub(crate) fn write_request<P: Serialize + ?Sized>(
     buf.put_slice(br#"{"jsonrpc":"2.0","method":"#);
     serde_json::to_writer((&mut *buf).writer(), method)?;
     buf.put_slice(br#","params":"#);
+    let start = buf.len();
     crate::json::write(buf, params)?;
+    if !matches!(buf.get(start), Some(b'[' | b'{')) {
+        // JSON-RPC params are positional or named: caught here, with advice,
+        // rather than refused by the server as an invalid request.
+        return Err(serde::ser::Error::custom(
+            "params must serialize to a JSON array (by position) or object (by name); for a single argument pass a one-element tuple, `&(value,)`",
+        ));
+    }
     let mut digits = itoa::Buffer::new();
     if let Some(id) = id {
         buf.put_slice(br#","id":"#);

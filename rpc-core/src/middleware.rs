@@ -62,7 +62,9 @@ pub struct CallInfo<'a> {
     pub traceparent: Option<&'a str>,
 }
 
-/// What a layer may keep about the peer for the life of its session.
+/// What the layers know about the peer for the life of its session: what
+/// the transport says of it, and whether it authenticated. (State of your
+/// own lives in your layer, keyed as you need.)
 #[derive(Debug)]
 pub struct PeerState {
     info: Arc<ConnectionInfo>,
@@ -109,7 +111,16 @@ pub trait Middleware: Send + Sync + 'static {
     /// (for a request; a notification is dropped) and no handler runs.
     ///
     /// Called on the session's task for every request and notification,
-    /// built-ins included: keep it quick and non-blocking.
+    /// built-ins included (`rpc.ping`, `rpc.cancel`: check `call.method`
+    /// to count only your own methods): keep it quick and non-blocking. A
+    /// panic here is a bug in the layer: it closes the connection.
+    ///
+    /// Which code to refuse with: [`UNAUTHORIZED`](code::UNAUTHORIZED) for
+    /// a caller that lacks a credential, [`SERVER_BUSY`](code::SERVER_BUSY)
+    /// for a rate limit (clients retry later); for refusals of your own, a
+    /// code outside `-32768..=-32000`, which JSON-RPC reserves for the
+    /// protocol and this library (and not `1000`, which is
+    /// [`APPLICATION_ERROR`](code::APPLICATION_ERROR)).
     fn admit(&self, call: &CallInfo<'_>, peer: &mut PeerState) -> Result<Admit, ErrorObject>;
 
     /// Wraps the future of an admitted call; by default returns it as is.

@@ -753,3 +753,24 @@ over_every_transport!(
     messages_of_several_megabytes_round_trip,
     a_notification_from_the_client_gets_no_answer_and_the_connection_goes_on
 );
+
+#[tokio::test]
+async fn params_that_are_neither_array_nor_object_are_refused_before_sending_with_advice() {
+    let fx = TestServer::demo().await;
+    let client = fx.client().await;
+    match within(
+        "a call with a bare number",
+        client.call::<_, String>("hello", &5),
+    )
+    .await
+    {
+        Err(RpcError::Encode(e)) => assert!(e.to_string().contains("&(value,)"), "{e}"),
+        other => panic!("expected Encode, got {other:?}"),
+    }
+    let hello: String = within("the same with a tuple", client.call("hello", &("Ana",)))
+        .await
+        .unwrap();
+    assert_eq!(hello, "Olá, Ana!");
+    drop(client);
+    fx.shutdown().await;
+}
