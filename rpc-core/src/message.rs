@@ -263,6 +263,78 @@ pub(crate) fn quote(text: &str) -> Cow<'_, str> {
 /// The most bytes of client input an error message repeats.
 pub(crate) const MAX_QUOTE: usize = 256;
 
+/// The answer to a message that failed to parse: `-32700` if it is not
+/// JSON; if it is (RFC 8259 allows a member name with a lone surrogate
+/// escape, which no Rust string can hold), an invalid request that keeps
+/// its id.
+#[cold]
+fn undecodable_or_not_json(text: &str, e: serde_json::Error) -> Rejected<'_> {
+    if serde_json::from_str::<&RawValue>(text).is_err() {
+        return Rejected::anonymous(ErrorObject::parse_error(e));
+    }
+    // `\uFFFD` has the length of the escape it replaces: offsets in the
+    // cleaned text are offsets in the original.
+    let clean = replace_lone_surrogates(text);
+    let id = serde_json::from_str::<IdOnly<'_>>(&clean)
+        .ok()
+        .and_then(|only| only.id)
+        .and_then(|id| {
+            let start = id.get().as_ptr() as usize - clean.as_ptr() as usize;
+            let original = text.get(start..start + id.get().len())?;
+            serde_json::from_str::<&RawValue>(original).ok()
+        })
+        .filter(|id| valid_id(id));
+    Rejected {
+        id,
+        error: ErrorObject::invalid_request(
+            "a member name is not a string of Unicode characters (it holds a lone surrogate escape such as \\udc00)",
+        ),
+    }
+}
+
+/// `text` with every `\uXXXX` escape of a lone surrogate replaced by
+/// `\uFFFD` (the replacement character), escape for escape.
+fn replace_lone_surrogates(text: &str) -> String {
+    fn hex_at(b: &[u8], at: usize) -> Option<u16> {
+        let digits = std::str::from_utf8(b.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    }
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2;
+            continue;
+        }
+        let Some(unit) = hex_at(b, i + 2) else {
+            i += 2;
+            continue;
+        };
+        let paired = (0xD800..0xDC00).contains(&unit)
+            && b.get(i + 6) == Some(&b'\\')
+            && b.get(i + 7) == Some(&b'u')
+            && hex_at(b, i + 8).is_some_and(|low| (0xDC00..0xE000).contains(&low));
+        if paired {
+            i += 12;
+        } else if (0xD800..0xE000).contains(&unit) {
+            out.push_str(&text[copied..i]);
+            out.push_str("\\uFFFD");
+            i += 6;
+            copied = i;
+        } else {
+            i += 6;
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
 /// Only the id, for answering a request that failed validation.
 #[derive(Deserialize)]
 struct IdOnly<'a> {
@@ -300,7 +372,7 @@ pub(crate) fn parse_message(text: &str) -> Result<Parsed<'_>, Rejected<'_>> {
                 error: ErrorObject::invalid_request(quote(&e.to_string())),
             });
         }
-        Err(e) => return Err(Rejected::anonymous(ErrorObject::parse_error(e))),
+        Err(e) => return Err(undecodable_or_not_json(text, e)),
     };
     let id = match raw.id {
         Some(id) if !valid_id(id) => {
@@ -329,9 +401,11 @@ pub(crate) fn parse_message(text: &str) -> Result<Parsed<'_>, Rejected<'_>> {
         return Err(reject("the `method` member is missing"));
     };
     let Some(method) = raw_str(method) else {
-        return Err(reject(
-            "`method` must be a string of Unicode characters (a lone surrogate escape such as \\udc00 is not one)",
-        ));
+        return Err(reject(if method.get().starts_with('"') {
+            "`method` must be a string of Unicode characters (a lone surrogate escape such as \\udc00 is not one)"
+        } else {
+            "`method` must be a string"
+        }));
     };
     let params = match raw.params {
         Some(p) if p.get() == NULL => None,
@@ -608,6 +682,31 @@ mod tests {
             code_of(single(r#"{"jsonrpc":null,"method":"m","id":1}"#)),
             code::INVALID_REQUEST
         );
+    }
+
+    #[test]
+    fn lone_surrogates_are_replaced_escape_for_escape_and_pairs_kept() {
+        let text = r#"{"\udc00":1,"a\ud83d\ude00b":"\\udc00","c":"\ud800x"}"#;
+        let clean = replace_lone_surrogates(text);
+        assert_eq!(clean.len(), text.len());
+        assert_eq!(
+            clean,
+            r#"{"\uFFFD":1,"a\ud83d\ude00b":"\\udc00","c":"\uFFFDx"}"#
+        );
+    }
+
+    #[test]
+    fn a_member_name_with_a_lone_surrogate_keeps_the_id() {
+        let r = single(r#"{"jsonrpc":"2.0","method":"m","\udc00":1,"id":5}"#).unwrap_err();
+        assert_eq!(r.error.code, code::INVALID_REQUEST);
+        assert_eq!(r.id.map(|i| i.get()), Some("5"));
+        let r = single(r#"{"id":"\udc00","\udc00":1}"#).unwrap_err();
+        assert_eq!(
+            r.id.map(|i| i.get()),
+            Some(r#""\udc00""#),
+            "the id, byte for byte"
+        );
+        assert_eq!(code_of(single(r#"{"\udc00":1,"#)), code::PARSE_ERROR);
     }
 
     #[test]

@@ -979,3 +979,19 @@ async fn a_call_beyond_the_in_flight_limit_gets_server_busy_and_the_connection_s
     drop(s);
     fx.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_member_name_with_a_lone_surrogate_is_an_invalid_request_that_keeps_its_id() {
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
+    send_frame(
+        &mut s,
+        br#"{"jsonrpc":"2.0","method":"rpc.ping","\udc00":1,"id":5}"#,
+    )
+    .await;
+    let response = read_json(&mut s).await;
+    assert_error(&response, code::INVALID_REQUEST, &json!(5));
+    assert_still_answers(&mut s, 6).await;
+    drop(s);
+    fx.shutdown().await;
+}

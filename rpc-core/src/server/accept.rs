@@ -74,8 +74,11 @@ async fn accept_loop<L: Listener>(
                     _ = stop.cancelled() => break,
                     accepted = tokio::time::timeout(Duration::from_millis(100), listener.accept()) => accepted,
                 };
-                if let Ok(Ok(Accepted::Tcp(stream, _))) = refused {
-                    refuse_at_once(stream, &endpoint);
+                if let Ok(Ok(accepted)) = refused {
+                    // Refused the usual way, without a permit: after the
+                    // TLS handshake if any, then a drain so the close does
+                    // not reset the refusal away.
+                    connections.spawn(serve(accepted, endpoint.clone(), stop.clone(), None));
                 }
                 spare = descriptors::Spare::open();
             }
@@ -216,17 +219,6 @@ where
             },
             info,
         )),
-    }
-}
-
-/// Refuses a connection without a transport (out of descriptors, so no
-/// writer task): the error frame is small enough for the socket's buffer.
-fn refuse_at_once(stream: TcpStream, endpoint: &Endpoint) {
-    let mut frame = bytes::BytesMut::new();
-    let mut writer = crate::frame::FrameWriter::begin(&mut frame);
-    crate::message::write_error(writer.body(), None, &too_many(endpoint));
-    if writer.finish(MIN_OUTGOING_FRAME).is_ok() {
-        let _ = stream.try_write(&frame);
     }
 }
 

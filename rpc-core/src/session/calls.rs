@@ -199,7 +199,7 @@ impl Calls {
         let Some(id) = response.id.and_then(|id| id.get().parse::<u64>().ok()) else {
             match response.error_object() {
                 Some(Ok(error)) => {
-                    tracing::warn!(%error, "the peer sent an error about no particular call");
+                    tracing::warn!(code = error.code, error = ?crate::message::quote(&error.message), "the peer sent an error about no particular call");
                     self.lock().last_unattributed = Some(Box::new(error));
                 }
                 _ => tracing::debug!("ignored a response with an id this side never used"),

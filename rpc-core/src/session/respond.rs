@@ -181,11 +181,11 @@ impl Responder {
                     // call of the session. Per-stream credit replaces this
                     // with flow control in the streams layer.
                     if let Err(e) = listener.try_send(notification) {
-                        tracing::warn!(method = %request.method, error = %e, "a notification in reply to a call was not delivered");
+                        tracing::warn!(method = ?message::quote(&request.method), error = %e, "a notification in reply to a call was not delivered");
                     }
                 }
                 None => {
-                    tracing::debug!(method = %request.method, "ignored a notification for a call nobody listens to")
+                    tracing::debug!(method = ?message::quote(&request.method), "ignored a notification for a call nobody listens to")
                 }
             }
             return true;
@@ -509,7 +509,14 @@ impl Call {
 
 fn log_notification_error(method: &str, reply: &Reply) {
     if let Err(error) = reply {
-        tracing::warn!(method, %error, "a notification failed (no response is sent for notifications)");
+        // Debug formatting: what a peer sent is logged escaped (no forged
+        // lines) and bounded.
+        tracing::warn!(
+            method = ?message::quote(method),
+            code = error.code,
+            error = ?error.message,
+            "a notification failed (no response is sent for notifications)"
+        );
     }
 }
 
@@ -521,7 +528,7 @@ fn panicked(what: &str, panic: &(dyn std::any::Any + Send)) -> ErrorObject {
         .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
         .unwrap_or("no message");
     let (what, detail) = (message::quote(what), message::quote(detail));
-    tracing::error!(method = %what, panic = %detail, "handler panicked");
+    tracing::error!(method = ?what, panic = ?detail, "handler panicked");
     ErrorObject::internal(format_args!("the handler of `{what}` panicked: {detail}"))
 }
 
