@@ -170,7 +170,7 @@ impl TokenAuth {
     /// Whether `given` is the token: compares fixed-size digests in
     /// constant time (`subtle`), so neither the length nor a matching prefix
     /// shows in the time taken.
-    fn matches(&self, given: &[u8]) -> bool {
+    pub(crate) fn matches(&self, given: &[u8]) -> bool {
         let given: [u8; 32] = Sha256::digest(given).into();
         given.ct_eq(&self.digest).into()
     }

@@ -413,10 +413,12 @@ async fn a_call_not_marked_idempotent_is_never_retried() {
 }
 
 #[tokio::test]
-async fn an_http_request_on_the_rpc_port_gets_a_plain_http_explanation() {
+async fn an_http_request_on_the_rpc_port_is_told_where_json_rpc_is() {
+    // The port speaks HTTP too (`POST /rpc`): a browser or curl pointed at
+    // another path is told where to go, in HTTP.
     let fx = TestServer::demo().await;
     let mut raw = fx.raw().await;
-    raw.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();
@@ -427,11 +429,8 @@ async fn an_http_request_on_the_rpc_port_gets_a_plain_http_explanation() {
     .await
     .unwrap();
     let answer = String::from_utf8(answer).unwrap();
-    assert!(
-        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
-        "{answer}"
-    );
-    assert!(answer.contains("length-prefixed JSON frames"), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 404 Not Found\r\n"), "{answer}");
+    assert!(answer.contains("POST /rpc"), "{answer}");
     // The server goes on.
     let calc = CalculatorClient::new(fx.client().await);
     assert_eq!(calc.add(1.0, 1.0).await.unwrap(), 2.0);

@@ -106,14 +106,14 @@ async fn serve(
     stop: CancellationToken,
     permit: Option<OwnedSemaphorePermit>,
 ) {
-    let transport = match accepted {
+    let opened = match accepted {
         Accepted::Memory(end) => {
             let config = &endpoint.config;
-            Some(end.open(
+            Some(Opened::Framed(end.open(
                 config.max_frame,
                 config.max_frame.max(MIN_OUTGOING_FRAME),
                 config.write_buffer,
-            ))
+            )))
         }
         Accepted::Tcp(stream, peer) => {
             // Boxed: the TLS state machine is large, and inline it would make
@@ -121,14 +121,27 @@ async fn serve(
             Box::pin(open_tcp(stream, peer, &endpoint, &stop, permit.is_some())).await
         }
     };
-    let Some(transport) = transport else { return };
-    if permit.is_none() {
-        refuse(transport, &endpoint).await;
-        return;
+    match opened {
+        None => {}
+        Some(Opened::Framed(transport)) if permit.is_none() => refuse(transport, &endpoint).await,
+        Some(Opened::Framed(transport)) => {
+            let (_, session) = crate::session::open(transport, endpoint, Some(stop));
+            session.await;
+        }
+        #[cfg(feature = "http")]
+        Some(Opened::Http(serve)) => serve.await,
     }
-    let (_, session) = crate::session::open(transport, endpoint, Some(stop));
-    session.await;
     drop(permit);
+}
+
+/// A connection set up for the adapter its first bytes chose.
+enum Opened {
+    /// The framed protocol (or the in-memory one): a transport to run a
+    /// session on.
+    Framed(Transport),
+    /// HTTP: the connection, ready to be served.
+    #[cfg(feature = "http")]
+    Http(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
 }
 
 /// Sets up a TCP connection: TLS if configured, then the adapter its first
@@ -137,10 +150,10 @@ async fn serve(
 async fn open_tcp(
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     stop: &CancellationToken,
     admitted: bool,
-) -> Option<Transport> {
+) -> Option<Opened> {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "could not set TCP_NODELAY");
     }
@@ -168,24 +181,32 @@ async fn open_tcp(
             .peer_certificates()
             .map(|chain| chain.iter().map(|c| c.to_vec()).collect())
             .unwrap_or_default();
-        let (read, write) = tokio::io::split(tls);
-        return adapter(read, write, info, endpoint, stop, admitted).await;
+        return adapter(tls, tokio::io::split, info, endpoint, stop, admitted).await;
     }
-    let (read, write) = stream.into_split();
-    adapter(read, write, info, endpoint, stop, admitted).await
+    // `into_split`, not `io::split`: no lock between the two halves.
+    adapter(
+        stream,
+        TcpStream::into_split,
+        info,
+        endpoint,
+        stop,
+        admitted,
+    )
+    .await
 }
 
 /// Reads the first bytes and opens the adapter they choose. A connection
 /// over the limit is not read: it is refused at once.
-async fn adapter<R, W>(
-    mut read: R,
-    write: W,
+async fn adapter<IO, R, W>(
+    mut io: IO,
+    split: impl FnOnce(IO) -> (R, W),
     info: ConnectionInfo,
-    endpoint: &Endpoint,
+    endpoint: &Arc<Endpoint>,
     stop: &CancellationToken,
     admitted: bool,
-) -> Option<Transport>
+) -> Option<Opened>
 where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -195,7 +216,7 @@ where
         let until = crate::time::after(config.idle_timeout);
         tokio::select! {
             _ = stop.cancelled() => return None,
-            prefix = framed::read_prefix(&mut read, until, config.frame_timeout) => prefix?,
+            prefix = framed::read_prefix(&mut io, until, config.frame_timeout) => prefix?,
         }
     } else {
         bytes::BytesMut::new()
@@ -205,20 +226,29 @@ where
         .and_then(|b| b.try_into().ok())
         .unwrap_or_default();
     match crate::transport::sniff(&first, config.max_frame) {
-        // HTTP and WebSocket adapters go here. Until then the framed
-        // adapter answers a foreign protocol with an explanation.
-        Protocol::Framed | Protocol::Http | Protocol::Tls => Some(framed::open(
-            Box::new(read),
-            write,
-            prefix,
-            FramedLimits {
-                max_frame: config.max_frame,
-                max_outgoing: config.max_frame.max(MIN_OUTGOING_FRAME),
-                frame_timeout: Some(config.frame_timeout),
-                write_buffer: config.write_buffer,
-            },
-            info,
-        )),
+        #[cfg(feature = "http")]
+        Protocol::Http if admitted => {
+            let io = crate::transport::http::Prefixed::new(prefix.freeze(), io);
+            let serve = crate::transport::http::serve(io, info, endpoint.clone(), stop.clone());
+            Some(Opened::Http(Box::pin(serve)))
+        }
+        // The framed adapter answers a foreign protocol with an
+        // explanation (TLS on a plain port; HTTP without the feature).
+        _ => {
+            let (read, write) = split(io);
+            Some(Opened::Framed(framed::open(
+                Box::new(read),
+                write,
+                prefix,
+                FramedLimits {
+                    max_frame: config.max_frame,
+                    max_outgoing: config.max_frame.max(MIN_OUTGOING_FRAME),
+                    frame_timeout: Some(config.frame_timeout),
+                    write_buffer: config.write_buffer,
+                },
+                info,
+            )))
+        }
     }
 }
 

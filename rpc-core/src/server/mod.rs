@@ -126,16 +126,16 @@ pub struct ServerBuilder {
 
 #[derive(Clone)]
 pub(crate) struct Config {
-    max_frame: usize,
-    max_in_flight: usize,
-    max_connections: usize,
-    write_buffer: usize,
-    idle_timeout: Duration,
-    frame_timeout: Duration,
-    grace_period: Duration,
-    token: Option<Arc<str>>,
+    pub(crate) max_frame: usize,
+    pub(crate) max_in_flight: usize,
+    pub(crate) max_connections: usize,
+    pub(crate) write_buffer: usize,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) frame_timeout: Duration,
+    pub(crate) grace_period: Duration,
+    pub(crate) token: Option<Arc<str>>,
     #[cfg(feature = "tls")]
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl std::fmt::Debug for Config {

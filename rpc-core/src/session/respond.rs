@@ -124,7 +124,14 @@ impl Responder {
         received: Instant,
         handlers: &mut JoinSet<()>,
     ) {
-        let Message { body, reply } = message;
+        let Message {
+            body,
+            reply,
+            authenticated,
+        } = message;
+        if authenticated {
+            self.peer.set_authenticated();
+        }
         match message::parse_body(&body) {
             Incoming::Single(Err(rejected)) => {
                 let id = rejected.id.map(|id| keep_id(&body, id));
@@ -639,6 +646,7 @@ mod tests {
             Message {
                 body: Bytes::from_static(body.as_bytes()),
                 reply: Some(Arc::new(ReplyTo { outbox: own })),
+                authenticated: false,
             },
             Instant::now(),
             &mut handlers,
@@ -715,6 +723,7 @@ mod tests {
         let message = |body: &'static str| Message {
             body: Bytes::from_static(body.as_bytes()),
             reply: None,
+            authenticated: false,
         };
         responder.handle(
             message(r#"{"jsonrpc":"2.0","method":"rpc.ping","id":1}"#),

@@ -190,7 +190,11 @@ impl Receiver {
                     max: self.max_message,
                 }))
             }
-            Some(body) => Ok(Some(Message { body, reply: None })),
+            Some(body) => Ok(Some(Message {
+                body,
+                reply: None,
+                authenticated: false,
+            })),
             None => Ok(None),
         })
     }

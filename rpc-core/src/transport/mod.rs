@@ -35,6 +35,8 @@ use crate::outbox::Outbox;
 
 pub(crate) mod connector;
 pub(crate) mod framed;
+#[cfg(feature = "http")]
+pub(crate) mod http;
 pub(crate) mod listener;
 pub mod memory;
 
@@ -109,6 +111,9 @@ pub(crate) struct Message {
     /// Over HTTP, each POST has its own, and "no answer" is known when the
     /// session drops its last handle (see [`ReplyTo`]).
     pub(crate) reply: Option<Arc<ReplyTo>>,
+    /// The transport authenticated the message itself (an HTTP request
+    /// with the server's bearer token).
+    pub(crate) authenticated: bool,
 }
 
 /// The answers to one inbound message, when they do not go to the
@@ -135,6 +140,9 @@ pub(crate) enum Inbound {
     Framed(framed::Reader),
     /// The other end of an in-memory pair.
     Memory(memory::Receiver),
+    /// The POSTs of an HTTP connection.
+    #[cfg(feature = "http")]
+    Http(http::Receiver),
 }
 
 impl std::fmt::Debug for Inbound {
@@ -142,6 +150,8 @@ impl std::fmt::Debug for Inbound {
         f.write_str(match self {
             Inbound::Framed(_) => "Inbound::Framed",
             Inbound::Memory(_) => "Inbound::Memory",
+            #[cfg(feature = "http")]
+            Inbound::Http(_) => "Inbound::Http",
         })
     }
 }
@@ -157,10 +167,16 @@ impl Inbound {
         idle_until: Option<Instant>,
     ) -> Poll<Result<Option<Message>, ReadError>> {
         match self {
-            Inbound::Framed(reader) => reader
-                .poll_next(cx, idle_until)
-                .map(|next| Ok(next?.map(|body| Message { body, reply: None }))),
+            Inbound::Framed(reader) => reader.poll_next(cx, idle_until).map(|next| {
+                Ok(next?.map(|body| Message {
+                    body,
+                    reply: None,
+                    authenticated: false,
+                }))
+            }),
             Inbound::Memory(receiver) => receiver.poll_next(cx, idle_until),
+            #[cfg(feature = "http")]
+            Inbound::Http(receiver) => receiver.poll_next(cx, idle_until),
         }
     }
 
@@ -170,6 +186,8 @@ impl Inbound {
         match self {
             Inbound::Framed(reader) => reader.last_read(),
             Inbound::Memory(receiver) => receiver.last_read(),
+            #[cfg(feature = "http")]
+            Inbound::Http(receiver) => receiver.last_read(),
         }
     }
 

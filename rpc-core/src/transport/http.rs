@@ -1,0 +1,451 @@
+//! The HTTP adapter (feature `http`): JSON-RPC over `POST /rpc`, on the same
+//! port as the framed protocol, with hyper.
+//!
+//! Each POST's body is one inbound message (a request, a notification or a
+//! batch) with a reply handle of its own: the session queues the answers to
+//! that message, and only those, into the POST's own outbox, then drops the
+//! handle; the response is what was queued (`200`, `application/json`) or,
+//! for a body of notifications only, `204 No Content`. Every JSON-RPC
+//! response travels with status 200, errors included, because JSON-RPC
+//! clients read the body; refusals below JSON-RPC get their own status
+//! (PROTOCOL.md, "HTTP"):
+//!
+//! | status | when |
+//! |---|---|
+//! | 400 | a body that is not valid UTF-8, or a request hyper cannot parse |
+//! | 401 | a server with a token, and no `Authorization: Bearer` with it |
+//! | 404 | a path other than `/rpc` |
+//! | 405 | `/rpc` with a method other than `POST` |
+//! | 413 | a body over the message limit, refused before it is read whole |
+//! | 415 | a content type other than `application/json` (charset `utf-8` or none) |
+//! | 503 | the session is gone (the server is shutting down) |
+//!
+//! One HTTP connection is one session: its limits (calls in flight, idle
+//! time) are the same as a framed connection's. Keep-alive is on; the
+//! request head must arrive within the frame timeout.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{ConnectionInfo, Inbound, Message, ReadError, ReplyTo, Timer, Transport};
+use crate::message::{ErrorObject, code};
+use crate::outbox::{Drain, Framing, Outbox, Taken};
+use crate::server::Endpoint;
+
+/// POSTs waiting for the session before the connection stops reading more.
+const QUEUE: usize = 16;
+
+/// Serves one HTTP/1.1 connection until the peer closes it, it idles out,
+/// or the server stops.
+pub(crate) async fn serve<IO>(
+    io: IO,
+    info: ConnectionInfo,
+    endpoint: Arc<Endpoint>,
+    stop: CancellationToken,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (messages, rx) = mpsc::channel(QUEUE);
+    let (ended, writer_done) = oneshot::channel::<()>();
+    // The session's own outbox carries nothing over HTTP (pushes and the
+    // shutdown notice have no response to travel on): closed from the start.
+    let outbox = Arc::new(Outbox::new(Framing::Delimited, 0, 1));
+    outbox.close();
+    let transport = Transport {
+        inbound: Inbound::Http(Receiver {
+            rx,
+            last_read: Instant::now(),
+            timer: Timer::default(),
+        }),
+        outbox,
+        // Ends with the HTTP connection: the session's "writer" is it.
+        writer: tokio::spawn(async move {
+            let _ = writer_done.await;
+            Ok(())
+        }),
+        info: Arc::new(info),
+    };
+    let config = &endpoint.config;
+    let post = Post {
+        messages,
+        max_body: config.max_frame,
+        max_answer: config.max_frame.max(crate::server::MIN_OUTGOING_FRAME),
+        token: config
+            .token
+            .as_ref()
+            .map(|t| Arc::new(crate::middleware::TokenAuth::new(t.as_bytes()))),
+    };
+    let service = hyper::service::service_fn(move |request| {
+        let post = post.clone();
+        async move { Ok::<_, Infallible>(post.answer(request).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(
+            config
+                .frame_timeout
+                .min(std::time::Duration::from_secs(86_400)),
+        );
+    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let (_, session) = crate::session::open(transport, endpoint.clone(), Some(stop.clone()));
+    let mut session = std::pin::pin!(session);
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = &mut session => {}
+        served = &mut connection => {
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "HTTP connection ended");
+            }
+            // No more requests: the session answers what it has, then ends.
+            let _ = ended.send(());
+            session.await;
+            return;
+        }
+    }
+    // The session ended first (shutdown, idle): let hyper finish the
+    // response in progress, within the frame timeout.
+    connection.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(config.frame_timeout, connection).await;
+    let _ = ended.send(());
+}
+
+/// What answering one POST needs.
+#[derive(Clone)]
+struct Post {
+    messages: mpsc::Sender<Message>,
+    max_body: usize,
+    max_answer: usize,
+    token: Option<Arc<crate::middleware::TokenAuth>>,
+}
+
+impl Post {
+    async fn answer(self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if let Some(refused) = self.refusal_of(&request) {
+            // Read the body away (within the limit) so the connection can
+            // carry the next request; past the limit, close it.
+            let drained = Limited::new(request.into_body(), self.max_body)
+                .collect()
+                .await
+                .is_ok();
+            return if drained { refused } else { closing(refused) };
+        }
+        let announced = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|len| len > self.max_body as u64) {
+            return closing(too_large(self.max_body));
+        }
+        // Past `refusal_of`: authenticated by the bearer token if the server
+        // has one (the session then lets the calls through).
+        let authenticated = self.token.is_some();
+        let body = match Limited::new(request.into_body(), self.max_body)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return closing(too_large(self.max_body));
+            }
+            Err(e) => {
+                return closing(refusal(
+                    StatusCode::BAD_REQUEST,
+                    code::PARSE_ERROR,
+                    &format!("the request body could not be read: {e}"),
+                ));
+            }
+        };
+        let outbox = Arc::new(Outbox::new(
+            Framing::Delimited,
+            self.max_answer,
+            self.max_answer.saturating_add(1),
+        ));
+        let answers = Collect::default();
+        let collected = tokio::spawn({
+            let (outbox, answers) = (outbox.clone(), answers.clone());
+            async move { outbox.run_writer(answers).await }
+        });
+        let message = Message {
+            body,
+            reply: Some(Arc::new(ReplyTo { outbox })),
+            authenticated,
+        };
+        if self.messages.send(message).await.is_err() {
+            collected.abort();
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::SHUTTING_DOWN,
+                "the server is shutting down; retry later or on another server",
+            );
+        }
+        // The session drops the reply handle once every answer is queued.
+        let _ = collected.await;
+        match answers.take() {
+            Some(answer) => json_response(StatusCode::OK, answer),
+            None => Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Full::new(Bytes::new()))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Post {
+    /// The refusal a request gets before its body is read, if any: the
+    /// path, the method, the content type, the token.
+    fn refusal_of(&self, request: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+        if request.uri().path() != "/rpc" {
+            return Some(refusal(
+                StatusCode::NOT_FOUND,
+                code::METHOD_NOT_FOUND,
+                "no such path: JSON-RPC requests go to `POST /rpc`",
+            ));
+        }
+        if request.method() != Method::POST {
+            let mut response = refusal(
+                StatusCode::METHOD_NOT_ALLOWED,
+                code::INVALID_REQUEST,
+                "`/rpc` takes JSON-RPC requests by `POST`",
+            );
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return Some(response);
+        }
+        if !json_content_type(request.headers().get(header::CONTENT_TYPE)) {
+            return Some(refusal(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                code::INVALID_REQUEST,
+                "send the body as `Content-Type: application/json` (UTF-8)",
+            ));
+        }
+        if let Some(auth) = &self.token {
+            if !bearer(request.headers().get(header::AUTHORIZATION))
+                .is_some_and(|t| auth.matches(t))
+            {
+                let mut response = refusal(
+                    StatusCode::UNAUTHORIZED,
+                    code::UNAUTHORIZED,
+                    "unauthorized: this server requires `Authorization: Bearer <token>`",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return Some(response);
+            }
+        }
+        None
+    }
+}
+
+/// The same response, closing the connection after it.
+fn closing(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Whether a `Content-Type` is JSON in UTF-8: `application/json`, with no
+/// charset or `charset=utf-8` (any case), or no header at all.
+fn json_content_type(value: Option<&HeaderValue>) -> bool {
+    let Some(value) = value else { return true };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let mut parts = value.split(';').map(str::trim);
+    if !parts
+        .next()
+        .is_some_and(|t| t.eq_ignore_ascii_case("application/json"))
+    {
+        return false;
+    }
+    parts.all(|p| match p.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+        }
+        _ => p.is_empty(),
+    })
+}
+
+/// The token of `Authorization: Bearer TOKEN`.
+fn bearer(value: Option<&HeaderValue>) -> Option<&[u8]> {
+    let value = value?.as_bytes();
+    let (scheme, token) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(token)
+}
+
+fn too_large(max: usize) -> Response<Full<Bytes>> {
+    refusal(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        code::FRAME_TOO_LARGE,
+        &format!("the request body exceeds the maximum of {max} bytes; send smaller requests"),
+    )
+}
+
+/// A refusal below JSON-RPC: its status, and a JSON-RPC error body.
+fn refusal(status: StatusCode, code: i64, message: &str) -> Response<Full<Bytes>> {
+    let mut body = bytes::BytesMut::new();
+    crate::message::write_error(&mut body, None, &ErrorObject::new(code, message));
+    json_response(status, body.freeze())
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .unwrap_or_default()
+}
+
+/// A byte stream whose first bytes were already read (to choose the
+/// adapter): they are read again first. hyper keeps its own rewinding type
+/// private, so these few lines are ours.
+pub(crate) struct Prefixed<IO> {
+    prefix: Bytes,
+    io: IO,
+}
+
+impl<IO> Prefixed<IO> {
+    pub(crate) fn new(prefix: Bytes, io: IO) -> Self {
+        Self { prefix, io }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Prefixed<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Prefixed<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Keeps the one answer a POST gets.
+#[derive(Clone, Default)]
+struct Collect(Arc<std::sync::Mutex<Option<Bytes>>>);
+
+impl Collect {
+    fn take(&self) -> Option<Bytes> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl Drain for Collect {
+    async fn send(&mut self, taken: &mut Taken) -> std::io::Result<()> {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for message in taken.messages() {
+            // One message answers one body: a response or a batch array.
+            slot.get_or_insert(message);
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The inbound half: the bodies of the connection's POSTs.
+pub(crate) struct Receiver {
+    rx: mpsc::Receiver<Message>,
+    last_read: Instant,
+    timer: Timer,
+}
+
+impl Receiver {
+    pub(crate) fn last_read(&self) -> Instant {
+        self.last_read
+    }
+
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        idle_until: Option<Instant>,
+    ) -> Poll<Result<Option<Message>, ReadError>> {
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(message) => {
+                self.last_read = Instant::now();
+                Poll::Ready(Ok(message))
+            }
+            Poll::Pending => {
+                if let Some(until) = idle_until {
+                    if self.timer.poll_at(cx, until).is_ready() {
+                        return Poll::Ready(Err(ReadError::Idle));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        let ok = |v: &str| json_content_type(Some(&HeaderValue::from_str(v).unwrap()));
+        assert!(json_content_type(None));
+        assert!(ok("application/json"));
+        assert!(ok("Application/JSON; charset=UTF-8"));
+        assert!(ok("application/json;charset=\"utf-8\""));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/json; charset=latin1"));
+        assert!(!ok("application/x-www-form-urlencoded"));
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_whatever_the_scheme_case() {
+        let read = |v: &'static str| bearer(Some(&HeaderValue::from_static(v))).map(<[u8]>::to_vec);
+        assert_eq!(read("Bearer s3cret"), Some(b"s3cret".to_vec()));
+        assert_eq!(read("bearer s3cret"), Some(b"s3cret".to_vec()));
+        assert_eq!(read("Basic czNjcmV0"), None);
+        assert_eq!(bearer(None), None);
+    }
+}
