@@ -74,8 +74,8 @@ pub struct PeerState {
 impl PeerState {
     pub(crate) fn new(info: Arc<ConnectionInfo>) -> Self {
         Self {
+            authenticated: info.authenticated,
             info,
-            authenticated: false,
         }
     }
 

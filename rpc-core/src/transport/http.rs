@@ -56,11 +56,15 @@ pub(crate) async fn serve<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (messages, rx) = mpsc::channel(QUEUE);
+    // A connection upgraded to a WebSocket is served here once hyper lets
+    // go of it.
+    let (upgrades, mut upgraded) = mpsc::channel::<Served>(1);
     let (ended, writer_done) = oneshot::channel::<()>();
     // The session's own outbox carries nothing over HTTP (pushes and the
     // shutdown notice have no response to travel on): closed from the start.
     let outbox = Arc::new(Outbox::new(Framing::Delimited, 0, 1));
     outbox.close();
+    let info_for_upgrades = info.clone();
     let transport = Transport {
         inbound: Inbound::Http(Receiver {
             rx,
@@ -84,6 +88,10 @@ pub(crate) async fn serve<IO>(
             .token
             .as_ref()
             .map(|t| Arc::new(crate::middleware::TokenAuth::new(t.as_bytes()))),
+        upgrades,
+        endpoint: endpoint.clone(),
+        stop: stop.clone(),
+        info: info_for_upgrades,
     };
     let service = hyper::service::service_fn(move |request| {
         let post = post.clone();
@@ -98,7 +106,9 @@ pub(crate) async fn serve<IO>(
                 .frame_timeout
                 .min(std::time::Duration::from_secs(86_400)),
         );
-    let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let connection = builder
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .with_upgrades();
     let (_, session) = crate::session::open(transport, endpoint.clone(), Some(stop.clone()));
     let mut session = std::pin::pin!(session);
     let mut connection = std::pin::pin!(connection);
@@ -111,6 +121,9 @@ pub(crate) async fn serve<IO>(
             // No more requests: the session answers what it has, then ends.
             let _ = ended.send(());
             session.await;
+            if let Ok(ws) = upgraded.try_recv() {
+                ws.await;
+            }
             return;
         }
     }
@@ -121,17 +134,31 @@ pub(crate) async fn serve<IO>(
     let _ = ended.send(());
 }
 
-/// What answering one POST needs.
+/// A connection's life after an upgrade.
+type Served = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// What answering one request needs.
 #[derive(Clone)]
 struct Post {
     messages: mpsc::Sender<Message>,
     max_body: usize,
     max_answer: usize,
     token: Option<Arc<crate::middleware::TokenAuth>>,
+    upgrades: mpsc::Sender<Served>,
+    endpoint: Arc<Endpoint>,
+    stop: CancellationToken,
+    info: ConnectionInfo,
 }
 
 impl Post {
     async fn answer(self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        #[cfg(feature = "ws")]
+        if crate::transport::ws::is_upgrade(request.headers())
+            && matches!(request.uri().path(), "/ws" | "/")
+            && request.method() == Method::GET
+        {
+            return self.upgrade(request);
+        }
         if let Some(refused) = self.refusal_of(&request) {
             // Read the body away (within the limit) so the connection can
             // carry the next request; past the limit, close it.
@@ -204,6 +231,63 @@ impl Post {
 }
 
 impl Post {
+    /// Answers a WebSocket upgrade and hands the connection, once hyper lets
+    /// go of it, to a session of its own. With a token configured, a bearer
+    /// token on the upgrade authenticates the socket; without one, the
+    /// socket can still present it with `rpc.auth`.
+    #[cfg(feature = "ws")]
+    fn upgrade(self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        use crate::transport::ws;
+        let authenticated = match (&self.token, request.headers().get(header::AUTHORIZATION)) {
+            (Some(auth), Some(given)) => {
+                if !bearer(Some(given)).is_some_and(|t| auth.matches(t)) {
+                    return refusal(
+                        StatusCode::UNAUTHORIZED,
+                        code::UNAUTHORIZED,
+                        "unauthorized: the bearer token is not valid for this server",
+                    );
+                }
+                true
+            }
+            _ => false,
+        };
+        let accepted = match ws::accept(request.headers()) {
+            Ok(accepted) => accepted,
+            Err(why) => return refusal(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, why),
+        };
+        let on_upgrade = hyper::upgrade::on(request);
+        let Post {
+            endpoint,
+            stop,
+            mut info,
+            max_body,
+            max_answer,
+            ..
+        } = self.clone();
+        info.authenticated = authenticated;
+        let served: Served = Box::pin(async move {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(e) => {
+                    tracing::debug!(error = %e, "WebSocket upgrade failed");
+                    return;
+                }
+            };
+            let write_buffer = endpoint.config.write_buffer;
+            let transport = ws::open(upgraded, max_body, max_answer, write_buffer, info).await;
+            let (_, session) = crate::session::open(transport, endpoint, Some(stop));
+            session.await;
+        });
+        if self.upgrades.try_send(served).is_err() {
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                code::SHUTTING_DOWN,
+                "this connection is already being upgraded",
+            );
+        }
+        accepted.body(Full::new(Bytes::new())).unwrap_or_default()
+    }
+
     /// The refusal a request gets before its body is read, if any: the
     /// path, the method, the content type, the token.
     fn refusal_of(&self, request: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {

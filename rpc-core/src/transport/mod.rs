@@ -39,6 +39,8 @@ pub(crate) mod framed;
 pub(crate) mod http;
 pub(crate) mod listener;
 pub mod memory;
+#[cfg(feature = "ws")]
+pub(crate) mod ws;
 
 pub use connector::{Connector, Limits, TcpConnector};
 pub use listener::Listener;
@@ -59,6 +61,9 @@ pub struct ConnectionInfo {
     /// The headers of the HTTP request that opened the session (HTTP and
     /// WebSocket); empty for other transports. Names are lower case.
     pub headers: Vec<(String, String)>,
+    /// The transport authenticated the peer itself (a WebSocket upgrade
+    /// with the server's bearer token).
+    pub(crate) authenticated: bool,
 }
 
 impl ConnectionInfo {
@@ -143,6 +148,9 @@ pub(crate) enum Inbound {
     /// The POSTs of an HTTP connection.
     #[cfg(feature = "http")]
     Http(http::Receiver),
+    /// The messages of a WebSocket.
+    #[cfg(feature = "ws")]
+    Ws(ws::Receiver),
 }
 
 impl std::fmt::Debug for Inbound {
@@ -152,6 +160,8 @@ impl std::fmt::Debug for Inbound {
             Inbound::Memory(_) => "Inbound::Memory",
             #[cfg(feature = "http")]
             Inbound::Http(_) => "Inbound::Http",
+            #[cfg(feature = "ws")]
+            Inbound::Ws(_) => "Inbound::Ws",
         })
     }
 }
@@ -177,6 +187,8 @@ impl Inbound {
             Inbound::Memory(receiver) => receiver.poll_next(cx, idle_until),
             #[cfg(feature = "http")]
             Inbound::Http(receiver) => receiver.poll_next(cx, idle_until),
+            #[cfg(feature = "ws")]
+            Inbound::Ws(receiver) => receiver.poll_next(cx, idle_until),
         }
     }
 
@@ -188,6 +200,8 @@ impl Inbound {
             Inbound::Memory(receiver) => receiver.last_read(),
             #[cfg(feature = "http")]
             Inbound::Http(receiver) => receiver.last_read(),
+            #[cfg(feature = "ws")]
+            Inbound::Ws(receiver) => receiver.last_read(),
         }
     }
 

@@ -1,0 +1,194 @@
+//! The WebSocket adapter (feature `ws`): JSON-RPC over WebSocket on the same
+//! port, by `GET /ws` (or `GET /`) with an upgrade, with tokio-tungstenite.
+//!
+//! Each text message (binary is accepted too, as UTF-8) is one JSON-RPC
+//! message: a request, a notification, a batch or a response. Many calls
+//! can be in flight on one socket; a batch is answered in one message, a
+//! notification never. The session is the same as a framed connection's:
+//! every answer, push and the shutdown notice go out as text messages, in
+//! the order they were queued. The library answers the peer's pings; a
+//! connection with nothing in flight and nothing arriving closes at the idle
+//! timeout, like any other.
+//!
+//! Why tokio-tungstenite: the most used WebSocket implementation for tokio,
+//! kept up to date, with the message size limit and the ping handling built
+//! in. (fastwebsockets is faster on large frames; the comparison the web
+//! issue asks for is left to the benchmark.)
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, Stream, StreamExt};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message as Frame, Utf8Bytes};
+
+use super::{ConnectionInfo, Inbound, Message, ReadError, Timer, Transport};
+use crate::frame::FrameError;
+use crate::outbox::{Drain, Framing, Outbox, Taken};
+
+type Socket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// Whether a request asks for a WebSocket (`Upgrade: websocket`).
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// The `101 Switching Protocols` answer to a valid upgrade request, or the
+/// reason it is not one (RFC 6455 §4.2.1: version 13 and a key).
+pub(crate) fn accept(headers: &HeaderMap) -> Result<http::response::Builder, &'static str> {
+    if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
+        return Err("a WebSocket upgrade needs `Sec-WebSocket-Version: 13`");
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err("a WebSocket upgrade needs a `Sec-WebSocket-Key`");
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    Ok(http::Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept))
+}
+
+/// The transport of an upgraded connection.
+pub(crate) async fn open(
+    upgraded: Upgraded,
+    max_message: usize,
+    max_outgoing: usize,
+    write_buffer: usize,
+    info: ConnectionInfo,
+) -> Transport {
+    // Small buffers: an idle socket should cost little (tungstenite's
+    // defaults are 128 KiB each).
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    let socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+    let (sink, stream) = socket.split();
+    let outbox = Arc::new(Outbox::new(Framing::Delimited, max_outgoing, write_buffer));
+    let writer = tokio::spawn({
+        let outbox = outbox.clone();
+        async move { outbox.run_writer(SocketDrain(sink)).await }
+    });
+    let mut info = info;
+    info.transport = "ws";
+    Transport {
+        inbound: Inbound::Ws(Receiver {
+            stream,
+            max_message,
+            last_read: Instant::now(),
+            timer: Timer::default(),
+        }),
+        outbox,
+        writer,
+        info: Arc::new(info),
+    }
+}
+
+/// The inbound half: text (or binary) messages.
+pub(crate) struct Receiver {
+    stream: SplitStream<Socket>,
+    max_message: usize,
+    last_read: Instant,
+    timer: Timer,
+}
+
+impl Receiver {
+    pub(crate) fn last_read(&self) -> Instant {
+        self.last_read
+    }
+
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        idle_until: Option<Instant>,
+    ) -> Poll<Result<Option<Message>, ReadError>> {
+        loop {
+            let frame = match Pin::new(&mut self.stream).poll_next(cx) {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => {
+                    if let Some(until) = idle_until {
+                        if self.timer.poll_at(cx, until).is_ready() {
+                            return Poll::Ready(Err(ReadError::Idle));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            };
+            self.last_read = Instant::now();
+            let body: Bytes = match frame {
+                None | Some(Ok(Frame::Close(_))) => return Poll::Ready(Ok(None)),
+                Some(Ok(Frame::Text(text))) => text.into(),
+                Some(Ok(Frame::Binary(bytes))) => bytes,
+                // Pings are answered by tungstenite itself.
+                Some(Ok(Frame::Ping(_) | Frame::Pong(_) | Frame::Frame(_))) => continue,
+                Some(Err(tungstenite::Error::Capacity(
+                    tungstenite::error::CapacityError::MessageTooLong { size, .. },
+                ))) => {
+                    return Poll::Ready(Err(ReadError::Frame(FrameError::TooLarge {
+                        len: size,
+                        max: self.max_message,
+                    })));
+                }
+                Some(Err(tungstenite::Error::Io(e))) => {
+                    return Poll::Ready(Err(ReadError::Frame(FrameError::Io(e))));
+                }
+                Some(Err(
+                    tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed,
+                )) => {
+                    return Poll::Ready(Ok(None));
+                }
+                Some(Err(e)) => {
+                    return Poll::Ready(Err(ReadError::Frame(FrameError::Io(
+                        std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    ))));
+                }
+            };
+            return Poll::Ready(Ok(Some(Message {
+                body,
+                reply: None,
+                authenticated: false,
+            })));
+        }
+    }
+}
+
+/// Sends each outbound message as one text message.
+struct SocketDrain(SplitSink<Socket, Frame>);
+
+impl Drain for SocketDrain {
+    async fn send(&mut self, taken: &mut Taken) -> std::io::Result<()> {
+        for message in taken.messages() {
+            // The outbox holds JSON the session wrote: UTF-8 by construction.
+            let text = Utf8Bytes::try_from(message)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            self.0.feed(Frame::Text(text)).await.map_err(io_error)?;
+        }
+        self.0.flush().await.map_err(io_error)
+    }
+
+    async fn close(&mut self) -> std::io::Result<()> {
+        self.0.close().await.map_err(io_error)
+    }
+}
+
+fn io_error(e: tungstenite::Error) -> std::io::Error {
+    match e {
+        tungstenite::Error::Io(e) => e,
+        other => std::io::Error::other(other),
+    }
+}
