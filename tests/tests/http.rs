@@ -238,7 +238,7 @@ async fn a_body_over_the_limit_gets_413_without_being_read_whole() {
     // Announced over the limit: refused from the head alone (the body is
     // never sent here, so a server that waited for it would hang).
     within("the head to be written", async {
-        s.write_all(b"POST /rpc HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000000\r\n\r\n")
+        s.write_all(b"POST /rpc HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: 100000000\r\n\r\n")
             .await
             .unwrap();
     })
@@ -320,5 +320,66 @@ async fn one_port_serves_framed_and_http_clients_at_once() {
         assert_eq!(over_http.json()["result"], x + 2.0);
     }
     drop((calc, http));
+    fx.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_foreign_origin_or_host_is_refused_and_the_servers_own_pages_are_not() {
+    let fx = TestServer::start(all_services().allowed_origins(["https://calc.example"])).await;
+    let mut s = fx.raw().await;
+    let ping = br#"{"jsonrpc":"2.0","method":"rpc.ping","id":1}"#;
+    let own = format!("http://127.0.0.1:{}", fx.addr().port());
+    let host = format!("127.0.0.1:{}", fx.addr().port());
+    let send = |origin: Option<&str>, host: &str| {
+        let mut head =
+            format!("POST /rpc HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n");
+        if let Some(origin) = origin {
+            head.push_str(&format!("origin: {origin}\r\n"));
+        }
+        head.push_str(&format!("content-length: {}\r\n\r\n", ping.len()));
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(ping);
+        bytes
+    };
+    for (what, origin, host, status) in [
+        ("no origin", None, host.as_str(), 200),
+        (
+            "the server's own pages",
+            Some(own.as_str()),
+            host.as_str(),
+            200,
+        ),
+        (
+            "an allowed origin",
+            Some("https://calc.example"),
+            host.as_str(),
+            200,
+        ),
+        (
+            "a foreign origin",
+            Some("https://evil.example"),
+            host.as_str(),
+            403,
+        ),
+        (
+            "a foreign host (DNS rebinding)",
+            None,
+            "evil.example:80",
+            403,
+        ),
+        ("localhost", None, "localhost", 200),
+    ] {
+        within("the request", s.write_all(&send(origin, host)))
+            .await
+            .unwrap();
+        let reply = within("the response", read_reply(&mut s)).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    drop(s);
     fx.shutdown().await;
 }

@@ -176,7 +176,7 @@ async fn one_port_serves_framed_http_and_websocket_clients_at_once() {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "POST /rpc HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            "POST /rpc HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -222,4 +222,41 @@ async fn a_shutdown_tells_websocket_clients_and_closes() {
         }
     }
     within("the shutdown", shutdown).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_page_from_another_site_cannot_open_a_socket() {
+    let fx = TestServer::demo().await;
+    let mut request = format!("ws://{}/ws", fx.addr())
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        http::header::ORIGIN,
+        "https://evil.example".parse().unwrap(),
+    );
+    match within("the handshake", tokio_tungstenite::connect_async(request)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("expected a 403, got {other:?}"),
+    }
+    // The server's own origin may.
+    let mut request = format!("ws://{}/ws", fx.addr())
+        .into_client_request()
+        .unwrap();
+    let own = format!("http://{}", fx.addr());
+    request
+        .headers_mut()
+        .insert(http::header::ORIGIN, own.parse().unwrap());
+    let (mut ws, _) = within("the handshake", tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap();
+    send(
+        &mut ws,
+        &json!({"jsonrpc":"2.0","method":"rpc.ping","id":1}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["result"], "pong");
+    drop(ws);
+    fx.shutdown().await;
 }

@@ -31,6 +31,7 @@ pub(crate) fn start<L: Listener>(
 ) -> Result<ServerHandle, ServerError> {
     let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
     descriptors::clamp_connections(&mut endpoint);
+    endpoint.config.loopback = local_addr.ip().is_loopback();
     let stop = CancellationToken::new();
     let task = tokio::spawn(accept_loop(listener, Arc::new(endpoint), stop.clone()));
     tracing::info!(%local_addr, "server listening");

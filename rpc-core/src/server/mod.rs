@@ -134,6 +134,13 @@ pub(crate) struct Config {
     pub(crate) frame_timeout: Duration,
     pub(crate) grace_period: Duration,
     pub(crate) token: Option<Arc<str>>,
+    /// Origins allowed besides the server's own (`scheme://host[:port]`).
+    pub(crate) origins: Vec<String>,
+    /// Host names allowed besides the defaults (see `allowed_hosts`).
+    pub(crate) hosts: Vec<String>,
+    /// Whether the listener is on a loopback address: then only loopback
+    /// names (and `hosts`) are accepted in `Host`.
+    pub(crate) loopback: bool,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -169,6 +176,9 @@ impl Default for ServerBuilder {
                 frame_timeout: DEFAULT_FRAME_TIMEOUT,
                 grace_period: DEFAULT_GRACE_PERIOD,
                 token: None,
+                origins: Vec::new(),
+                hosts: Vec::new(),
+                loopback: false,
                 #[cfg(feature = "tls")]
                 tls: None,
             },
@@ -275,6 +285,39 @@ impl ServerBuilder {
     /// [`middleware`](Self::middleware).
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.config.token = Some(Arc::from(token.into()));
+        self
+    }
+
+    /// Origins (`scheme://host[:port]`, as browsers send them in `Origin`)
+    /// whose pages may call this server over HTTP and WebSocket, besides
+    /// pages the server itself serves. A request from any other origin gets
+    /// `403`, so a page on another site cannot drive a server on the user's
+    /// machine. Requests without `Origin` (curl, Python, Rust) are always
+    /// allowed. Default: none.
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Host names (without port) accepted in the `Host` header of HTTP and
+    /// WebSocket requests, which stops DNS rebinding. A server listening on
+    /// a loopback address accepts `localhost`, `127.0.0.1` and `[::1]`, plus
+    /// these; one listening elsewhere accepts these, or any name when none
+    /// is given (so a container reached as `server:7070` works). Other
+    /// names get `403`. Default: none.
+    pub fn allowed_hosts<I, S>(mut self, hosts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.hosts = hosts
+            .into_iter()
+            .map(|h| h.into().to_ascii_lowercase())
+            .collect();
         self
     }
 

@@ -160,20 +160,21 @@ impl Post {
             return self.upgrade(request);
         }
         if let Some(refused) = self.refusal_of(&request) {
-            // Read the body away (within the limit) so the connection can
-            // carry the next request; past the limit, close it.
-            let drained = Limited::new(request.into_body(), self.max_body)
-                .collect()
-                .await
-                .is_ok();
-            return if drained { refused } else { closing(refused) };
+            // Read the body away (within the limit, and the frame timeout)
+            // so the connection can carry the next request; a body too large
+            // or too slow closes it instead.
+            if announced_length(request.headers()).is_some_and(|len| len > self.max_body as u64) {
+                return closing(refused);
+            }
+            let drain = Limited::new(request.into_body(), self.max_body).collect();
+            let drained = tokio::time::timeout(self.endpoint.config.frame_timeout, drain).await;
+            return if matches!(drained, Ok(Ok(_))) {
+                refused
+            } else {
+                closing(refused)
+            };
         }
-        let announced = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|len| len > self.max_body as u64) {
+        if announced_length(request.headers()).is_some_and(|len| len > self.max_body as u64) {
             return closing(too_large(self.max_body));
         }
         // Past `refusal_of`: authenticated by the bearer token if the server
@@ -238,6 +239,9 @@ impl Post {
     #[cfg(feature = "ws")]
     fn upgrade(self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         use crate::transport::ws;
+        if let Some(refused) = self.foreign(request.headers()) {
+            return refused;
+        }
         let authenticated = match (&self.token, request.headers().get(header::AUTHORIZATION)) {
             (Some(auth), Some(given)) => {
                 if !bearer(Some(given)).is_some_and(|t| auth.matches(t)) {
@@ -289,8 +293,11 @@ impl Post {
     }
 
     /// The refusal a request gets before its body is read, if any: the
-    /// path, the method, the content type, the token.
+    /// host and origin, the path, the method, the content type, the token.
     fn refusal_of(&self, request: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+        if let Some(refused) = self.foreign(request.headers()) {
+            return Some(refused);
+        }
         if request.uri().path() != "/rpc" {
             return Some(refusal(
                 StatusCode::NOT_FOUND,
@@ -333,6 +340,74 @@ impl Post {
         }
         None
     }
+}
+
+impl Post {
+    /// `403` for a `Host` this server does not answer to (DNS rebinding),
+    /// or an `Origin` that is neither the server's own nor allowed (a page
+    /// on another site).
+    fn foreign(&self, headers: &http::HeaderMap) -> Option<Response<Full<Bytes>>> {
+        let config = &self.endpoint.config;
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        if !host_allowed(host, config.loopback, &config.hosts) {
+            return Some(refusal(
+                StatusCode::FORBIDDEN,
+                code::UNAUTHORIZED,
+                "forbidden: this server does not answer to that Host name; add it with `ServerBuilder::allowed_hosts`",
+            ));
+        }
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        if let Some(origin) = origin {
+            let same = origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
+            if !same
+                && !config
+                    .origins
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(origin))
+            {
+                return Some(refusal(
+                    StatusCode::FORBIDDEN,
+                    code::UNAUTHORIZED,
+                    "forbidden: pages from this origin may not call this server; allow it with `ServerBuilder::allowed_origins`",
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Whether the `Host` header names this server: a loopback name on a
+/// loopback listener, a configured name, or, elsewhere with none
+/// configured, any name.
+fn host_allowed(host: &str, loopback: bool, allowed: &[String]) -> bool {
+    let name = match host.rsplit_once(':') {
+        // `[::1]:7070`, `localhost:7070`; not the colons inside `[::1]`.
+        Some((name, port)) if !port.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    }
+    .to_ascii_lowercase();
+    if allowed.contains(&name) {
+        return true;
+    }
+    if loopback {
+        return matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]");
+    }
+    allowed.is_empty()
+}
+
+/// The body length a request announces in `Content-Length`.
+fn announced_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 /// The same response, closing the connection after it.
@@ -522,6 +597,22 @@ mod tests {
         assert!(!ok("text/plain"));
         assert!(!ok("application/json; charset=latin1"));
         assert!(!ok("application/x-www-form-urlencoded"));
+    }
+
+    #[test]
+    fn host_names_are_checked_without_their_port() {
+        assert!(host_allowed("localhost:7070", true, &[]));
+        assert!(host_allowed("127.0.0.1", true, &[]));
+        assert!(host_allowed("[::1]:7070", true, &[]));
+        assert!(!host_allowed("evil.example:7070", true, &[]));
+        assert!(
+            host_allowed("server:7070", false, &[]),
+            "any name off loopback"
+        );
+        let named = ["calc.example".to_owned()];
+        assert!(host_allowed("Calc.Example:443", false, &named));
+        assert!(!host_allowed("other.example", false, &named));
+        assert!(host_allowed("calc.example", true, &named));
     }
 
     #[test]
