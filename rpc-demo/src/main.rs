@@ -13,6 +13,7 @@ macro_rules! say {
 }
 
 mod interactive;
+mod tools;
 mod tour;
 
 use std::path::PathBuf;
@@ -41,6 +42,80 @@ enum Command {
     Hello(ClientArgs),
     /// Sends each line you type and prints the echo; `fim` to leave.
     Echo(ClientArgs),
+    /// Lists the methods of any server of this protocol (from `rpc.discover`).
+    List(ListArgs),
+    /// Calls one method of any server of this protocol and prints the result as JSON.
+    Call(CallArgs),
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    /// The server: `HOST:PORT` or `tcp://HOST:PORT` (`tls://` with --tls-ca).
+    target: String,
+    #[command(flatten)]
+    options: ConnectOptions,
+}
+
+#[derive(Debug, Args)]
+struct CallArgs {
+    /// The server: `HOST:PORT` or `tcp://HOST:PORT` (`tls://` with --tls-ca).
+    target: String,
+    /// The method's wire name.
+    method: String,
+    /// The arguments, by position: each is read as JSON (`3`, `true`,
+    /// `"123"`, `[1,2]`), and a bare word as a string.
+    args: Vec<String>,
+    /// All the params at once, as JSON (an array, or an object by name),
+    /// instead of ARGS.
+    #[arg(long, value_name = "JSON", conflicts_with = "args")]
+    params: Option<String>,
+    #[command(flatten)]
+    options: ConnectOptions,
+}
+
+/// How `list` and `call` connect.
+#[derive(Debug, Args)]
+struct ConnectOptions {
+    /// Seconds to wait for the answer.
+    #[arg(long, value_name = "SECS", default_value_t = rpc_core::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
+    timeout: f64,
+    /// Token to present if the server requires one.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Speak TLS, trusting the CA certificate(s) in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// Name the server's certificate must carry (default: the host of the target).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    tls_name: Option<String>,
+}
+
+impl ConnectOptions {
+    /// The client options for `target` (`HOST:PORT`, `tcp://` or `tls://`).
+    fn client_args(self, target: &str) -> Result<ClientArgs, DemoError> {
+        let (scheme, address) = target.split_once("://").unwrap_or(("tcp", target));
+        match scheme {
+            "tcp" => {}
+            "tls" if self.tls_ca.is_some() => {}
+            "tls" => {
+                return Err(DemoError::Usage(
+                    "a tls:// target needs --tls-ca with the CA that signed the server's certificate".to_owned(),
+                ));
+            }
+            other => {
+                return Err(DemoError::Usage(format!(
+                    "`{other}://` targets are not supported by this command yet; give HOST:PORT (the same port answers the framed protocol)"
+                )));
+            }
+        }
+        Ok(ClientArgs {
+            server: address.trim_end_matches('/').to_owned(),
+            timeout: self.timeout,
+            token: self.token,
+            tls_ca: self.tls_ca,
+            tls_name: self.tls_name,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +190,8 @@ enum DemoError {
     Output(std::io::Error),
     #[error("{0}")]
     Other(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 /// Writes one line to standard output.
@@ -176,6 +253,20 @@ fn main() -> ExitCode {
             Some(Command::Hello(args)) => interactive::hello(connect(&args).await?).await,
             Some(Command::Echo(args)) => {
                 interactive::echo(&args.server, connect(&args).await?).await
+            }
+            Some(Command::List(args)) => {
+                let client = args.options.client_args(&args.target)?;
+                tools::list(connect(&client).await?).await
+            }
+            Some(Command::Call(args)) => {
+                let client = args.options.client_args(&args.target)?;
+                tools::call(
+                    connect(&client).await?,
+                    &args.method,
+                    &args.args,
+                    args.params.as_deref(),
+                )
+                .await
             }
         }
     });

@@ -322,3 +322,37 @@ fn out_of_file_descriptors_every_connection_is_answered_or_refused_never_left_si
     assert!(served > 0, "some peers are served");
     assert!(refused > 0, "the rest are refused: {served} served");
 }
+
+#[test]
+fn list_and_call_speak_to_any_server_of_the_protocol() {
+    let (_server, addr) = serve(&[]);
+    let out = run(&["list", &addr], "");
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.contains("add(a, b)"), "{}", out.stdout);
+    assert!(out.stdout.contains("hello(name)"), "{}", out.stdout);
+
+    let out = run(&["call", &addr, "add", "2", "3"], "");
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "5.0");
+    // A bare word is a string; a quoted number stays a string.
+    let out = run(&["call", &format!("tcp://{addr}"), "hello", "Ana"], "");
+    assert_eq!(out.stdout.trim(), "\"Olá, Ana!\"");
+    let out = run(&["call", &addr, "hello", "\"123\""], "");
+    assert_eq!(out.stdout.trim(), "\"Olá, 123!\"");
+    let out = run(&["call", &addr, "add", "--params", r#"{"a":1,"b":2}"#], "");
+    assert_eq!(out.stdout.trim(), "3.0");
+
+    // An error: one line with the code and the message, status 1.
+    let out = run(&["call", &addr, "div", "1", "0"], "");
+    assert!(!out.status.success());
+    let line = out.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.contains("1000") && line.contains("division by zero"),
+        "{line}"
+    );
+    let out = run(&["call", &addr, "nope"], "");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("-32601"), "{}", out.stderr);
+    assert_no_panic(&out);
+}

@@ -1,0 +1,76 @@
+//! `rpc-demo list` and `rpc-demo call`: a generic client for any server of
+//! this protocol, like grpcurl for gRPC. `list` reads the server's
+//! `rpc.discover` document; `call` sends one call with arguments given on
+//! the command line and prints the result as JSON.
+
+use serde_json::Value;
+
+use crate::DemoError;
+
+/// Prints each method with its parameters and the first line of its docs.
+pub async fn list(client: rpc_core::Client) -> Result<(), DemoError> {
+    let document: Value = client.call("rpc.discover", &[(); 0]).await?;
+    let methods = document["methods"].as_array().cloned().unwrap_or_default();
+    for method in &methods {
+        let name = method["name"].as_str().unwrap_or("?");
+        let params: Vec<&str> = method["params"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+            .unwrap_or_default();
+        let summary = method["description"]
+            .as_str()
+            .and_then(|d| d.lines().next())
+            .unwrap_or("");
+        say!(
+            "{name}({}){}{summary}",
+            params.join(", "),
+            if summary.is_empty() { "" } else { "  " }
+        );
+    }
+    Ok(())
+}
+
+/// Calls `method` with `args` (each read as JSON, a bare word as a string)
+/// or with `params` (JSON, all at once), and prints the result as JSON.
+pub async fn call(
+    client: rpc_core::Client,
+    method: &str,
+    args: &[String],
+    params: Option<&str>,
+) -> Result<(), DemoError> {
+    let params: Value = match params {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| DemoError::Usage(format!("--params is not JSON: {e}")))?,
+        None => Value::Array(args.iter().map(|a| argument(a)).collect()),
+    };
+    if !params.is_array() && !params.is_object() {
+        return Err(DemoError::Usage(
+            "--params must be a JSON array (by position) or object (by name)".to_owned(),
+        ));
+    }
+    let result: Value = client.call(method, &params).await?;
+    say!("{result}");
+    Ok(())
+}
+
+/// One command-line argument as a JSON value: JSON if it parses (`3`,
+/// `true`, `"x"`, `[1,2]`), else the word itself as a string.
+pub fn argument(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_json_or_bare_strings() {
+        assert_eq!(argument("3"), Value::from(3));
+        assert_eq!(argument("2.5"), Value::from(2.5));
+        assert_eq!(argument("true"), Value::from(true));
+        assert_eq!(argument("Ana"), Value::from("Ana"));
+        assert_eq!(argument("\"123\""), Value::from("123"));
+        assert_eq!(argument("[1,2]"), serde_json::json!([1, 2]));
+        assert_eq!(argument("Olá mundo"), Value::from("Olá mundo"));
+    }
+}
