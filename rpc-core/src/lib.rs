@@ -71,6 +71,11 @@
 //!
 //! On a method, `#[rpc(...)]`:
 //! - `name = "wire_name"` renames it on the wire;
+//! - `alias = "other"` (any number of times) is another wire name for the
+//!   same method, checked for clashes like names (the demo calculator
+//!   answers `mul` and `mult`);
+//! - `read_only` marks a method that changes nothing: it gets `GET` REST
+//!   routes (`/api/mult/4/5`); any other method is `POST` only;
 //! - `timeout = "2s"` (units `ms`, `s`, `m`, `h`) is its default time budget,
 //!   instead of the client's; a handle's [`Client::with_timeout`] still wins;
 //! - `oneway` (for a method returning `()`) sends a JSON-RPC notification:

@@ -27,6 +27,13 @@ pub struct MethodInfo {
     pub name: &'static str,
     /// Parameter names, in positional order.
     pub params: &'static [&'static str],
+    /// For each parameter, whether it takes text as it is (a `String`): a
+    /// REST path or query argument for it is not read as JSON.
+    pub text_params: &'static [bool],
+    /// Other wire names of the method (`#[rpc(alias = "...")]`).
+    pub aliases: &'static [&'static str],
+    /// Safe to call by `GET` (`#[rpc(read_only)]`): it changes nothing.
+    pub read_only: bool,
     /// The method's doc comment.
     pub docs: &'static str,
 }

@@ -37,6 +37,11 @@ pub(crate) struct Method<'a> {
     pub oneway: Option<Span>,
     /// `#[rpc(idempotent)]`, where it was written.
     pub idempotent: Option<Span>,
+    /// `#[rpc(alias = "...")]`: other wire names (namespace included), with
+    /// where each was written.
+    pub aliases: Vec<(String, Span)>,
+    /// `#[rpc(read_only)]`, where it was written.
+    pub read_only: Option<Span>,
 }
 
 /// A named argument.
@@ -85,7 +90,19 @@ impl<'a> Method<'a> {
             timeout,
             oneway,
             idempotent,
+            aliases,
+            read_only,
         } = attr::method_attrs(&item.attrs, errors);
+        let aliases = aliases
+            .iter()
+            .map(|lit| {
+                let name = match namespace {
+                    Some(ns) => format!("{ns}.{}", lit.value()),
+                    None => lit.value(),
+                };
+                (name, lit.span())
+            })
+            .collect();
         let (base, wire_span) = match &name {
             Some(lit) => (lit.value(), lit.span()),
             None => (item.sig.ident.unraw().to_string(), item.sig.ident.span()),
@@ -123,7 +140,15 @@ impl<'a> Method<'a> {
             timeout,
             oneway,
             idempotent,
+            aliases,
+            read_only,
         }
+    }
+
+    /// Every name the method answers to: its wire name, then its aliases.
+    pub(crate) fn names(&self) -> impl Iterator<Item = (&str, Span)> {
+        std::iter::once((self.wire.as_str(), self.wire_span))
+            .chain(self.aliases.iter().map(|(n, s)| (n.as_str(), *s)))
     }
 }
 

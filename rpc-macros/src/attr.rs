@@ -32,6 +32,10 @@ pub(crate) struct MethodAttrs {
     pub oneway: Option<Span>,
     /// `idempotent`: may be retried once on a fresh connection.
     pub idempotent: Option<Span>,
+    /// `alias = "..."`, any number of times: other wire names of the method.
+    pub aliases: Vec<LitStr>,
+    /// `read_only`: safe to call by `GET` (REST routes).
+    pub read_only: Option<Span>,
 }
 
 /// Parses a duration such as `"2s"`, `"500ms"`, `"1.5s"` or `"1m"` into
@@ -148,9 +152,24 @@ pub(crate) fn method_attrs(attrs: &[Attribute], errors: &mut Errors) -> MethodAt
             } else if meta.path.is_ident("idempotent") {
                 out.idempotent = Some(flag(&meta, out.idempotent.is_some())?);
                 Ok(())
+            } else if meta.path.is_ident("read_only") {
+                out.read_only = Some(flag(&meta, out.read_only.is_some())?);
+                Ok(())
+            } else if meta.path.is_ident("alias") {
+                // Repeatable: each `alias = "..."` adds one.
+                let lit = string_value(&meta, false)?;
+                let value = lit.value();
+                if value.is_empty() || value.contains(char::is_whitespace) || value.contains('/') {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "an alias must be non-empty, without spaces or `/`, like `alias = \"soma\"`",
+                    ));
+                }
+                out.aliases.push(lit);
+                Ok(())
             } else {
                 Err(meta.error(format_args!(
-                    "unknown #[rpc] option `{}`; expected `name = \"...\"`, `timeout = \"...\"`, `oneway` or `idempotent`",
+                    "unknown #[rpc] option `{}`; expected `name = \"...\"`, `alias = \"...\"`, `timeout = \"...\"`, `oneway`, `idempotent` or `read_only`",
                     path_name(&meta.path)
                 )))
             }

@@ -62,17 +62,28 @@ pub(crate) fn check(service: &Service<'_>, errors: &mut Errors) {
     for (index, method) in service.methods.iter().enumerate() {
         check_method(method, errors);
         let earlier = &service.methods[..index];
-        if let Some(first) = earlier
-            .iter()
-            .find(|m| m.wire == method.wire && may_coexist(m, method))
-        {
-            errors.push(syn::Error::new(
-                method.wire_span,
-                format_args!(
-                    "the wire name `{}` is already used by method `{}`; give one of them another name with #[rpc(name = \"...\")]",
-                    method.wire, first.ident
-                ),
-            ));
+        for (position, (name, span)) in method.names().enumerate() {
+            let clash = earlier
+                .iter()
+                .filter(|m| may_coexist(m, method))
+                .find(|m| m.names().any(|(n, _)| n == name))
+                .map(|m| m.ident.to_string())
+                .or_else(|| {
+                    // The method's own names must differ too.
+                    method
+                        .names()
+                        .take(position)
+                        .any(|(n, _)| n == name)
+                        .then(|| method.ident.to_string())
+                });
+            if let Some(first) = clash {
+                errors.push(syn::Error::new(
+                    span,
+                    format_args!(
+                        "the wire name `{name}` is already used by method `{first}`; give one of them another name with #[rpc(name = \"...\")] or a different alias"
+                    ),
+                ));
+            }
         }
     }
 }
@@ -142,6 +153,16 @@ fn check_method(method: &Method<'_>, errors: &mut Errors) {
                 "a method called `{name}` would clash with the generated client's own `{name}`; rename the Rust method (keep the wire name with #[rpc(name = \"{name}\")])"
             ),
         );
+    }
+    for (alias, span) in &method.aliases {
+        if alias.starts_with("rpc.") {
+            errors.push(syn::Error::new(
+                *span,
+                format_args!(
+                    "the alias `{alias}` starts with `rpc.`, which JSON-RPC reserves for built-in methods; choose another"
+                ),
+            ));
+        }
     }
     if method.wire.starts_with("rpc.") {
         errors.push(syn::Error::new(

@@ -123,7 +123,7 @@ async fn requests_batches_and_errors_all_come_back_with_status_200() {
     let batch = post(
         &mut s,
         &json!([
-            {"jsonrpc":"2.0","method":"mult","params":[4,5],"id":"a"},
+            {"jsonrpc":"2.0","method":"multiply","params":[4,5],"id":"a"},
             {"jsonrpc":"2.0","method":"mul","params":[4,5],"id":"b"},
             {"jsonrpc":"2.0","method":"rpc.ping"}
         ]),
@@ -382,4 +382,109 @@ async fn a_foreign_origin_or_host_is_refused_and_the_servers_own_pages_are_not()
     }
     drop(s);
     fx.shutdown().await;
+}
+
+mod counter {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// One read-only method and one that changes state.
+    #[rpc_core::service]
+    pub trait Counter {
+        /// The count.
+        #[rpc(read_only, alias = "valor")]
+        async fn get(&self) -> u64;
+        /// Adds `by` to the count.
+        async fn bump(&self, by: u64) -> u64;
+    }
+
+    #[derive(Default)]
+    pub struct Count(pub AtomicU64);
+
+    impl Counter for std::sync::Arc<Count> {
+        async fn get(&self) -> u64 {
+            self.0.load(Ordering::SeqCst)
+        }
+        async fn bump(&self, by: u64) -> u64 {
+            self.0.fetch_add(by, Ordering::SeqCst) + by
+        }
+    }
+}
+
+#[tokio::test]
+async fn rest_routes_convert_arguments_by_type_and_map_errors_to_statuses() {
+    let fx = TestServer::demo().await;
+    let mut s = fx.raw().await;
+    for (path, status, body) in [
+        ("/api/mult/4/5", 200, json!(20.0)),
+        ("/api/mul/4/5", 200, json!(20.0)),
+        ("/api/soma/2/3", 200, json!(5.0)),
+        ("/api/div/4/5", 200, json!(0.8)),
+        ("/api/add?a=4&b=5", 200, json!(9.0)),
+        ("/api/hello/123", 200, json!("Olá, 123!")),
+        ("/api/hello/Jo%C3%A3o", 200, json!("Olá, João!")),
+        ("/api/hello?name=Z%C3%A9", 200, json!("Olá, Zé!")),
+    ] {
+        let reply = request(&mut s, "GET", path, &[], b"").await;
+        assert_eq!(reply.status, status, "{path}");
+        assert_eq!(reply.json(), body, "{path}");
+    }
+    for (path, status, code) in [
+        ("/api/div/1/0", 422, code::APPLICATION_ERROR),
+        ("/api/add/x/1", 400, code::INVALID_PARAMS),
+        ("/api/add/1", 400, code::INVALID_PARAMS),
+        ("/api/add?a=1&c=2", 400, code::INVALID_PARAMS),
+        ("/api/nope/1", 404, code::METHOD_NOT_FOUND),
+    ] {
+        let reply = request(&mut s, "GET", path, &[], b"").await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{path}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["error"]["code"], code, "{path}");
+    }
+    let posted = request(&mut s, "POST", "/api/add", &[JSON], br#"{"a":1,"b":2}"#).await;
+    assert_eq!((posted.status, posted.json()), (200, json!(3.0)));
+    let posted = request(&mut s, "POST", "/api/add", &[JSON], b"[1,2]").await;
+    assert_eq!(posted.json(), json!(3.0));
+    let bad = request(&mut s, "POST", "/api/add", &[JSON], b"3").await;
+    assert_eq!(bad.status, 400);
+    drop(s);
+    fx.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_method_that_changes_state_has_no_get_route() {
+    let count = std::sync::Arc::new(counter::Count::default());
+    let fx = TestServer::start(
+        rpc_core::Server::builder().service(counter::CounterServer::new(count.clone())),
+    )
+    .await;
+    let mut s = fx.raw().await;
+    let get = request(&mut s, "GET", "/api/bump/5", &[], b"").await;
+    assert_eq!(get.status, 405, "{}", String::from_utf8_lossy(&get.body));
+    assert_eq!(get.header("allow"), Some("POST"));
+    assert_eq!(
+        count.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a GET (a link, an <img>) changed nothing"
+    );
+    let post = request(&mut s, "POST", "/api/bump", &[JSON], b"[5]").await;
+    assert_eq!((post.status, post.json()), (200, json!(5)));
+    let read = request(&mut s, "GET", "/api/valor", &[], b"").await;
+    assert_eq!(
+        (read.status, read.json()),
+        (200, json!(5)),
+        "the alias reads it"
+    );
+    // The alias answers JSON-RPC too.
+    let rpc = post_rpc(&mut s, &json!({"jsonrpc":"2.0","method":"valor","id":1})).await;
+    assert_eq!(rpc.json()["result"], 5);
+    drop(s);
+    fx.shutdown().await;
+}
+
+async fn post_rpc(stream: &mut TcpStream, body: &Value) -> Reply {
+    post(stream, body).await
 }

@@ -14,7 +14,11 @@ use crate::service::{HandlerFuture, MethodInfo, Service};
 /// through to the [built-ins](super::builtins).
 pub(crate) struct Router {
     services: Vec<Arc<dyn Service>>,
-    routes: HashMap<&'static str, usize>,
+    /// Every wire name and alias: the service that offers it and the
+    /// method's own wire name (what its `Service::call` matches on).
+    routes: HashMap<&'static str, (usize, &'static str)>,
+    /// What each method is, by wire name and alias.
+    infos: HashMap<&'static str, MethodInfo>,
     /// The `rpc.discover` document, built once.
     discover: Box<RawValue>,
 }
@@ -23,24 +27,28 @@ impl Router {
     /// Checks that no two services offer the same name and that none uses
     /// the reserved `rpc.` prefix, then builds the table.
     pub(crate) fn new(services: Vec<Arc<dyn Service>>) -> Result<Self, ServerError> {
-        let mut routes: HashMap<&'static str, usize> = HashMap::default();
+        let mut routes: HashMap<&'static str, (usize, &'static str)> = HashMap::default();
+        let mut infos: HashMap<&'static str, MethodInfo> = HashMap::default();
         let mut all: Vec<MethodInfo> = Vec::new();
         for (index, service) in services.iter().enumerate() {
             for method in service.methods() {
-                if method.name.starts_with(builtins::PREFIX) {
-                    return Err(ServerError::ReservedName {
-                        method: method.name.to_owned(),
-                        service: service.name(),
-                    });
+                for &name in std::iter::once(&method.name).chain(method.aliases) {
+                    if name.starts_with(builtins::PREFIX) {
+                        return Err(ServerError::ReservedName {
+                            method: name.to_owned(),
+                            service: service.name(),
+                        });
+                    }
+                    if let Some(&(first, _)) = routes.get(name) {
+                        return Err(ServerError::DuplicateMethod {
+                            method: name.to_owned(),
+                            first: services[first].name(),
+                            second: service.name(),
+                        });
+                    }
+                    routes.insert(name, (index, method.name));
+                    infos.insert(name, method);
                 }
-                if let Some(&first) = routes.get(method.name) {
-                    return Err(ServerError::DuplicateMethod {
-                        method: method.name.to_owned(),
-                        first: services[first].name(),
-                        second: service.name(),
-                    });
-                }
-                routes.insert(method.name, index);
                 all.push(method);
             }
         }
@@ -49,6 +57,7 @@ impl Router {
         Ok(Self {
             services,
             routes,
+            infos,
             discover,
         })
     }
@@ -58,8 +67,15 @@ impl Router {
         Self {
             services: Vec::new(),
             routes: HashMap::default(),
+            infos: HashMap::default(),
             discover: crate::openrpc::document(&[], &[]),
         }
+    }
+
+    /// What the method with this wire name or alias is, if any service
+    /// offers it.
+    pub(crate) fn info(&self, method: &str) -> Option<&MethodInfo> {
+        self.infos.get(method)
     }
 
     /// The service that offers `method` (its name, for tracing), the
@@ -70,10 +86,10 @@ impl Router {
         method: &str,
         params: Option<&RawValue>,
     ) -> Result<(&'static str, &'static str, HandlerFuture), ErrorObject> {
-        if let Some((&name, service)) = self
+        if let Some((name, service)) = self
             .routes
-            .get_key_value(method)
-            .and_then(|(name, &i)| Some((name, self.services.get(i)?)))
+            .get(method)
+            .and_then(|&(i, name)| Some((name, self.services.get(i)?)))
         {
             return Ok((service.name(), name, service.call(name, params)?));
         }

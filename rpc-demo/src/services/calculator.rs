@@ -6,18 +6,23 @@ use serde::{Deserialize, Serialize};
 #[rpc_core::service]
 pub trait Calculator {
     /// Returns `a + b`.
+    #[rpc(read_only, alias = "soma")]
     async fn add(&self, a: f64, b: f64) -> Result<f64, CalcError>;
     /// Returns `a - b`.
+    #[rpc(read_only)]
     async fn sub(&self, a: f64, b: f64) -> Result<f64, CalcError>;
     /// Returns `a * b`.
+    #[rpc(read_only, alias = "mult")]
     async fn mul(&self, a: f64, b: f64) -> Result<f64, CalcError>;
     /// Returns `a / b`; dividing by zero is a [`CalcError::DivisionByZero`]
     /// the caller can match on.
+    #[rpc(read_only)]
     async fn div(&self, a: f64, b: f64) -> Result<f64, CalcError>;
     /// Returns `a` raised to the power `b`.
     ///
     /// Every operation whose result is not a finite number (an overflow, or
     /// `0^-1`) answers [`CalcError::NotFinite`]: JSON has no infinity.
+    #[rpc(read_only, alias = "pot")]
     async fn pow(&self, a: f64, b: f64) -> Result<f64, CalcError>;
 }
 

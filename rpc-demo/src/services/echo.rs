@@ -4,9 +4,11 @@
 #[rpc_core::service]
 pub trait Echo {
     /// Returns `text` unchanged.
+    #[rpc(read_only)]
     async fn echo(&self, text: String) -> String;
     /// Waits `ms` milliseconds, then returns `ms`: a slow call, to watch
     /// timeouts, deadlines and cancellation at work.
+    #[rpc(read_only)]
     async fn sleep(&self, ms: u64) -> u64;
 }
 

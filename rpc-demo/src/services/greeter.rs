@@ -4,6 +4,7 @@
 #[rpc_core::service]
 pub trait Greeter {
     /// Returns `Olá, {name}!`.
+    #[rpc(read_only)]
     async fn hello(&self, name: String) -> String;
 }
 

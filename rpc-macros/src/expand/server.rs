@@ -10,6 +10,29 @@ use crate::attr::{cfg_attrs, internal_span};
 
 use super::{doc_string, respan};
 
+/// Whether a parameter of type `ty` takes text as it is: a REST path or
+/// query argument for it is a string, not JSON (`/api/hello/123` is the
+/// name `"123"`). Decided on the type's name, as written.
+fn is_text(ty: &syn::Type) -> bool {
+    let syn::Type::Path(path) = ty else {
+        return matches!(ty, syn::Type::Reference(_));
+    };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    match last.ident.to_string().as_str() {
+        "String" | "str" | "char" | "PathBuf" | "Cow" => true,
+        "Option" | "Box" => match &last.arguments {
+            syn::PathArguments::AngleBracketed(args) => args
+                .args
+                .iter()
+                .any(|a| matches!(a, syn::GenericArgument::Type(inner) if is_text(inner))),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
     let trait_ident = &service.item.ident;
     let vis = &service.item.vis;
@@ -31,10 +54,20 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         let cfgs = cfg_attrs(&method.item.attrs);
         let wire = &method.wire;
         let names = method.args.iter().map(|a| &a.name);
+        let text = method.args.iter().map(|a| is_text(a.ty));
+        let aliases = method.aliases.iter().map(|(a, _)| a);
+        let read_only = method.read_only.is_some();
         let docs = doc_string(&method.item.attrs);
         quote! {
             #(#cfgs)*
-            #list.push(#krate::__private::MethodInfo { name: #wire, params: &[#(#names),*], docs: #docs });
+            #list.push(#krate::__private::MethodInfo {
+                name: #wire,
+                params: &[#(#names),*],
+                text_params: &[#(#text),*],
+                aliases: &[#(#aliases),*],
+                read_only: #read_only,
+                docs: #docs,
+            });
         }
     });
 

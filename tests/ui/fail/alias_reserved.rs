@@ -1,0 +1,7 @@
+#[rpc_core::service]
+pub trait Service {
+    #[rpc(alias = "rpc.add")]
+    async fn add(&self, a: f64, b: f64) -> f64;
+}
+
+fn main() {}
