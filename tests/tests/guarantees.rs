@@ -418,7 +418,7 @@ async fn an_http_request_on_the_rpc_port_is_told_where_json_rpc_is() {
     // another path is told where to go, in HTTP.
     let fx = TestServer::demo().await;
     let mut raw = fx.raw().await;
-    raw.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    raw.write_all(b"GET /nothing-here HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();

@@ -136,6 +136,8 @@ pub(crate) struct Config {
     pub(crate) token: Option<Arc<str>>,
     /// Origins allowed besides the server's own (`scheme://host[:port]`).
     pub(crate) origins: Vec<String>,
+    /// Static pages served over HTTP: path, content type, body.
+    pub(crate) pages: Vec<(String, &'static str, bytes::Bytes)>,
     /// Host names allowed besides the defaults (see `allowed_hosts`).
     pub(crate) hosts: Vec<String>,
     /// Whether the listener is on a loopback address: then only loopback
@@ -177,6 +179,7 @@ impl Default for ServerBuilder {
                 grace_period: DEFAULT_GRACE_PERIOD,
                 token: None,
                 origins: Vec::new(),
+                pages: Vec::new(),
                 hosts: Vec::new(),
                 loopback: false,
                 #[cfg(feature = "tls")]
@@ -318,6 +321,30 @@ impl ServerBuilder {
             .into_iter()
             .map(|h| h.into().to_ascii_lowercase())
             .collect();
+        self
+    }
+
+    /// Serves `body` at `path` (`GET`, over HTTP on the same port) with the
+    /// given content type: a page that calls the server from the browser
+    /// with the client every server serves at `/rpc.js`. A later page at the
+    /// same path replaces an earlier one.
+    ///
+    /// ```
+    /// let builder = rpc_core::Server::builder().page(
+    ///     "/",
+    ///     "text/html; charset=utf-8",
+    ///     r#"<script type="module">import { Client } from "/rpc.js"; /* ... */</script>"#,
+    /// );
+    /// ```
+    pub fn page(
+        mut self,
+        path: impl Into<String>,
+        content_type: &'static str,
+        body: impl Into<bytes::Bytes>,
+    ) -> Self {
+        let path = path.into();
+        self.config.pages.retain(|(p, _, _)| *p != path);
+        self.config.pages.push((path, content_type, body.into()));
         self
     }
 

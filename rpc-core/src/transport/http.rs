@@ -26,6 +26,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -33,7 +34,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -59,11 +60,10 @@ pub(crate) async fn serve<IO>(
     // A connection upgraded to a WebSocket is served here once hyper lets
     // go of it.
     let (upgrades, mut upgraded) = mpsc::channel::<Served>(1);
-    let (ended, writer_done) = oneshot::channel::<()>();
-    // The session's own outbox carries nothing over HTTP (pushes and the
-    // shutdown notice have no response to travel on): closed from the start.
-    let outbox = Arc::new(Outbox::new(Framing::Delimited, 0, 1));
-    outbox.close();
+    // The session's own outbox carries nothing over HTTP: pushes and the
+    // shutdown notice have no response to travel on, and are dropped. Its
+    // writer ends when the session closes it.
+    let outbox = Arc::new(Outbox::new(Framing::Delimited, usize::MAX, 1 << 20));
     let info_for_upgrades = info.clone();
     let transport = Transport {
         inbound: Inbound::Http(Receiver {
@@ -71,12 +71,11 @@ pub(crate) async fn serve<IO>(
             last_read: Instant::now(),
             timer: Timer::default(),
         }),
-        outbox,
-        // Ends with the HTTP connection: the session's "writer" is it.
-        writer: tokio::spawn(async move {
-            let _ = writer_done.await;
-            Ok(())
+        writer: tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.run_writer(Discard).await }
         }),
+        outbox,
         info: Arc::new(info),
     };
     let config = &endpoint.config;
@@ -93,9 +92,18 @@ pub(crate) async fn serve<IO>(
         stop: stop.clone(),
         info: info_for_upgrades,
     };
-    let service = hyper::service::service_fn(move |request| {
-        let post = post.clone();
-        async move { Ok::<_, Infallible>(post.answer(request).await) }
+    let answering = Arc::new(AtomicUsize::new(0));
+    let service = hyper::service::service_fn({
+        let answering = answering.clone();
+        move |request| {
+            let post = post.clone();
+            let busy = Answering::start(&answering);
+            async move {
+                let response = post.answer(request).await;
+                drop(busy);
+                Ok::<_, Infallible>(response)
+            }
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -106,32 +114,71 @@ pub(crate) async fn serve<IO>(
                 .frame_timeout
                 .min(std::time::Duration::from_secs(86_400)),
         );
-    let connection = builder
-        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
-        .with_upgrades();
+    let mut connection = Box::pin(
+        builder
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+            .with_upgrades(),
+    );
     let (_, session) = crate::session::open(transport, endpoint.clone(), Some(stop.clone()));
     let mut session = std::pin::pin!(session);
-    let mut connection = std::pin::pin!(connection);
     tokio::select! {
-        _ = &mut session => {}
+        _ = &mut session => {
+            // The session ended first (shutdown, idle). A request being
+            // answered gets the frame timeout to finish; an idle keep-alive
+            // connection (browsers keep them) only a moment to flush a
+            // response just written, since hyper would otherwise wait for
+            // the peer to close it.
+            connection.as_mut().graceful_shutdown();
+            let drain = if answering.load(Ordering::Acquire) > 0 {
+                config.frame_timeout
+            } else {
+                std::time::Duration::from_millis(200)
+            };
+            let _ = tokio::time::timeout(drain, connection).await;
+            return;
+        }
         served = &mut connection => {
             if let Err(e) = served {
                 tracing::debug!(error = %e, "HTTP connection ended");
             }
-            // No more requests: the session answers what it has, then ends.
-            let _ = ended.send(());
-            session.await;
-            if let Ok(ws) = upgraded.try_recv() {
-                ws.await;
-            }
-            return;
         }
     }
-    // The session ended first (shutdown, idle): let hyper finish the
-    // response in progress, within the frame timeout.
-    connection.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(config.frame_timeout, connection).await;
-    let _ = ended.send(());
+    // No more requests: dropping the connection drops the service and its
+    // senders, so the session answers what it has, then ends.
+    drop(connection);
+    session.await;
+    if let Ok(ws) = upgraded.try_recv() {
+        ws.await;
+    }
+}
+
+/// Drops what it is given: the session outbox of an HTTP connection.
+struct Discard;
+
+impl Drain for Discard {
+    async fn send(&mut self, _: &mut Taken) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    async fn close(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts the requests of a connection being answered.
+struct Answering(Arc<AtomicUsize>);
+
+impl Answering {
+    fn start(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A connection's life after an upgrade.
@@ -161,6 +208,11 @@ impl Post {
         }
         if request.uri().path().starts_with("/api/") {
             return self.rest(request).await;
+        }
+        if request.method() == Method::GET {
+            if let Some(page) = self.page(request.uri().path()) {
+                return self.foreign(request.headers()).unwrap_or(page);
+            }
         }
         if let Some(refused) = self.refusal_of(&request) {
             // Read the body away (within the limit, and the frame timeout)
@@ -544,7 +596,35 @@ impl Post {
     }
 }
 
+/// The browser client every server serves at `/rpc.js`.
+const RPC_JS: &str = include_str!("../../assets/rpc.js");
+
 impl Post {
+    /// A static page at `path`: `/rpc.js`, or one given to
+    /// `ServerBuilder::page`.
+    fn page(&self, path: &str) -> Option<Response<Full<Bytes>>> {
+        let (content_type, body) = if path == "/rpc.js" {
+            (
+                "text/javascript; charset=utf-8",
+                Bytes::from_static(RPC_JS.as_bytes()),
+            )
+        } else {
+            let (_, content_type, body) = self
+                .endpoint
+                .config
+                .pages
+                .iter()
+                .find(|(p, _, _)| p == path)?;
+            (*content_type, body.clone())
+        };
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Full::new(body))
+            .ok()
+    }
+
     /// `403` for a `Host` this server does not answer to (DNS rebinding),
     /// or an `Origin` that is neither the server's own nor allowed (a page
     /// on another site).

@@ -182,7 +182,10 @@ impl Drain for SocketDrain {
     }
 
     async fn close(&mut self) -> std::io::Result<()> {
-        self.0.close().await.map_err(io_error)
+        // Send the close frame and flush; do not wait for the peer's reply
+        // (the session has stopped reading, so it would never be seen).
+        self.0.feed(Frame::Close(None)).await.map_err(io_error)?;
+        self.0.flush().await.map_err(io_error)
     }
 }
 

@@ -14,4 +14,9 @@ pub fn all_services() -> rpc_core::ServerBuilder {
         .service(CalculatorServer::new(Calc))
         .service(GreeterServer::new(Greet))
         .service(EchoServer::new(Echoer))
+        .page("/", "text/html; charset=utf-8", CALCULATOR_PAGE)
 }
+
+/// The calculator page at `/`: two numbers, a button per operation, calls
+/// over WebSocket with the server's `/rpc.js`.
+pub const CALCULATOR_PAGE: &str = include_str!("../../assets/calculator.html");
