@@ -70,10 +70,13 @@ fn run_python(script: &PathBuf, args: &[String]) -> Finished {
     }
 }
 
-#[tokio::test]
-async fn a_standard_library_python_client_passes_all_its_checks() {
+/// Runs `examples/python/SCRIPT HOST:PORT` against a demo server and
+/// checks that it reports success.
+async fn passes_all_its_checks(script: &str) {
     let fx = TestServer::demo().await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/calc_client.py");
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/python")
+        .join(script);
     assert!(script.is_file(), "missing {}", script.display());
     let addr = format!("127.0.0.1:{}", fx.addr().port());
 
@@ -109,4 +112,14 @@ async fn a_standard_library_python_client_passes_all_its_checks() {
     );
 
     fx.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_standard_library_python_client_over_framed_tcp_passes_all_its_checks() {
+    passes_all_its_checks("framed_client.py").await;
+}
+
+#[tokio::test]
+async fn a_standard_library_python_client_over_http_passes_all_its_checks() {
+    passes_all_its_checks("http_client.py").await;
 }

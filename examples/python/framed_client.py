@@ -11,7 +11,7 @@ requests (not its notifications).
 Uses only the standard library. Prints one line per check and exits with
 status 1 if any check fails (2 if the conversation itself breaks).
 
-Usage: python3 calc_client.py HOST:PORT
+Usage: python3 framed_client.py HOST:PORT
 """
 
 import json
