@@ -50,7 +50,8 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ListArgs {
-    /// The server: `HOST:PORT` or `tcp://HOST:PORT` (`tls://` with --tls-ca).
+    /// The server: `HOST:PORT`, `tcp://HOST:PORT`, `ws://HOST:PORT/ws`
+    /// (`tls://` and `wss://` with --tls-ca).
     target: String,
     #[command(flatten)]
     options: ConnectOptions,
@@ -58,7 +59,8 @@ struct ListArgs {
 
 #[derive(Debug, Args)]
 struct CallArgs {
-    /// The server: `HOST:PORT` or `tcp://HOST:PORT` (`tls://` with --tls-ca).
+    /// The server: `HOST:PORT`, `tcp://HOST:PORT`, `ws://HOST:PORT/ws`
+    /// (`tls://` and `wss://` with --tls-ca).
     target: String,
     /// The method's wire name.
     method: String,
@@ -94,22 +96,23 @@ impl ConnectOptions {
     /// The client options for `target` (`HOST:PORT`, `tcp://` or `tls://`).
     fn client_args(self, target: &str) -> Result<ClientArgs, DemoError> {
         let (scheme, address) = target.split_once("://").unwrap_or(("tcp", target));
-        match scheme {
-            "tcp" => {}
-            "tls" if self.tls_ca.is_some() => {}
-            "tls" => {
-                return Err(DemoError::Usage(
-                    "a tls:// target needs --tls-ca with the CA that signed the server's certificate".to_owned(),
-                ));
-            }
-            other => {
+        let server = match scheme {
+            "tcp" => address.trim_end_matches('/').to_owned(),
+            "tls" | "wss" if self.tls_ca.is_none() => {
                 return Err(DemoError::Usage(format!(
-                    "`{other}://` targets are not supported by this command yet; give HOST:PORT (the same port answers the framed protocol)"
+                    "a {scheme}:// target needs --tls-ca with the CA that signed the server's certificate"
                 )));
             }
-        }
+            "tls" => address.trim_end_matches('/').to_owned(),
+            "ws" | "wss" => target.to_owned(),
+            other => {
+                return Err(DemoError::Usage(format!(
+                    "`{other}://` targets are not supported by this command yet; give HOST:PORT, tcp://, tls://, ws:// or wss:// (the same port answers them all)"
+                )));
+            }
+        };
         Ok(ClientArgs {
-            server: address.trim_end_matches('/').to_owned(),
+            server,
             timeout: self.timeout,
             token: self.token,
             tls_ca: self.tls_ca,

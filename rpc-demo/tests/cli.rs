@@ -341,6 +341,11 @@ fn list_and_call_speak_to_any_server_of_the_protocol() {
     assert_eq!(out.stdout.trim(), "\"Olá, 123!\"");
     let out = run(&["call", &addr, "add", "--params", r#"{"a":1,"b":2}"#], "");
     assert_eq!(out.stdout.trim(), "3.0");
+    // The same port over WebSocket.
+    let out = run(&["call", &format!("ws://{addr}/ws"), "mult", "4", "5"], "");
+    assert_eq!(out.stdout.trim(), "20.0", "{}", out.stderr);
+    let out = run(&["list", &format!("ws://{addr}/ws")], "");
+    assert!(out.stdout.contains("add(a, b)"), "{}", out.stderr);
 
     // An error: one line with the code and the message, status 1.
     let out = run(&["call", &addr, "div", "1", "0"], "");

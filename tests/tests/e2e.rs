@@ -718,8 +718,9 @@ async fn a_notification_from_the_client_gets_no_answer_and_the_connection_goes_o
     fx.shutdown().await;
 }
 
-/// The tests above that use only the library's client run twice: over TCP,
-/// and over the in-memory transport, where the session has no socket at all.
+/// The tests above that use only the library's client run three times: over
+/// TCP, over the in-memory transport (where the session has no socket at
+/// all), and over WebSocket.
 macro_rules! over_every_transport {
     ($($test:ident),* $(,)?) => {
         mod over_tcp {
@@ -732,6 +733,12 @@ macro_rules! over_every_transport {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() { super::$test(super::Via::Memory).await }
+            )*
+        }
+        mod over_websocket {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() { super::$test(super::Via::WebSocket).await }
             )*
         }
     };

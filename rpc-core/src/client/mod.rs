@@ -209,6 +209,11 @@ impl ClientBuilder {
     /// then `rpc.auth` if a token is set). The client reconnects to the same
     /// address when the connection breaks.
     ///
+    /// `addr` is `HOST:PORT`, or a URL: `tcp://HOST:PORT`, `tls://HOST:PORT`
+    /// (with [`tls`](Self::tls)), `ws://HOST:PORT/ws` or `wss://HOST:PORT/ws`
+    /// (WebSocket, feature `ws`). (HTTP URLs are not supported by the
+    /// client yet.)
+    ///
     /// # Errors
     /// [`RpcError::Connect`] when nothing answers there (or the TLS
     /// handshake fails), [`RpcError::Timeout`] when connecting takes longer
@@ -217,7 +222,40 @@ impl ClientBuilder {
         self,
         addr: impl ToSocketAddrs + std::fmt::Display,
     ) -> Result<Client, RpcError> {
-        let connector = TcpConnector::new(addr.to_string());
+        let target = addr.to_string();
+        #[cfg(feature = "ws")]
+        if target.starts_with("ws://") || target.starts_with("wss://") {
+            let Some(connector) = crate::transport::WsConnector::new(&target) else {
+                return Err(RpcError::Connect {
+                    addr: target,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "a WebSocket URL needs a host and a port: ws://HOST:PORT/ws",
+                    ),
+                });
+            };
+            #[cfg(feature = "tls")]
+            let connector = match (&self.tls, target.starts_with("wss://")) {
+                (Some((tls, name)), true) => connector.with_tls(tls.clone(), name.clone()),
+                (None, true) => {
+                    return Err(RpcError::Connect {
+                        addr: target,
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "a wss:// URL needs TLS: configure it with ClientBuilder::tls",
+                        ),
+                    });
+                }
+                _ => connector,
+            };
+            return self.connect_with(connector).await;
+        }
+        let address = target
+            .strip_prefix("tcp://")
+            .or_else(|| target.strip_prefix("tls://"))
+            .unwrap_or(&target)
+            .trim_end_matches('/');
+        let connector = TcpConnector::new(address);
         #[cfg(feature = "tls")]
         let connector = match &self.tls {
             Some((tls, name)) => connector.with_tls(tls.clone(), name.clone()),

@@ -40,10 +40,12 @@ pub(crate) mod http;
 pub(crate) mod listener;
 pub mod memory;
 #[cfg(feature = "ws")]
-pub(crate) mod ws;
+mod ws;
 
 pub use connector::{Connector, Limits, TcpConnector};
 pub use listener::Listener;
+#[cfg(feature = "ws")]
+pub use ws::WsConnector;
 
 /// What a session knows about its peer: the address, the TLS identity and,
 /// for HTTP and WebSocket peers, the request's headers. Middleware reads it

@@ -34,7 +34,24 @@ use super::{ConnectionInfo, Inbound, Message, ReadError, Timer, Transport};
 use crate::frame::FrameError;
 use crate::outbox::{Drain, Framing, Outbox, Taken};
 
-type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// Any byte stream a WebSocket runs on: an upgraded server connection, or a
+/// client's TCP or TLS stream. Boxed, so the session has one receiver type
+/// (one virtual call per read, not per message).
+pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+type Socket = WebSocketStream<Box<dyn Io>>;
+
+/// The socket settings: small buffers (an idle socket should cost little;
+/// tungstenite's defaults are 128 KiB each) and the message limit.
+fn config(max_message: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+}
 
 /// Whether a request asks for a WebSocket (`Upgrade: websocket`).
 pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -69,23 +86,28 @@ pub(crate) async fn open(
     write_buffer: usize,
     info: ConnectionInfo,
 ) -> Transport {
-    // Small buffers: an idle socket should cost little (tungstenite's
-    // defaults are 128 KiB each).
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(Some(max_message))
-        .max_frame_size(Some(max_message));
+    let io: Box<dyn Io> = Box::new(TokioIo::new(upgraded));
     let socket =
-        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        WebSocketStream::from_raw_socket(io, Role::Server, Some(config(max_message))).await;
+    let mut info = info;
+    info.transport = "ws";
+    transport(socket, max_message, max_outgoing, write_buffer, info)
+}
+
+/// The transport of an open socket, either side.
+fn transport(
+    socket: Socket,
+    max_message: usize,
+    max_outgoing: usize,
+    write_buffer: usize,
+    info: ConnectionInfo,
+) -> Transport {
     let (sink, stream) = socket.split();
     let outbox = Arc::new(Outbox::new(Framing::Delimited, max_outgoing, write_buffer));
     let writer = tokio::spawn({
         let outbox = outbox.clone();
         async move { outbox.run_writer(SocketDrain(sink)).await }
     });
-    let mut info = info;
-    info.transport = "ws";
     Transport {
         inbound: Inbound::Ws(Receiver {
             stream,
@@ -96,6 +118,120 @@ pub(crate) async fn open(
         outbox,
         writer,
         info: Arc::new(info),
+    }
+}
+
+/// Dials `ws://` (or, over TLS, `wss://`) URLs: the client's side of the
+/// WebSocket transport. [`ClientBuilder::connect`](crate::ClientBuilder::connect)
+/// makes one for a `ws://` or `wss://` address.
+#[derive(Clone)]
+pub struct WsConnector {
+    url: String,
+    host_port: String,
+    #[cfg(feature = "tls")]
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl std::fmt::Debug for WsConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsConnector")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WsConnector {
+    /// A connector for `url` (`ws://host:port/path` or `wss://...`); `None`
+    /// if it is not such a URL with a host and a port.
+    pub fn new(url: &str) -> Option<Self> {
+        let rest = url
+            .strip_prefix("ws://")
+            .or_else(|| url.strip_prefix("wss://"))?;
+        let authority = rest.split('/').next()?;
+        if authority.is_empty() || !authority.contains(':') {
+            return None;
+        }
+        Some(Self {
+            url: url.to_owned(),
+            host_port: authority.to_owned(),
+            #[cfg(feature = "tls")]
+            tls: None,
+        })
+    }
+
+    /// The same, inside TLS (for `wss://`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn with_tls(
+        mut self,
+        connector: tokio_rustls::TlsConnector,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Self {
+        self.tls = Some((connector, server_name));
+        self
+    }
+
+    fn connect_error(&self, source: std::io::Error) -> crate::RpcError {
+        crate::RpcError::Connect {
+            addr: self.url.clone(),
+            source,
+        }
+    }
+}
+
+impl super::Connector for WsConnector {
+    fn connect<'a>(
+        &'a self,
+        limits: &'a super::Limits,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Transport, crate::RpcError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(&self.host_port)
+                .await
+                .map_err(|e| self.connect_error(e))?;
+            let _ = stream.set_nodelay(true);
+            let mut info = ConnectionInfo::new("ws");
+            info.peer = stream.peer_addr().ok();
+            #[cfg(feature = "tls")]
+            let io: Box<dyn Io> = match &self.tls {
+                Some((connector, name)) => {
+                    let tls = connector.connect(name.clone(), stream).await.map_err(|e| {
+                        self.connect_error(std::io::Error::new(
+                            e.kind(),
+                            format!("the TLS handshake failed ({e}); does the server speak TLS, with a certificate for this name signed by a CA you trust?"),
+                        ))
+                    })?;
+                    Box::new(tls)
+                }
+                None => Box::new(stream),
+            };
+            #[cfg(not(feature = "tls"))]
+            let io: Box<dyn Io> = Box::new(stream);
+            let (socket, _) = tokio_tungstenite::client_async_with_config(
+                self.url.as_str(),
+                io,
+                Some(config(limits.max_frame)),
+            )
+            .await
+            .map_err(|e| {
+                self.connect_error(std::io::Error::other(format!(
+                    "the WebSocket handshake failed: {e}"
+                )))
+            })?;
+            Ok(transport(
+                socket,
+                limits.max_frame,
+                limits.max_frame,
+                limits.write_buffer,
+                info,
+            ))
+        })
+    }
+
+    fn target(&self) -> String {
+        self.url.clone()
     }
 }
 

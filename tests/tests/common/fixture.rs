@@ -27,6 +27,8 @@ pub enum Via {
     Tcp,
     /// The in-memory transport: no socket at all.
     Memory,
+    /// WebSocket (`ws://127.0.0.1:PORT/ws`) on the same port as TCP.
+    WebSocket,
 }
 
 /// A running server. Dropping it without [`shutdown`](Self::shutdown)
@@ -36,6 +38,8 @@ pub struct TestServer {
     server: ServerHandle,
     /// How clients reach an in-memory server; `None` over TCP.
     memory: Option<MemoryConnector>,
+    /// Whether clients connect over WebSocket.
+    websocket: bool,
 }
 
 impl TestServer {
@@ -47,13 +51,14 @@ impl TestServer {
     /// Starts `server` on the transport `via` names.
     pub async fn start_via(via: Via, server: ServerBuilder) -> TestServer {
         match via {
-            Via::Tcp => {
+            Via::Tcp | Via::WebSocket => {
                 let server = within("the server to bind", server.bind("127.0.0.1:0"))
                     .await
                     .expect("the server binds 127.0.0.1:0");
                 TestServer {
                     server,
                     memory: None,
+                    websocket: via == Via::WebSocket,
                 }
             }
             Via::Memory => {
@@ -62,6 +67,7 @@ impl TestServer {
                 TestServer {
                     server,
                     memory: Some(connector),
+                    websocket: false,
                 }
             }
         }
@@ -104,6 +110,10 @@ impl TestServer {
                     options.connect_with(connector.clone()),
                 )
                 .await
+            }
+            None if self.websocket => {
+                let url = format!("ws://{}/ws", self.addr());
+                within("a client to connect", options.connect(url)).await
             }
             None => within("a client to connect", options.connect(self.addr())).await,
         }
