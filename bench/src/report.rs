@@ -150,6 +150,18 @@ pub fn targets(outcomes: &[Outcome]) -> String {
         true,
     );
     check(
+        "pipe rpc-http ÷ jsonrpsee-http (jsonrpsee's client on both)",
+        tput("pipe", System::RpcHttp, System::JsonrpseeHttp),
+        1.5,
+        true,
+    );
+    check(
+        "pipe rpc-ws ÷ jsonrpsee-ws",
+        tput("pipe", System::RpcWs, System::JsonrpseeWs),
+        3.0,
+        true,
+    );
+    check(
         "conns rpc ÷ baseline",
         tput("conns", System::Rpc, System::Baseline),
         3.0,

@@ -113,10 +113,16 @@ pub async fn connect_ws(addr: SocketAddr) -> Result<Connection, String> {
 /// many as there are requests in flight, since HTTP/1.1 cannot multiplex.
 /// Its sockets are hyper's, so its writes are not counted.
 pub async fn connect_http(addr: SocketAddr) -> Result<Connection, String> {
+    connect_http_url(format!("http://{addr}")).await
+}
+
+/// jsonrpsee's HTTP client for `url` (also used against this workspace's
+/// server, at `/rpc`).
+pub async fn connect_http_url(url: String) -> Result<Connection, String> {
     let client = jsonrpsee_http_client::HttpClientBuilder::default()
         .max_request_size(MAX_MESSAGE)
         .max_response_size(MAX_MESSAGE)
-        .build(format!("http://{addr}"))
+        .build(url)
         .map_err(|e| e.to_string())?;
     Ok(Connection {
         client: super::Client::Http(client),

@@ -21,6 +21,11 @@ pub mod tarpc;
 pub enum System {
     /// This workspace's `rpc-core`, over TCP.
     Rpc,
+    /// This workspace's `rpc-core`, over WebSocket (the same server).
+    RpcWs,
+    /// This workspace's server over HTTP (`POST /rpc`), called by
+    /// jsonrpsee's HTTP client (the library has no HTTP client yet).
+    RpcHttp,
     /// A hand-written LengthDelimitedCodec + serde_json client and server.
     Baseline,
     /// tarpc 0.38 with its JSON serde transport over TCP.
@@ -32,8 +37,10 @@ pub enum System {
 }
 
 impl System {
-    pub const ALL: [System; 5] = [
+    pub const ALL: [System; 7] = [
         System::Rpc,
+        System::RpcWs,
+        System::RpcHttp,
         System::Baseline,
         System::Tarpc,
         System::JsonrpseeWs,
@@ -43,6 +50,8 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Rpc => "rpc",
+            System::RpcWs => "rpc-ws",
+            System::RpcHttp => "rpc-http",
             System::Baseline => "baseline",
             System::Tarpc => "tarpc",
             System::JsonrpseeWs => "jsonrpsee-ws",
@@ -95,7 +104,7 @@ impl RunningServer {
 /// Starts `system`'s server on 127.0.0.1 on the current runtime.
 pub async fn start_server(system: System) -> RunningServer {
     match system {
-        System::Rpc => rpc::start_server().await,
+        System::Rpc | System::RpcWs | System::RpcHttp => rpc::start_server().await,
         System::Baseline => baseline::start_server().await,
         System::Tarpc => tarpc::start_server().await,
         System::JsonrpseeWs | System::JsonrpseeHttp => jsonrpsee::start_server().await,
@@ -126,6 +135,8 @@ pub struct Connection {
 pub async fn connect(system: System, addr: SocketAddr) -> Result<Connection, String> {
     match system {
         System::Rpc => rpc::connect(addr).await,
+        System::RpcWs => rpc::connect_ws(addr).await,
+        System::RpcHttp => jsonrpsee::connect_http_url(format!("http://{addr}/rpc")).await,
         System::Baseline => baseline::connect(addr).await,
         System::Tarpc => tarpc::connect(addr).await,
         System::JsonrpseeWs => jsonrpsee::connect_ws(addr).await,

@@ -43,6 +43,19 @@ pub async fn start_server() -> RunningServer {
     RunningServer::new(addr, None, move || stop.cancel())
 }
 
+/// The client over WebSocket (`ws://ADDR/ws`), to the same server. Its
+/// writes are not counted (the library dials the socket itself).
+pub async fn connect_ws(addr: SocketAddr) -> Result<Connection, String> {
+    let client = rpc_core::Client::connect(format!("ws://{addr}/ws"))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Connection {
+        client: super::Client::Rpc(BenchServiceClient::new(client)),
+        writes: None,
+        fd: None,
+    })
+}
+
 /// The client, through `ClientBuilder::start` so its write half is counted.
 pub async fn connect(addr: SocketAddr) -> Result<Connection, String> {
     let stream = tcp_connect(addr).await?;

@@ -43,12 +43,14 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 type Socket = WebSocketStream<Box<dyn Io>>;
 
-/// The socket settings: small buffers (an idle socket should cost little;
-/// tungstenite's defaults are 128 KiB each) and the message limit.
+/// The socket settings: a small read buffer (an idle socket should cost
+/// little; tungstenite's default is 128 KiB), frames written out only on
+/// flush (the writer flushes once per batch of messages: one `write` for
+/// many frames, as on the framed transport), and the message limit.
 fn config(max_message: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(1024 * 1024)
         .max_message_size(Some(max_message))
         .max_frame_size(Some(max_message))
 }
