@@ -131,10 +131,13 @@ pub use tokio_util::sync::CancellationToken;
 pub mod __private {
     pub use crate::params::ParamReader;
     pub use crate::service::{
-        DisplayText, ErrorText, HandlerFuture, MethodInfo, NoParams, NoText, Reply,
-        encode_app_error, encode_app_error_with, encode_reply, method_not_found,
+        DisplayText, ErrorText, HandlerFuture, HasSchema, MethodInfo, NoParams, NoSchema, NoText,
+        Reply, SchemaFn, SchemaOf, encode_app_error, encode_app_error_with, encode_reply,
+        method_not_found,
     };
+    pub use schemars::SchemaGenerator;
     pub use serde;
+    pub use serde_json::Value;
     pub use serde_json::value::RawValue;
     pub use tokio::net::ToSocketAddrs;
 }

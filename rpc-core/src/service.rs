@@ -20,8 +20,56 @@ pub type Reply = Result<Box<RawValue>, ErrorObject>;
 /// server and a type-erased service; the user's own methods are not boxed.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
 
+/// Writes the JSON Schema of one type with a generator, which collects the
+/// definitions it refers to.
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> serde_json::Value;
+
+/// The schema of `T`: from its `JsonSchema` impl if it has one, else empty
+/// (`{}`), chosen at compile time (autoref specialization): call
+/// `(&&SchemaOf::<T>::new()).rpc_schema(generator)` with [`HasSchema`] and
+/// [`NoSchema`] in scope. A type without `JsonSchema` is never an error.
+#[doc(hidden)]
+pub struct SchemaOf<T: ?Sized>(std::marker::PhantomData<fn() -> std::marker::PhantomData<T>>);
+
+impl<T: ?Sized> SchemaOf<T> {
+    /// The marker.
+    pub const fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+impl<T: ?Sized> Default for SchemaOf<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Picked when the type implements `JsonSchema`.
+#[doc(hidden)]
+pub trait HasSchema {
+    fn rpc_schema(&self, generator: &mut schemars::SchemaGenerator) -> serde_json::Value;
+}
+
+impl<T: schemars::JsonSchema + ?Sized> HasSchema for &SchemaOf<T> {
+    fn rpc_schema(&self, generator: &mut schemars::SchemaGenerator) -> serde_json::Value {
+        generator.subschema_for::<T>().to_value()
+    }
+}
+
+/// Picked otherwise.
+#[doc(hidden)]
+pub trait NoSchema {
+    fn rpc_schema(&self, generator: &mut schemars::SchemaGenerator) -> serde_json::Value;
+}
+
+impl<T: ?Sized> NoSchema for SchemaOf<T> {
+    fn rpc_schema(&self, _: &mut schemars::SchemaGenerator) -> serde_json::Value {
+        serde_json::Value::Object(serde_json::Map::new())
+    }
+}
+
 /// Describes one method a service offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct MethodInfo {
     /// The name on the wire, namespace included (`calc.add`).
     pub name: &'static str,
@@ -34,6 +82,17 @@ pub struct MethodInfo {
     pub aliases: &'static [&'static str],
     /// Safe to call by `GET` (`#[rpc(read_only)]`): it changes nothing.
     pub read_only: bool,
+    /// For each parameter, whether it must be given (its type is not an
+    /// `Option`).
+    pub required: &'static [bool],
+    /// For each parameter, its JSON Schema (empty without `JsonSchema`).
+    pub param_schemas: &'static [SchemaFn],
+    /// The JSON Schema of the result.
+    pub result_schema: SchemaFn,
+    /// The JSON Schema of the application error, for `-> Result<T, E>`.
+    pub error_schema: Option<SchemaFn>,
+    /// Whether the method is `#[deprecated]`.
+    pub deprecated: bool,
     /// The method's doc comment.
     pub docs: &'static str,
 }

@@ -54,10 +54,10 @@ pub(crate) fn immediate(
 }
 
 /// The built-ins that run like any method: `rpc.ping` and `rpc.discover`.
-pub(crate) fn call(
+pub(crate) fn call<'a>(
     method: &str,
     params: Option<&RawValue>,
-    discover: &RawValue,
+    discover: impl FnOnce() -> &'a RawValue,
 ) -> Result<(&'static str, &'static str, HandlerFuture), ErrorObject> {
     match method {
         PING => {
@@ -70,7 +70,7 @@ pub(crate) fn call(
         }
         DISCOVER => {
             ParamReader::new(params, &[])?;
-            let doc = discover.to_owned();
+            let doc = discover().to_owned();
             Ok(("rpc", DISCOVER, Box::pin(async move { Ok(doc) })))
         }
         _ => Err(service::method_not_found(method)),

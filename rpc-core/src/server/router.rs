@@ -19,8 +19,11 @@ pub(crate) struct Router {
     routes: HashMap<&'static str, (usize, &'static str)>,
     /// What each method is, by wire name and alias.
     infos: HashMap<&'static str, MethodInfo>,
-    /// The `rpc.discover` document, built once.
-    discover: Box<RawValue>,
+    /// The services' names and methods, for the document.
+    names: Vec<&'static str>,
+    methods: Vec<MethodInfo>,
+    /// The `rpc.discover` document, built when first asked for.
+    discover: std::sync::OnceLock<Box<RawValue>>,
 }
 
 impl Router {
@@ -52,13 +55,14 @@ impl Router {
                 all.push(method);
             }
         }
-        let names: Vec<&str> = services.iter().map(|s| s.name()).collect();
-        let discover = crate::openrpc::document(&names, &all);
+        let names: Vec<&'static str> = services.iter().map(|s| s.name()).collect();
         Ok(Self {
             services,
             routes,
             infos,
-            discover,
+            names,
+            methods: all,
+            discover: std::sync::OnceLock::new(),
         })
     }
 
@@ -68,7 +72,9 @@ impl Router {
             services: Vec::new(),
             routes: HashMap::default(),
             infos: HashMap::default(),
-            discover: crate::openrpc::document(&[], &[]),
+            names: Vec::new(),
+            methods: Vec::new(),
+            discover: std::sync::OnceLock::new(),
         }
     }
 
@@ -93,6 +99,9 @@ impl Router {
         {
             return Ok((service.name(), name, service.call(name, params)?));
         }
-        builtins::call(method, params, &self.discover)
+        builtins::call(method, params, || {
+            self.discover
+                .get_or_init(|| crate::openrpc::document(&self.names, &self.methods))
+        })
     }
 }

@@ -27,7 +27,9 @@ pub trait Calculator {
 }
 
 /// Why a calculation has no answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema, thiserror::Error,
+)]
 pub enum CalcError {
     /// The divisor was zero.
     #[error("division by zero")]

@@ -10,6 +10,26 @@ use crate::attr::{cfg_attrs, internal_span};
 
 use super::{doc_string, respan};
 
+/// A `SchemaFn` for `ty`: its `JsonSchema` schema if it has one, else `{}`.
+fn schema_fn(ty: &syn::Type, krate: &syn::Path) -> TokenStream {
+    let generator = Ident::new("__generator", internal_span());
+    quote! {
+        {
+            fn __schema(#generator: &mut #krate::__private::SchemaGenerator) -> #krate::__private::Value {
+                #[allow(unused_imports)]
+                use #krate::__private::{HasSchema as _, NoSchema as _};
+                (&&#krate::__private::SchemaOf::<#ty>::new()).rpc_schema(#generator)
+            }
+            __schema as #krate::__private::SchemaFn
+        }
+    }
+}
+
+/// Whether `ty` is an `Option`: such a parameter may be left out.
+fn is_option(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Option"))
+}
+
 /// Whether a parameter of type `ty` takes text as it is: a REST path or
 /// query argument for it is a string, not JSON (`/api/hello/123` is the
 /// name `"123"`). Decided on the type's name, as written.
@@ -57,7 +77,27 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         let text = method.args.iter().map(|a| is_text(a.ty));
         let aliases = method.aliases.iter().map(|(a, _)| a);
         let read_only = method.read_only.is_some();
+        let required = method.args.iter().map(|a| !is_option(a.ty));
+        let deprecated = method
+            .item
+            .attrs
+            .iter()
+            .any(|a| a.path().is_ident("deprecated"));
         let docs = doc_string(&method.item.attrs);
+        let param_schemas = method.args.iter().map(|a| schema_fn(a.ty, krate));
+        let unit: syn::Type = syn::parse_quote!(());
+        let result_schema = match &method.output {
+            Output::Unit => schema_fn(&unit, krate),
+            Output::Plain(ty) => schema_fn(ty, krate),
+            Output::Result { ok, .. } => schema_fn(ok, krate),
+        };
+        let error_schema = match &method.output {
+            Output::Result { err, .. } => {
+                let f = schema_fn(err, krate);
+                quote!(::core::option::Option::Some(#f))
+            }
+            _ => quote!(::core::option::Option::None),
+        };
         quote! {
             #(#cfgs)*
             #list.push(#krate::__private::MethodInfo {
@@ -66,6 +106,14 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 text_params: &[#(#text),*],
                 aliases: &[#(#aliases),*],
                 read_only: #read_only,
+                required: &[#(#required),*],
+                param_schemas: {
+                    const __SCHEMAS: &[#krate::__private::SchemaFn] = &[#(#param_schemas),*];
+                    __SCHEMAS
+                },
+                result_schema: #result_schema,
+                error_schema: #error_schema,
+                deprecated: #deprecated,
                 docs: #docs,
             });
         }
