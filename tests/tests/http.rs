@@ -488,3 +488,32 @@ async fn a_method_that_changes_state_has_no_get_route() {
 async fn post_rpc(stream: &mut TcpStream, body: &Value) -> Reply {
     post(stream, body).await
 }
+
+#[tokio::test]
+async fn over_the_connection_limit_an_http_peer_gets_503_with_retry_after() {
+    let fx = TestServer::start(all_services().max_connections(1)).await;
+    // The one connection the server serves.
+    let mut held = fx.raw().await;
+    let pong = post(
+        &mut held,
+        &json!({"jsonrpc":"2.0","method":"rpc.ping","id":1}),
+    )
+    .await;
+    assert_eq!(pong.status, 200);
+    let mut extra = fx.raw().await;
+    let refused = post(
+        &mut extra,
+        &json!({"jsonrpc":"2.0","method":"rpc.ping","id":2}),
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        503,
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(refused.json()["error"]["code"], code::TOO_MANY_CONNECTIONS);
+    drop((held, extra));
+    fx.shutdown().await;
+}

@@ -220,7 +220,13 @@ where
             prefix = framed::read_prefix(&mut io, until, config.frame_timeout) => prefix?,
         }
     } else {
-        bytes::BytesMut::new()
+        // Over the limit: a moment to see whether the peer speaks HTTP (a
+        // browser or curl sends its request at once), to refuse it in its
+        // own terms; a framed client is refused with a frame either way.
+        let moment = Duration::from_millis(100);
+        framed::read_prefix(&mut io, crate::time::after(moment), moment)
+            .await
+            .unwrap_or_default()
     };
     let first: [u8; 4] = prefix
         .get(..4)
@@ -228,6 +234,11 @@ where
         .unwrap_or_default();
     match crate::transport::sniff(&first, config.max_frame) {
         #[cfg(feature = "http")]
+        #[cfg(feature = "http")]
+        Protocol::Http if !admitted => {
+            refuse_http(io, endpoint).await;
+            None
+        }
         Protocol::Http if admitted => {
             let io = crate::transport::http::Prefixed::new(prefix.freeze(), io);
             let serve = crate::transport::http::serve(io, info, endpoint.clone(), stop.clone());
@@ -251,6 +262,25 @@ where
             )))
         }
     }
+}
+
+/// Refuses an HTTP peer over the connection limit: `503` with
+/// `Retry-After`, then close.
+#[cfg(feature = "http")]
+async fn refuse_http<IO: AsyncWrite + Unpin>(mut io: IO, endpoint: &Endpoint) {
+    use tokio::io::AsyncWriteExt;
+    let mut body = bytes::BytesMut::new();
+    crate::message::write_error(&mut body, None, &too_many(endpoint));
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        io.write_all(head.as_bytes()).await?;
+        io.write_all(&body).await?;
+        io.shutdown().await
+    };
+    let _ = tokio::time::timeout(endpoint.config.frame_timeout, write).await;
 }
 
 fn too_many(endpoint: &Endpoint) -> ErrorObject {
