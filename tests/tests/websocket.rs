@@ -260,3 +260,48 @@ async fn a_page_from_another_site_cannot_open_a_socket() {
     drop(ws);
     fx.shutdown().await;
 }
+
+/// Records the `user-agent` the upgrade request carried.
+#[derive(Default)]
+struct SeeHeaders(std::sync::Mutex<Vec<String>>);
+
+impl rpc_core::middleware::Middleware for SeeHeaders {
+    fn admit(
+        &self,
+        _: &rpc_core::middleware::CallInfo<'_>,
+        peer: &mut rpc_core::middleware::PeerState,
+    ) -> Result<rpc_core::middleware::Admit, rpc_core::ErrorObject> {
+        let info = peer.info();
+        if let Some((_, agent)) = info.headers.iter().find(|(n, _)| n == "user-agent") {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {agent}", info.transport));
+        }
+        Ok(rpc_core::middleware::Admit::Continue)
+    }
+}
+
+#[tokio::test]
+async fn a_sockets_session_knows_the_headers_of_its_upgrade() {
+    let seen = std::sync::Arc::new(SeeHeaders::default());
+    let fx = TestServer::start(all_services().middleware(seen.clone())).await;
+    let mut request = format!("ws://{}/ws", fx.addr())
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert(http::header::USER_AGENT, "course-lab/1.0".parse().unwrap());
+    let (mut ws, _) = within("the handshake", tokio_tungstenite::connect_async(request))
+        .await
+        .unwrap();
+    send(
+        &mut ws,
+        &json!({"jsonrpc":"2.0","method":"rpc.ping","id":1}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["result"], "pong");
+    assert_eq!(*seen.0.lock().unwrap(), ["ws course-lab/1.0"]);
+    drop(ws);
+    fx.shutdown().await;
+}

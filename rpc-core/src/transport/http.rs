@@ -513,6 +513,13 @@ impl Post {
             Ok(accepted) => accepted,
             Err(why) => return refusal(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, why),
         };
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
         let on_upgrade = hyper::upgrade::on(request);
         let Post {
             endpoint,
@@ -523,6 +530,8 @@ impl Post {
             ..
         } = self.clone();
         info.authenticated = authenticated;
+        // The socket's session knows the request that opened it.
+        info.headers = headers;
         let served: Served = Box::pin(async move {
             let upgraded = match on_upgrade.await {
                 Ok(upgraded) => upgraded,

@@ -60,8 +60,9 @@ pub struct ConnectionInfo {
     /// The DER certificate chain the peer presented over TLS, leaf first;
     /// empty without TLS or without a client certificate.
     pub peer_certificates: Vec<Vec<u8>>,
-    /// The headers of the HTTP request that opened the session (HTTP and
-    /// WebSocket); empty for other transports. Names are lower case.
+    /// The headers of the HTTP request that opened the session (a
+    /// WebSocket's upgrade); empty for other transports (each HTTP `POST`
+    /// is checked by itself). Names are lower case.
     pub headers: Vec<(String, String)>,
     /// The transport authenticated the peer itself (a WebSocket upgrade
     /// with the server's bearer token).
