@@ -50,8 +50,9 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ListArgs {
-    /// The server: `HOST:PORT`, `tcp://HOST:PORT`, `ws://HOST:PORT/ws`
-    /// (`tls://` and `wss://` with --tls-ca).
+    /// The server: `HOST:PORT`, `tcp://HOST:PORT`, `ws://HOST:PORT/ws`,
+    /// `http://HOST:PORT/rpc` (`tls://`, `wss://` and `https://` with
+    /// --tls-ca).
     target: String,
     #[command(flatten)]
     options: ConnectOptions,
@@ -59,8 +60,9 @@ struct ListArgs {
 
 #[derive(Debug, Args)]
 struct CallArgs {
-    /// The server: `HOST:PORT`, `tcp://HOST:PORT`, `ws://HOST:PORT/ws`
-    /// (`tls://` and `wss://` with --tls-ca).
+    /// The server: `HOST:PORT`, `tcp://HOST:PORT`, `ws://HOST:PORT/ws`,
+    /// `http://HOST:PORT/rpc` (`tls://`, `wss://` and `https://` with
+    /// --tls-ca).
     target: String,
     /// The method's wire name.
     method: String,
@@ -93,21 +95,21 @@ struct ConnectOptions {
 }
 
 impl ConnectOptions {
-    /// The client options for `target` (`HOST:PORT`, `tcp://` or `tls://`).
+    /// The client options for `target` (`HOST:PORT` or a URL).
     fn client_args(self, target: &str) -> Result<ClientArgs, DemoError> {
         let (scheme, address) = target.split_once("://").unwrap_or(("tcp", target));
         let server = match scheme {
             "tcp" => address.trim_end_matches('/').to_owned(),
-            "tls" | "wss" if self.tls_ca.is_none() => {
+            "tls" | "wss" | "https" if self.tls_ca.is_none() => {
                 return Err(DemoError::Usage(format!(
                     "a {scheme}:// target needs --tls-ca with the CA that signed the server's certificate"
                 )));
             }
             "tls" => address.trim_end_matches('/').to_owned(),
-            "ws" | "wss" => target.to_owned(),
+            "ws" | "wss" | "http" | "https" => target.to_owned(),
             other => {
                 return Err(DemoError::Usage(format!(
-                    "`{other}://` targets are not supported by this command yet; give HOST:PORT, tcp://, tls://, ws:// or wss:// (the same port answers them all)"
+                    "`{other}://` targets are not supported by this command yet; give HOST:PORT, tcp://, tls://, ws://, wss://, http:// or https:// (the same port answers them all)"
                 )));
             }
         };

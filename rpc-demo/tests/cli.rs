@@ -346,6 +346,14 @@ fn list_and_call_speak_to_any_server_of_the_protocol() {
     assert_eq!(out.stdout.trim(), "20.0", "{}", out.stderr);
     let out = run(&["list", &format!("ws://{addr}/ws")], "");
     assert!(out.stdout.contains("add(a, b)"), "{}", out.stderr);
+    // And over HTTP, one POST per call.
+    let out = run(
+        &["call", &format!("http://{addr}/rpc"), "pot", "2", "10"],
+        "",
+    );
+    assert_eq!(out.stdout.trim(), "1024.0", "{}", out.stderr);
+    let out = run(&["list", &format!("http://{addr}")], "");
+    assert!(out.stdout.contains("hello(name)"), "{}", out.stderr);
 
     // An error: one line with the code and the message, status 1.
     let out = run(&["call", &addr, "div", "1", "0"], "");

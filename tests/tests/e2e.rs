@@ -744,6 +744,36 @@ macro_rules! over_every_transport {
     };
 }
 
+/// The tests that HTTP can carry run over it too: every one but those that
+/// need the server to speak first (the shutdown notice), since HTTP has no
+/// channel from the server.
+macro_rules! over_http {
+    ($($test:ident),* $(,)?) => {
+        mod over_http {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() { super::$test(super::Via::Http).await }
+            )*
+        }
+    };
+}
+
+over_http!(
+    calculator_methods_compute_their_results,
+    hello_greets_any_name_in_portuguese,
+    echo_returns_the_text_unchanged,
+    division_by_zero_is_a_typed_application_error,
+    overflow_is_a_typed_not_finite_error,
+    a_thousand_concurrent_calls_on_one_connection_each_get_their_own_result,
+    several_services_share_one_server_and_one_connection,
+    an_unknown_method_is_a_server_error_pointing_to_discovery,
+    a_call_larger_than_the_server_accepts_fails_with_the_server_explanation,
+    ping_answers_pong,
+    discover_lists_every_method_with_its_parameters,
+    messages_of_several_megabytes_round_trip,
+    a_notification_from_the_client_gets_no_answer_and_the_connection_goes_on
+);
+
 over_every_transport!(
     calculator_methods_compute_their_results,
     hello_greets_any_name_in_portuguese,

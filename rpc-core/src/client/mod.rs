@@ -211,8 +211,11 @@ impl ClientBuilder {
     ///
     /// `addr` is `HOST:PORT`, or a URL: `tcp://HOST:PORT`, `tls://HOST:PORT`
     /// (with [`tls`](Self::tls)), `ws://HOST:PORT/ws` or `wss://HOST:PORT/ws`
-    /// (WebSocket, feature `ws`). (HTTP URLs are not supported by the
-    /// client yet.)
+    /// (WebSocket, feature `ws`), or `http://HOST:PORT/rpc` or
+    /// `https://HOST:PORT/rpc` (one POST per call or batch, feature `http`;
+    /// see [`HttpConnector`](crate::transport::HttpConnector) for what HTTP
+    /// cannot carry). With a token, every POST carries it as
+    /// `Authorization: Bearer`.
     ///
     /// # Errors
     /// [`RpcError::Connect`] when nothing answers there (or the TLS
@@ -245,6 +248,36 @@ impl ClientBuilder {
                             "a wss:// URL needs TLS: configure it with ClientBuilder::tls",
                         ),
                     });
+                }
+                _ => connector,
+            };
+            return self.connect_with(connector).await;
+        }
+        #[cfg(feature = "http")]
+        if target.starts_with("http://") || target.starts_with("https://") {
+            let refused = |why: &str| RpcError::Connect {
+                addr: target.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+            };
+            let Some(mut connector) = crate::transport::HttpConnector::new(&target) else {
+                return Err(refused(
+                    "an HTTP URL needs a host and a port: http://HOST:PORT/rpc",
+                ));
+            };
+            if let Some(token) = &self.token {
+                connector = connector.with_token(token).ok_or_else(|| {
+                    refused(
+                        "the token cannot travel in an HTTP header: it holds a control character",
+                    )
+                })?;
+            }
+            #[cfg(feature = "tls")]
+            let connector = match (&self.tls, target.starts_with("https://")) {
+                (Some((tls, name)), true) => connector.with_tls(tls.clone(), name.clone()),
+                (None, true) => {
+                    return Err(refused(
+                        "an https:// URL needs TLS: configure it with ClientBuilder::tls",
+                    ));
                 }
                 _ => connector,
             };

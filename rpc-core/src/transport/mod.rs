@@ -37,12 +37,16 @@ pub(crate) mod connector;
 pub(crate) mod framed;
 #[cfg(feature = "http")]
 pub(crate) mod http;
+#[cfg(feature = "http")]
+mod http_client;
 pub(crate) mod listener;
 pub mod memory;
 #[cfg(feature = "ws")]
 mod ws;
 
 pub use connector::{Connector, Limits, TcpConnector};
+#[cfg(feature = "http")]
+pub use http_client::{HttpConnector, MAX_CONNECTIONS as MAX_HTTP_CONNECTIONS};
 pub use listener::Listener;
 #[cfg(feature = "ws")]
 pub use ws::WsConnector;
@@ -151,6 +155,9 @@ pub(crate) enum Inbound {
     /// The POSTs of an HTTP connection.
     #[cfg(feature = "http")]
     Http(http::Receiver),
+    /// The answers to a client's POSTs.
+    #[cfg(feature = "http")]
+    HttpClient(http_client::Receiver),
     /// The messages of a WebSocket.
     #[cfg(feature = "ws")]
     Ws(ws::Receiver),
@@ -163,6 +170,8 @@ impl std::fmt::Debug for Inbound {
             Inbound::Memory(_) => "Inbound::Memory",
             #[cfg(feature = "http")]
             Inbound::Http(_) => "Inbound::Http",
+            #[cfg(feature = "http")]
+            Inbound::HttpClient(_) => "Inbound::HttpClient",
             #[cfg(feature = "ws")]
             Inbound::Ws(_) => "Inbound::Ws",
         })
@@ -190,6 +199,8 @@ impl Inbound {
             Inbound::Memory(receiver) => receiver.poll_next(cx, idle_until),
             #[cfg(feature = "http")]
             Inbound::Http(receiver) => receiver.poll_next(cx, idle_until),
+            #[cfg(feature = "http")]
+            Inbound::HttpClient(receiver) => receiver.poll_next(cx, idle_until),
             #[cfg(feature = "ws")]
             Inbound::Ws(receiver) => receiver.poll_next(cx, idle_until),
         }
@@ -203,6 +214,8 @@ impl Inbound {
             Inbound::Memory(receiver) => receiver.last_read(),
             #[cfg(feature = "http")]
             Inbound::Http(receiver) => receiver.last_read(),
+            #[cfg(feature = "http")]
+            Inbound::HttpClient(receiver) => receiver.last_read(),
             #[cfg(feature = "ws")]
             Inbound::Ws(receiver) => receiver.last_read(),
         }

@@ -29,6 +29,9 @@ pub enum Via {
     Memory,
     /// WebSocket (`ws://127.0.0.1:PORT/ws`) on the same port as TCP.
     WebSocket,
+    /// HTTP (`http://127.0.0.1:PORT/rpc`, one POST per message) on the same
+    /// port as TCP.
+    Http,
 }
 
 /// A running server. Dropping it without [`shutdown`](Self::shutdown)
@@ -38,8 +41,8 @@ pub struct TestServer {
     server: ServerHandle,
     /// How clients reach an in-memory server; `None` over TCP.
     memory: Option<MemoryConnector>,
-    /// Whether clients connect over WebSocket.
-    websocket: bool,
+    /// The transport its clients use.
+    via: Via,
 }
 
 impl TestServer {
@@ -51,14 +54,14 @@ impl TestServer {
     /// Starts `server` on the transport `via` names.
     pub async fn start_via(via: Via, server: ServerBuilder) -> TestServer {
         match via {
-            Via::Tcp | Via::WebSocket => {
+            Via::Tcp | Via::WebSocket | Via::Http => {
                 let server = within("the server to bind", server.bind("127.0.0.1:0"))
                     .await
                     .expect("the server binds 127.0.0.1:0");
                 TestServer {
                     server,
                     memory: None,
-                    websocket: via == Via::WebSocket,
+                    via,
                 }
             }
             Via::Memory => {
@@ -67,7 +70,7 @@ impl TestServer {
                 TestServer {
                     server,
                     memory: Some(connector),
-                    websocket: false,
+                    via,
                 }
             }
         }
@@ -111,8 +114,12 @@ impl TestServer {
                 )
                 .await
             }
-            None if self.websocket => {
+            None if self.via == Via::WebSocket => {
                 let url = format!("ws://{}/ws", self.addr());
+                within("a client to connect", options.connect(url)).await
+            }
+            None if self.via == Via::Http => {
+                let url = format!("http://{}/rpc", self.addr());
                 within("a client to connect", options.connect(url)).await
             }
             None => within("a client to connect", options.connect(self.addr())).await,

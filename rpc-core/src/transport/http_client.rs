@@ -1,0 +1,400 @@
+//! The client's side of JSON-RPC over HTTP (feature `http`): each outbound
+//! message (a request, a notification or a batch) is one `POST` with an
+//! `application/json` body, and each `200` answer is one inbound message
+//! (PROTOCOL.md, "HTTP").
+//!
+//! The transport keeps up to [`MAX_CONNECTIONS`] HTTP/1.1 keep-alive
+//! connections to the server, opened as calls need them and reused after,
+//! so that many calls can be in flight at once (HTTP/1.1 carries one
+//! request at a time per connection). A `204` (notifications only) brings
+//! no message. Any other status, or a failed connection, ends the transport
+//! with an error naming the status and the server's message: the client
+//! fails the calls in flight with it and reconnects on the next call, as it
+//! does when a TCP connection breaks.
+//!
+//! What HTTP cannot carry: pushes from the server (there is no channel for
+//! them), and `rpc.cancel` reaches the call only when it happens to travel
+//! on the same connection as the call (each server-side session is one
+//! connection); otherwise the call runs to its end on the server and its
+//! answer is dropped here.
+//!
+//! Written on hyper's connection API rather than hyper-util's pooled
+//! client: the pool here is a dozen lines, and TLS reuses the rustls set-up
+//! the other connectors share, where the pooled client would need a
+//! connector crate of its own.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
+
+use super::{ConnectionInfo, Inbound, Limits, Message, ReadError, Timer, Transport};
+use crate::error::RpcError;
+use crate::frame::FrameError;
+use crate::outbox::{Drain, Framing, Outbox, Taken};
+
+/// Any byte stream a connection runs on: TCP, or TLS over TCP.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Connections one transport opens to the server at most: calls beyond
+/// this many in flight wait for a connection to come free.
+pub const MAX_CONNECTIONS: usize = 8;
+
+/// Answers received and not yet read by the session before POSTs wait.
+const CHANNEL_MESSAGES: usize = 64;
+
+/// Dials `http://` (or, over TLS, `https://`) URLs: the client's side of
+/// the HTTP transport. [`ClientBuilder::connect`](crate::ClientBuilder::connect)
+/// makes one for an `http://` or `https://` address, with the client's
+/// token.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), rpc_core::RpcError> {
+/// let client = rpc_core::Client::builder()
+///     .connect("http://127.0.0.1:7070/rpc")
+///     .await?;
+/// let sum: f64 = client.call("soma", &(2.0, 3.0)).await?;
+/// assert_eq!(sum, 5.0);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct HttpConnector {
+    url: String,
+    authority: String,
+    path: String,
+    token: Option<HeaderValue>,
+    #[cfg(feature = "tls")]
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl std::fmt::Debug for HttpConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConnector")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpConnector {
+    /// A connector for `url`: `http://HOST:PORT/PATH` or `https://...`,
+    /// where the path defaults to `/rpc` (the server's JSON-RPC endpoint).
+    /// `None` if it is not such a URL with a host and a port.
+    pub fn new(url: &str) -> Option<Self> {
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || !authority.contains(':') {
+            return None;
+        }
+        let path = if path.is_empty() || path == "/" {
+            "/rpc"
+        } else {
+            path
+        };
+        Some(Self {
+            url: url.to_owned(),
+            authority: authority.to_owned(),
+            path: path.to_owned(),
+            token: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+        })
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every POST, for servers
+    /// started with [`ServerBuilder::token`](crate::ServerBuilder::token)
+    /// (they answer `401` without it). `None` if the token cannot be a
+    /// header value (it holds a control character).
+    pub fn with_token(mut self, token: &str) -> Option<Self> {
+        let mut value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        value.set_sensitive(true);
+        self.token = Some(value);
+        Some(self)
+    }
+
+    /// The same, inside TLS (for `https://`).
+    #[cfg(feature = "tls")]
+    pub(crate) fn with_tls(
+        mut self,
+        connector: tokio_rustls::TlsConnector,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Self {
+        self.tls = Some((connector, server_name));
+        self
+    }
+
+    /// Opens one HTTP/1.1 connection, and the peer's address.
+    async fn dial(&self) -> io::Result<(SendRequest<Full<Bytes>>, Option<std::net::SocketAddr>)> {
+        let stream = tokio::net::TcpStream::connect(&self.authority).await?;
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
+        #[cfg(feature = "tls")]
+        let io: Box<dyn Io> = match &self.tls {
+            Some((connector, name)) => {
+                let tls = connector.connect(name.clone(), stream).await.map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("the TLS handshake failed ({e}); does the server speak TLS, with a certificate for this name signed by a CA you trust?"),
+                    )
+                })?;
+                Box::new(tls)
+            }
+            None => Box::new(stream),
+        };
+        #[cfg(not(feature = "tls"))]
+        let io: Box<dyn Io> = Box::new(stream);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(io::Error::other)?;
+        // The connection runs until the sender is dropped or the server
+        // closes it; its error, if any, reaches the request in flight.
+        tokio::spawn(connection);
+        Ok((sender, peer))
+    }
+}
+
+impl super::Connector for HttpConnector {
+    fn connect<'a>(
+        &'a self,
+        limits: &'a Limits,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<Transport, RpcError>> + Send + 'a>> {
+        Box::pin(async move {
+            // One connection now, so an unreachable server is an error of
+            // `connect`, as with the other transports.
+            let (first, peer) = self.dial().await.map_err(|source| RpcError::Connect {
+                addr: self.url.clone(),
+                source,
+            })?;
+            let mut info = ConnectionInfo::new("http");
+            info.peer = peer;
+            let (tx, rx) = mpsc::channel(CHANNEL_MESSAGES);
+            let pool = Arc::new(Pool {
+                connector: self.clone(),
+                idle: Mutex::new(vec![first]),
+                permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+                max_answer: limits.max_frame,
+            });
+            let outbox = Arc::new(Outbox::new(
+                Framing::Delimited,
+                limits.max_frame,
+                limits.write_buffer,
+            ));
+            let writer = tokio::spawn({
+                let outbox = outbox.clone();
+                async move { outbox.run_writer(PostDrain { pool, answers: tx }).await }
+            });
+            Ok(Transport {
+                inbound: Inbound::HttpClient(Receiver {
+                    rx,
+                    last_read: Instant::now(),
+                    timer: Timer::default(),
+                }),
+                outbox,
+                writer,
+                info: Arc::new(info),
+            })
+        })
+    }
+
+    fn target(&self) -> String {
+        self.url.clone()
+    }
+}
+
+/// The connections of one transport.
+struct Pool {
+    connector: HttpConnector,
+    /// Open connections with nothing in flight.
+    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// One per connection in use.
+    permits: Arc<Semaphore>,
+    max_answer: usize,
+}
+
+/// What came of one POST: an answer for the session, nothing (`204`), or
+/// the error that ends the transport.
+type Answer = io::Result<Bytes>;
+
+impl Pool {
+    /// Takes an idle connection that is still open, or opens one.
+    async fn connection(&self) -> io::Result<SendRequest<Full<Bytes>>> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match idle {
+                Some(sender) if !sender.is_closed() => return Ok(sender),
+                Some(_) => continue,
+                None => return Ok(self.connector.dial().await?.0),
+            }
+        }
+    }
+
+    /// Posts one message and returns the answer, if any.
+    async fn post(&self, body: Bytes) -> io::Result<Option<Bytes>> {
+        let mut sender = self.connection().await?;
+        sender.ready().await.map_err(io::Error::other)?;
+        let mut request = Request::post(self.connector.path.as_str())
+            .header(header::HOST, self.connector.authority.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json");
+        if let Some(token) = &self.connector.token {
+            request = request.header(header::AUTHORIZATION, token.clone());
+        }
+        let request = request.body(Full::new(body)).map_err(io::Error::other)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| io::Error::other(format!("the POST failed: {e}")))?;
+        let status = response.status();
+        let answer = Limited::new(response.into_body(), self.max_answer)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "the server's answer exceeds the maximum of {} bytes; raise ClientBuilder::max_frame",
+                            self.max_answer
+                        ),
+                    )
+                } else {
+                    io::Error::other(format!("the answer could not be read: {e}"))
+                }
+            })?
+            .to_bytes();
+        // Only a connection that answered in full is reused.
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sender);
+        match status {
+            StatusCode::OK => Ok(Some(answer)),
+            StatusCode::NO_CONTENT => Ok(None),
+            status => Err(io::Error::other(format!(
+                "the server answered {status}: {}",
+                refusal_message(&answer)
+            ))),
+        }
+    }
+}
+
+/// The message of a refusal's JSON-RPC error body, or the body itself
+/// (at most 256 bytes of it).
+fn refusal_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        error: ErrorPart,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorPart {
+        message: String,
+    }
+    match serde_json::from_slice::<Refusal>(body) {
+        Ok(refusal) => refusal.error.message,
+        Err(_) => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(256)]);
+            format!("{:?}", text.trim())
+        }
+    }
+}
+
+/// Posts each outbound message from a task of its own, at most
+/// [`MAX_CONNECTIONS`] at once; the answers go to the session's inbound
+/// channel.
+struct PostDrain {
+    pool: Arc<Pool>,
+    answers: mpsc::Sender<Answer>,
+}
+
+impl Drain for PostDrain {
+    async fn send(&mut self, taken: &mut Taken) -> io::Result<()> {
+        for message in taken.messages() {
+            // Waiting here for a free connection holds the outbox back, so
+            // callers wait once its buffer is full: backpressure, as on a
+            // socket.
+            let pool = self.pool.clone();
+            let permit = pool.permits.clone().acquire_owned().await.map_err(|_| {
+                io::Error::new(io::ErrorKind::BrokenPipe, "the HTTP transport was closed")
+            })?;
+            let answers = self.answers.clone();
+            tokio::spawn(async move {
+                let answer = pool.post(message).await;
+                drop(permit);
+                let delivered = match answer {
+                    Ok(Some(answer)) => answers.send(Ok(answer)).await,
+                    Ok(None) => Ok(()),
+                    Err(e) => answers.send(Err(e)).await,
+                };
+                // A closed channel: the client is gone, nothing to tell.
+                let _ = delivered;
+            });
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        // Nothing to close: the connections close when the last POST ends
+        // and the pool is dropped.
+        Ok(())
+    }
+}
+
+/// The inbound half: the answers of the POSTs, in the order they arrive.
+pub(crate) struct Receiver {
+    rx: mpsc::Receiver<Answer>,
+    last_read: Instant,
+    timer: Timer,
+}
+
+impl Receiver {
+    pub(crate) fn last_read(&self) -> Instant {
+        self.last_read
+    }
+
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+        idle_until: Option<Instant>,
+    ) -> Poll<Result<Option<Message>, ReadError>> {
+        let received = match self.rx.poll_recv(cx) {
+            Poll::Ready(received) => received,
+            Poll::Pending => {
+                if let Some(until) = idle_until {
+                    if self.timer.poll_at(cx, until).is_ready() {
+                        return Poll::Ready(Err(ReadError::Idle));
+                    }
+                }
+                return Poll::Pending;
+            }
+        };
+        self.last_read = Instant::now();
+        Poll::Ready(match received {
+            Some(Ok(body)) => Ok(Some(Message {
+                body,
+                reply: None,
+                authenticated: false,
+            })),
+            Some(Err(e)) => Err(ReadError::Frame(FrameError::Io(e))),
+            None => Ok(None),
+        })
+    }
+}

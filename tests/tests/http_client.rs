@@ -1,0 +1,132 @@
+//! The library's client over `http://` URLs: one POST per call, batch or
+//! notification, many at once over a few keep-alive connections, with the
+//! bearer token on every POST.
+
+mod common;
+
+use common::{TestServer, Via, within};
+use rpc_core::{Client, Never, RpcError};
+use rpc_demo::services::{CalcError, all_services};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_over_http_is_one_post_with_each_answer_typed() {
+    let fx = TestServer::demo_via(Via::Http).await;
+    let client = fx.client().await;
+    let mut batch = client.batch();
+    let sum = batch.call::<_, f64, Never>("add", &(2.0, 3.0)).unwrap();
+    let quotient = batch.call::<_, f64, CalcError>("div", &(1.0, 0.0)).unwrap();
+    batch.notify("echo", &("ignored",)).unwrap();
+    within("the batch", batch.send()).await.unwrap();
+    assert_eq!(sum.await.unwrap(), 5.0);
+    assert!(matches!(
+        quotient.await,
+        Err(RpcError::Application(CalcError::DivisionByZero))
+    ));
+    fx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_travels_as_a_bearer_on_every_post() {
+    let fx = TestServer::start_via(Via::Http, all_services().token("s3cret")).await;
+    let url = format!("http://{}/rpc", fx.addr());
+
+    let client = within(
+        "a client with the token",
+        Client::builder().token("s3cret").connect(url.as_str()),
+    )
+    .await
+    .expect("the right token is accepted");
+    for i in 0..20 {
+        let sum: f64 = within("a call", client.call("add", &(i as f64, 1.0)))
+            .await
+            .unwrap();
+        assert_eq!(sum, i as f64 + 1.0);
+    }
+
+    // A wrong token: `connect` fails at once, with the server's 401.
+    match within(
+        "a client with a wrong token",
+        Client::builder().token("wrong").connect(url.as_str()),
+    )
+    .await
+    {
+        Err(e) => assert!(e.to_string().contains("401"), "{e}"),
+        Ok(_) => panic!("a wrong token was accepted"),
+    }
+
+    // No token: the call fails with the 401's explanation.
+    let bare = within(
+        "a client with no token",
+        Client::builder().connect(url.as_str()),
+    )
+    .await
+    .unwrap();
+    match within(
+        "a call with no token",
+        bare.call::<_, f64>("add", &(1.0, 2.0)),
+    )
+    .await
+    {
+        Err(e) => assert!(
+            e.to_string().contains("Authorization: Bearer"),
+            "the error says what is missing: {e}"
+        ),
+        Ok(sum) => panic!("a call without the token went through: {sum}"),
+    }
+    drop((client, bare));
+    fx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reconnects_over_http_after_a_refusal_closed_its_transport() {
+    let fx = TestServer::start_via(
+        Via::Http,
+        rpc_core::Server::builder().max_frame_size(1024).service(
+            rpc_demo::services::EchoServer::new(rpc_demo::services::Echoer),
+        ),
+    )
+    .await;
+    let client = fx.client().await;
+    let too_large = within(
+        "a call over the limit",
+        client.call::<_, String>("echo", &("x".repeat(2000),)),
+    )
+    .await;
+    assert!(
+        matches!(too_large, Err(RpcError::Closed(_))),
+        "{too_large:?}"
+    );
+    // The next call dials again and goes through.
+    let echoed: String = within("a call after", client.call("echo", &("again",)))
+        .await
+        .unwrap();
+    assert_eq!(echoed, "again");
+    drop(client);
+    fx.shutdown().await;
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_connect_error_naming_the_url() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/rpc", free.local_addr().unwrap());
+    drop(free);
+    match within(
+        "a client to a closed port",
+        Client::builder().connect(url.as_str()),
+    )
+    .await
+    {
+        Err(RpcError::Connect { addr, .. }) => assert_eq!(addr, url),
+        other => panic!("expected Connect, got {other:?}"),
+    }
+}
+
+#[test]
+fn http_urls_need_a_host_and_a_port() {
+    use rpc_core::transport::HttpConnector;
+    assert!(HttpConnector::new("http://127.0.0.1:7070").is_some());
+    assert!(HttpConnector::new("https://example.test:443/rpc").is_some());
+    assert!(HttpConnector::new("http://127.0.0.1/rpc").is_none());
+    assert!(HttpConnector::new("http:///rpc").is_none());
+    assert!(HttpConnector::new("ws://127.0.0.1:7070").is_none());
+}
