@@ -150,7 +150,7 @@ pub fn targets(outcomes: &[Outcome]) -> String {
         true,
     );
     check(
-        "pipe rpc-http ÷ jsonrpsee-http (jsonrpsee's client on both)",
+        "pipe rpc-http ÷ jsonrpsee-http",
         tput("pipe", System::RpcHttp, System::JsonrpseeHttp),
         1.5,
         true,

@@ -130,3 +130,46 @@ fn http_urls_need_a_host_and_a_port() {
     assert!(HttpConnector::new("http:///rpc").is_none());
     assert!(HttpConnector::new("ws://127.0.0.1:7070").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_cannot_hold_every_connection() {
+    // A "server" that accepts connections, reports each, and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, mut accepts) = tokio::sync::mpsc::unbounded_channel();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+            if accepted.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let client = within(
+        "a client",
+        Client::builder()
+            .timeout(std::time::Duration::from_millis(100))
+            .connect(format!("http://{addr}/rpc")),
+    )
+    .await
+    .unwrap();
+    let calls = rpc_core::transport::MAX_HTTP_CONNECTIONS + 2;
+    for _ in 0..calls {
+        let answer = within(
+            "a call with no answer",
+            client.call::<_, f64>("add", &(1.0, 2.0)),
+        )
+        .await;
+        assert!(matches!(answer, Err(RpcError::Timeout(_))), "{answer:?}");
+    }
+    // Each POST was given up with its connection, and the next call dialled
+    // afresh: none waited for a connection the silent server held.
+    for n in 1..=calls {
+        within(&format!("connection {n} to be dialled"), accepts.recv())
+            .await
+            .expect("the silent server runs");
+    }
+    drop(client);
+    silent.abort();
+}

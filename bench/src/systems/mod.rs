@@ -23,8 +23,8 @@ pub enum System {
     Rpc,
     /// This workspace's `rpc-core`, over WebSocket (the same server).
     RpcWs,
-    /// This workspace's server over HTTP (`POST /rpc`), called by
-    /// jsonrpsee's HTTP client (the library has no HTTP client yet).
+    /// This workspace's client and server over HTTP (`POST /rpc`, one POST
+    /// per call over up to 8 keep-alive connections).
     RpcHttp,
     /// A hand-written LengthDelimitedCodec + serde_json client and server.
     Baseline,
@@ -136,7 +136,7 @@ pub async fn connect(system: System, addr: SocketAddr) -> Result<Connection, Str
     match system {
         System::Rpc => rpc::connect(addr).await,
         System::RpcWs => rpc::connect_ws(addr).await,
-        System::RpcHttp => jsonrpsee::connect_http_url(format!("http://{addr}/rpc")).await,
+        System::RpcHttp => rpc::connect_http(addr).await,
         System::Baseline => baseline::connect(addr).await,
         System::Tarpc => tarpc::connect(addr).await,
         System::JsonrpseeWs => jsonrpsee::connect_ws(addr).await,

@@ -56,6 +56,19 @@ pub async fn connect_ws(addr: SocketAddr) -> Result<Connection, String> {
     })
 }
 
+/// The client over HTTP (`http://ADDR/rpc`, one POST per call over up to 8
+/// keep-alive connections), to the same server. Its writes are not counted.
+pub async fn connect_http(addr: SocketAddr) -> Result<Connection, String> {
+    let client = rpc_core::Client::connect(format!("http://{addr}/rpc"))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Connection {
+        client: super::Client::Rpc(BenchServiceClient::new(client)),
+        writes: None,
+        fd: None,
+    })
+}
+
 /// The client, through `ClientBuilder::start` so its write half is counted.
 pub async fn connect(addr: SocketAddr) -> Result<Connection, String> {
     let stream = tcp_connect(addr).await?;

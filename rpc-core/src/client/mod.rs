@@ -331,7 +331,9 @@ impl ClientBuilder {
     }
 
     fn limits(&self) -> Limits {
-        Limits::new(self.max_frame, WRITE_BUFFER)
+        let mut limits = Limits::new(self.max_frame, WRITE_BUFFER);
+        limits.exchange_timeout = self.timeout;
+        limits
     }
 
     /// Dials, starts a session, and authenticates if a token is set.

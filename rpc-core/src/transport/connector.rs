@@ -28,6 +28,11 @@ pub struct Limits {
     pub max_frame: usize,
     /// Bytes of outbound messages buffered before callers wait.
     pub write_buffer: usize,
+    /// How long one exchange may take on a transport that cannot tell when
+    /// a call ends by itself (an HTTP POST): the client's default call
+    /// timeout ([`ClientBuilder::timeout`](crate::ClientBuilder::timeout),
+    /// 30 s unless set). Default: 30 s.
+    pub exchange_timeout: Duration,
 }
 
 impl Limits {
@@ -36,6 +41,7 @@ impl Limits {
         Self {
             max_frame,
             write_buffer,
+            exchange_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -18,6 +18,13 @@
 //! connection); otherwise the call runs to its end on the server and its
 //! answer is dropped here.
 //!
+//! A POST with no answer after the client's default call timeout
+//! ([`Limits::exchange_timeout`]) is abandoned and its connection closed,
+//! so a server that never answers cannot hold every connection: a call
+//! given a longer timeout of its own with
+//! [`CallOptions`](crate::CallOptions) still gets no more than that over
+//! HTTP.
+//!
 //! Written on hyper's connection API rather than hyper-util's pooled
 //! client: the pool here is a dozen lines, and TLS reuses the rustls set-up
 //! the other connectors share, where the pooled client would need a
@@ -192,6 +199,7 @@ impl super::Connector for HttpConnector {
                 idle: Mutex::new(vec![first]),
                 permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
                 max_answer: limits.max_frame,
+                exchange_timeout: limits.exchange_timeout,
             });
             let outbox = Arc::new(Outbox::new(
                 Framing::Delimited,
@@ -228,6 +236,8 @@ struct Pool {
     /// One per connection in use.
     permits: Arc<Semaphore>,
     max_answer: usize,
+    /// How long one POST may take before it is abandoned.
+    exchange_timeout: std::time::Duration,
 }
 
 /// What came of one POST: an answer for the session, nothing (`204`), or
@@ -337,12 +347,17 @@ impl Drain for PostDrain {
             })?;
             let answers = self.answers.clone();
             tokio::spawn(async move {
-                let answer = pool.post(message).await;
+                let until = crate::time::after(pool.exchange_timeout);
+                let answer = tokio::time::timeout_at(until, pool.post(message)).await;
                 drop(permit);
                 let delivered = match answer {
-                    Ok(Some(answer)) => answers.send(Ok(answer)).await,
-                    Ok(None) => Ok(()),
-                    Err(e) => answers.send(Err(e)).await,
+                    Ok(Ok(Some(answer))) => answers.send(Ok(answer)).await,
+                    Ok(Ok(None)) => Ok(()),
+                    Ok(Err(e)) => answers.send(Err(e)).await,
+                    // Abandoned (its connection with it): the calls it
+                    // carried have timed out on their own by now, and the
+                    // connection is free for the next.
+                    Err(_) => Ok(()),
                 };
                 // A closed channel: the client is gone, nothing to tell.
                 let _ = delivered;
