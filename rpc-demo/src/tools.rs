@@ -13,21 +13,61 @@ pub async fn list(client: rpc_core::Client) -> Result<(), DemoError> {
     let methods = document["methods"].as_array().cloned().unwrap_or_default();
     for method in &methods {
         let name = method["name"].as_str().unwrap_or("?");
-        let params: Vec<&str> = method["params"]
+        let params: Vec<String> = method["params"]
             .as_array()
-            .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| {
+                        let name = p["name"].as_str()?;
+                        Some(match type_name(&p["schema"]) {
+                            Some(ty) => format!("{name}: {ty}"),
+                            None => name.to_owned(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let result = type_name(&method["result"]["schema"])
+            .map(|ty| format!(" -> {ty}"))
             .unwrap_or_default();
         let summary = method["description"]
             .as_str()
             .and_then(|d| d.lines().next())
             .unwrap_or("");
         say!(
-            "{name}({}){}{summary}",
+            "{name}({}){result}{}{summary}",
             params.join(", "),
             if summary.is_empty() { "" } else { "  " }
         );
     }
     Ok(())
+}
+
+/// A short name for the type a JSON Schema describes, as `list` prints it:
+/// the JSON type (`number`, `string`, `integer`, `[string]` for an array),
+/// the name of a `$ref` into `components/schemas`, `a | b` for a choice of
+/// types; `None` when the schema says nothing (`{}`: the type has no
+/// schema).
+fn type_name(schema: &Value) -> Option<String> {
+    if let Some(reference) = schema["$ref"].as_str() {
+        return Some(reference.rsplit('/').next().unwrap_or(reference).to_owned());
+    }
+    match &schema["type"] {
+        Value::String(ty) if ty == "array" => Some(format!(
+            "[{}]",
+            type_name(&schema["items"]).unwrap_or_else(|| "any".to_owned())
+        )),
+        Value::String(ty) => Some(ty.clone()),
+        Value::Array(types) => {
+            let names: Vec<&str> = types.iter().filter_map(Value::as_str).collect();
+            (!names.is_empty()).then(|| names.join(" | "))
+        }
+        _ => {
+            let choices = schema["anyOf"].as_array().or(schema["oneOf"].as_array())?;
+            let names: Option<Vec<String>> = choices.iter().map(type_name).collect();
+            names.map(|names| names.join(" | "))
+        }
+    }
 }
 
 /// Calls `method` with `args` (each read as JSON, a bare word as a string)
@@ -72,5 +112,35 @@ mod tests {
         assert_eq!(argument("\"123\""), Value::from("123"));
         assert_eq!(argument("[1,2]"), serde_json::json!([1, 2]));
         assert_eq!(argument("Olá mundo"), Value::from("Olá mundo"));
+    }
+
+    #[test]
+    fn schemas_read_as_short_type_names() {
+        use serde_json::json;
+        let name = |schema: Value| type_name(&schema);
+        assert_eq!(
+            name(json!({"type": "number", "format": "double"})).as_deref(),
+            Some("number")
+        );
+        assert_eq!(
+            name(json!({"$ref": "#/components/schemas/CalcError"})).as_deref(),
+            Some("CalcError")
+        );
+        assert_eq!(
+            name(json!({"type": "array", "items": {"type": "string"}})).as_deref(),
+            Some("[string]")
+        );
+        assert_eq!(name(json!({"type": "array"})).as_deref(), Some("[any]"));
+        assert_eq!(
+            name(json!({"type": ["integer", "null"]})).as_deref(),
+            Some("integer | null")
+        );
+        assert_eq!(
+            name(json!({"anyOf": [{"$ref": "#/components/schemas/Point"}, {"type": "null"}]}))
+                .as_deref(),
+            Some("Point | null")
+        );
+        assert_eq!(name(json!({})), None);
+        assert_eq!(name(Value::Null), None);
     }
 }

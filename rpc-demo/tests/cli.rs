@@ -328,8 +328,16 @@ fn list_and_call_speak_to_any_server_of_the_protocol() {
     let (_server, addr) = serve(&[]);
     let out = run(&["list", &addr], "");
     assert!(out.status.success(), "{}", out.stderr);
-    assert!(out.stdout.contains("add(a, b)"), "{}", out.stdout);
-    assert!(out.stdout.contains("hello(name)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("add(a: number, b: number) -> number"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("hello(name: string) -> string"),
+        "{}",
+        out.stdout
+    );
 
     let out = run(&["call", &addr, "add", "2", "3"], "");
     assert!(out.status.success(), "{}", out.stderr);
@@ -345,7 +353,11 @@ fn list_and_call_speak_to_any_server_of_the_protocol() {
     let out = run(&["call", &format!("ws://{addr}/ws"), "mult", "4", "5"], "");
     assert_eq!(out.stdout.trim(), "20.0", "{}", out.stderr);
     let out = run(&["list", &format!("ws://{addr}/ws")], "");
-    assert!(out.stdout.contains("add(a, b)"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("add(a: number, b: number)"),
+        "{}",
+        out.stderr
+    );
     // And over HTTP, one POST per call.
     let out = run(
         &["call", &format!("http://{addr}/rpc"), "pot", "2", "10"],
@@ -353,7 +365,7 @@ fn list_and_call_speak_to_any_server_of_the_protocol() {
     );
     assert_eq!(out.stdout.trim(), "1024.0", "{}", out.stderr);
     let out = run(&["list", &format!("http://{addr}")], "");
-    assert!(out.stdout.contains("hello(name)"), "{}", out.stderr);
+    assert!(out.stdout.contains("hello(name: string)"), "{}", out.stderr);
 
     // An error: one line with the code and the message, status 1.
     let out = run(&["call", &addr, "div", "1", "0"], "");
