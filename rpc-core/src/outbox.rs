@@ -80,6 +80,30 @@ struct State {
     /// End offset of each message in `buf` ([`Framing::Delimited`] only).
     ends: Vec<usize>,
     closed: bool,
+    /// Why the session closed it, for transports that can say so.
+    closing: Closing,
+}
+
+/// Why a session closes its connection, for transports whose close can
+/// carry a reason: a WebSocket's close frame (RFC 6455 §7.4.1 codes). The
+/// byte-stream transports just close.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Closing {
+    /// The conversation ended: the peer closed, or the connection was idle
+    /// (1000).
+    #[default]
+    Normal,
+    /// The server is shutting down (1001).
+    GoingAway,
+    /// The peer broke the protocol: a foreign protocol, a frame that never
+    /// completed, responses left unread (1002).
+    Protocol,
+    /// A message over the maximum size (1009).
+    TooLarge,
+    /// The session failed inside (1011).
+    Failed,
+    /// Refused over a limit; try again later (1013).
+    Overloaded,
 }
 
 /// What the writer took out of the outbox in one turn.
@@ -108,8 +132,9 @@ impl Taken {
 pub(crate) trait Drain: Send {
     /// Sends every message in `taken` (and may leave it empty or not).
     fn send(&mut self, taken: &mut Taken) -> impl Future<Output = io::Result<()>> + Send;
-    /// Closes the outbound direction after the last message.
-    fn close(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+    /// Closes the outbound direction after the last message, for the
+    /// reason given.
+    fn close(&mut self, why: Closing) -> impl Future<Output = io::Result<()>> + Send;
 }
 
 /// A byte stream whose messages are length-prefixed in the buffer already.
@@ -120,7 +145,7 @@ impl<W: AsyncWrite + Unpin + Send> Drain for StreamDrain<W> {
         self.0.write_all(&taken.buf).await
     }
 
-    async fn close(&mut self) -> io::Result<()> {
+    async fn close(&mut self, _: Closing) -> io::Result<()> {
         self.0.shutdown().await
     }
 }
@@ -265,6 +290,20 @@ impl Outbox {
         self.room_freed();
     }
 
+    /// Closes it, saying why (see [`Closing`]); the first reason given
+    /// stands.
+    pub(crate) fn close_because(&self, why: Closing) {
+        {
+            let mut state = self.lock();
+            if !state.closed && state.closing == Closing::Normal {
+                state.closing = why;
+            }
+            state.closed = true;
+        }
+        self.data_ready.notify_one();
+        self.room_freed();
+    }
+
     fn room_freed(&self) {
         self.room.notify_waiters();
         self.loop_waker.wake();
@@ -275,15 +314,15 @@ impl Outbox {
     pub(crate) async fn run_writer<D: Drain>(&self, mut sink: D) -> io::Result<()> {
         let mut out = Taken::default();
         let result = loop {
-            let closed = {
+            let (closed, closing) = {
                 let mut state = self.lock();
                 std::mem::swap(&mut state.buf, &mut out.buf);
                 std::mem::swap(&mut state.ends, &mut out.ends);
-                state.closed
+                (state.closed, state.closing)
             };
             if out.buf.is_empty() {
                 if closed {
-                    break sink.close().await;
+                    break sink.close(closing).await;
                 }
                 self.data_ready.notified().await;
                 // Woken by the first message of a batch, by a task that is

@@ -12,6 +12,7 @@ use rpc_core::code;
 use rpc_demo::services::{CalculatorClient, all_services};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, http};
 
 type Socket =
@@ -214,14 +215,34 @@ async fn a_shutdown_tells_websocket_clients_and_closes() {
     let shutdown = tokio::spawn(fx.shutdown());
     let notice = next(&mut ws).await;
     assert_eq!(notice["method"], "rpc.shutdown", "{notice}");
-    // Then the socket closes.
+    // Then the socket closes, with 1001 (going away).
+    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Away));
+    within("the shutdown", shutdown).await.unwrap();
+}
+
+/// Reads until the close frame and returns its code (`None`: the socket
+/// ended without one).
+async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
     loop {
-        match within("the close", ws.next()).await {
-            None | Some(Ok(Message::Close(_))) | Some(Err(_)) => break,
+        match within("the close", socket.next()).await {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+            None | Some(Err(_)) => return None,
             Some(Ok(_)) => continue,
         }
     }
-    within("the shutdown", shutdown).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_over_the_limit_is_explained_then_closed_with_1009() {
+    let fx = TestServer::start(all_services().max_frame_size(1024)).await;
+    let mut ws = open(&fx, None).await.unwrap();
+    let big = json!({"jsonrpc":"2.0","method":"echo","params":["x".repeat(2000)],"id":1});
+    // The server may close before the client has written it all.
+    let _ = within("a send", ws.send(Message::text(big.to_string()))).await;
+    let error = next(&mut ws).await;
+    assert_eq!(error["error"]["code"], code::FRAME_TOO_LARGE, "{error}");
+    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Size));
+    fx.shutdown().await;
 }
 
 #[tokio::test]

@@ -305,7 +305,9 @@ async fn refuse(transport: Transport, endpoint: &Endpoint) {
         crate::message::write_error(buf, None, &error);
         Ok::<_, std::convert::Infallible>(())
     });
-    transport.outbox.close();
+    transport
+        .outbox
+        .close_because(crate::outbox::Closing::Overloaded);
     let mut writer = transport.writer;
     if tokio::time::timeout(config.frame_timeout, &mut writer)
         .await

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::CloseReason;
 use crate::frame::FrameError;
-use crate::outbox::{Outbox, YieldToQueue};
+use crate::outbox::{Closing, Outbox, YieldToQueue};
 use crate::server::Endpoint;
 use crate::transport::{ConnectionInfo, Inbound, Message, ReadError, Timer, Transport};
 
@@ -136,6 +136,8 @@ pub(crate) async fn run(
     // of the current idle period.
     let mut drained_at = Instant::now();
     let mut fatal = false;
+    // Why the connection closes, for a transport that can say so.
+    let mut closing = Closing::Normal;
     let mut burst = 0u32;
     // Why reading stopped, while the calls in flight finish.
     let mut ended: Option<CloseReason> = None;
@@ -240,6 +242,7 @@ pub(crate) async fn run(
                 };
             }
             Event::Stalled(stall) => {
+                closing = Closing::Protocol;
                 let e = ReadError::Stalled(stall);
                 tracing::debug!(error = %e, "closing the connection");
                 break close_reason(e);
@@ -283,6 +286,7 @@ pub(crate) async fn run(
                     session.outbox.push_raw(&answer);
                 }
                 fatal = true;
+                closing = Closing::Protocol;
                 break CloseReason::Protocol(FrameError::Foreign { protocol, hint }.to_string());
             }
             Event::Read(Err(ReadError::Frame(FrameError::TooLarge { len, max }))) => {
@@ -292,6 +296,7 @@ pub(crate) async fn run(
                 // answer, within the grace period.
                 fatal = true;
                 reading = false;
+                closing = Closing::TooLarge;
                 let reason = CloseReason::Protocol(FrameError::TooLarge { len, max }.to_string());
                 session.calls.close(reason.clone());
                 grace_ends.get_or_insert(crate::time::after(limits.grace_period));
@@ -304,6 +309,9 @@ pub(crate) async fn run(
                 tracing::debug!(error = %e, "closing the connection");
                 reading = false;
                 let stop_now = matches!(e, ReadError::Idle);
+                if matches!(e, ReadError::FrameTimeout(_) | ReadError::Truncated(_)) {
+                    closing = Closing::Protocol;
+                }
                 let reason = close_reason(e);
                 session.calls.close(reason.clone());
                 if handlers.is_empty() || stop_now {
@@ -314,8 +322,11 @@ pub(crate) async fn run(
         }
     };
     tracing::debug!(%reason, "session ended");
+    if matches!(reason, CloseReason::ShuttingDown) {
+        closing = Closing::GoingAway;
+    }
     session.calls.close(reason);
-    session.outbox.close();
+    session.outbox.close_because(closing);
     if !writer.is_finished() {
         // Bounded: a peer that stops reading cannot hold the task forever.
         let _ = tokio::time::timeout(limits.flush_timeout, &mut writer).await;
@@ -338,6 +349,7 @@ impl Drop for CloseOnDrop {
             self.0
                 .calls
                 .close(CloseReason::Protocol("the session failed".to_owned()));
+            self.0.outbox.close_because(Closing::Failed);
         }
         self.0.outbox.close();
     }

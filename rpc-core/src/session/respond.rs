@@ -621,7 +621,7 @@ mod tests {
             Ok(())
         }
 
-        async fn close(&mut self) -> std::io::Result<()> {
+        async fn close(&mut self, _: crate::outbox::Closing) -> std::io::Result<()> {
             Ok(())
         }
     }

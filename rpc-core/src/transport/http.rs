@@ -160,7 +160,7 @@ impl Drain for Discard {
         Ok(())
     }
 
-    async fn close(&mut self) -> std::io::Result<()> {
+    async fn close(&mut self, _: crate::outbox::Closing) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -909,7 +909,7 @@ impl Drain for Collect {
         Ok(())
     }
 
-    async fn close(&mut self) -> std::io::Result<()> {
+    async fn close(&mut self, _: crate::outbox::Closing) -> std::io::Result<()> {
         Ok(())
     }
 }

@@ -366,7 +366,7 @@ impl Drain for PostDrain {
         Ok(())
     }
 
-    async fn close(&mut self) -> io::Result<()> {
+    async fn close(&mut self, _: crate::outbox::Closing) -> io::Result<()> {
         // Nothing to close: the connections close when the last POST ends
         // and the pool is dropped.
         Ok(())

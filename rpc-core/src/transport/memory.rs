@@ -213,7 +213,7 @@ impl Drain for ChannelDrain {
         Ok(())
     }
 
-    async fn close(&mut self) -> io::Result<()> {
+    async fn close(&mut self, _: crate::outbox::Closing) -> io::Result<()> {
         // The receiver sees the end once this sender is dropped with the task.
         Ok(())
     }

@@ -27,12 +27,14 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as Frame, Utf8Bytes};
 
 use super::{ConnectionInfo, Inbound, Message, ReadError, Timer, Transport};
 use crate::frame::FrameError;
-use crate::outbox::{Drain, Framing, Outbox, Taken};
+use crate::outbox::{Closing, Drain, Framing, Outbox, Taken};
 
 /// Any byte stream a WebSocket runs on: an upgraded server connection, or a
 /// client's TCP or TLS stream. Boxed, so the session has one receiver type
@@ -319,11 +321,31 @@ impl Drain for SocketDrain {
         self.0.flush().await.map_err(io_error)
     }
 
-    async fn close(&mut self) -> std::io::Result<()> {
-        // Send the close frame and flush; do not wait for the peer's reply
-        // (the session has stopped reading, so it would never be seen).
-        self.0.feed(Frame::Close(None)).await.map_err(io_error)?;
+    async fn close(&mut self, why: Closing) -> std::io::Result<()> {
+        // Send the close frame, with the code for why, and flush; do not
+        // wait for the peer's reply (the session has stopped reading, so it
+        // would never be seen). The JSON-RPC error that explains a limit
+        // went out just before, as a text message.
+        let (code, reason) = close_code(why);
+        let frame = Frame::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        }));
+        self.0.feed(frame).await.map_err(io_error)?;
         self.0.flush().await.map_err(io_error)
+    }
+}
+
+/// The close code (RFC 6455 §7.4.1, and 1013 from IANA's registry) and a
+/// short reason for why the session closed.
+fn close_code(why: Closing) -> (CloseCode, &'static str) {
+    match why {
+        Closing::Normal => (CloseCode::Normal, ""),
+        Closing::GoingAway => (CloseCode::Away, "the server is shutting down"),
+        Closing::Protocol => (CloseCode::Protocol, "protocol error"),
+        Closing::TooLarge => (CloseCode::Size, "message too large"),
+        Closing::Failed => (CloseCode::Error, "internal error"),
+        Closing::Overloaded => (CloseCode::Again, "too many connections; try again later"),
     }
 }
 
