@@ -7,6 +7,7 @@
 mod callgrind;
 mod counting;
 mod cpu;
+mod interop;
 mod macro_cost;
 mod mem;
 mod report;
