@@ -326,6 +326,39 @@ async fn a_client_trusting_the_ca_calls_over_tls_by_name_and_by_ip() {
 }
 
 #[tokio::test]
+async fn https_and_wss_urls_reach_a_tls_server_on_its_one_port() {
+    let ca = Ca::new("test CA");
+    let fx = tls_server(&ca, None).await;
+    let config = || client_config(&ca.pem(), None).expect("a client TLS config");
+    for url in [
+        format!("https://{}/rpc", fx.addr()),
+        format!("wss://{}/ws", fx.addr()),
+    ] {
+        let client = within(
+            "a TLS client by URL",
+            Client::builder()
+                .tls(config(), "localhost")
+                .expect("a valid server name")
+                .connect(url.as_str()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_adds(&client).await;
+    }
+    // Without TLS configured, such a URL is refused before dialling.
+    match within(
+        "an https URL without TLS",
+        Client::builder().connect(format!("https://{}/rpc", fx.addr())),
+    )
+    .await
+    {
+        Err(e) => assert!(e.to_string().contains("ClientBuilder::tls"), "{e}"),
+        Ok(_) => panic!("an https:// URL connected without TLS"),
+    }
+    fx.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_client_that_does_not_trust_the_server_fails_to_connect_and_the_server_goes_on() {
     let ca = Ca::new("test CA");
     let stranger = Ca::new("someone else's CA");
