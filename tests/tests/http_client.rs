@@ -173,3 +173,66 @@ async fn a_server_that_never_answers_cannot_hold_every_connection() {
     drop(client);
     silent.abort();
 }
+
+/// A server that answers one POST per connection, as HTTP/1.1 keep-alive,
+/// then closes the connection: what a server's idle timeout does to a
+/// pooled connection between two calls.
+async fn answer_once_per_connection(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok((mut stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then the body by Content-Length.
+            let body = loop {
+                let Ok(n) = stream.read(&mut chunk).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                request.extend_from_slice(&chunk[..n]);
+                let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if request.len() >= end + 4 + length {
+                    break request[end + 4..end + 4 + length].to_vec();
+                }
+            };
+            let call: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let answer =
+                serde_json::json!({"jsonrpc": "2.0", "result": 3.0, "id": call["id"]}).to_string();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
+                answer.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            // Closed at once, without `Connection: close`.
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_alive_connection_the_server_closed_does_not_fail_the_next_call() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(answer_once_per_connection(listener));
+    let client = within(
+        "a client",
+        Client::builder().connect(format!("http://{addr}/rpc")),
+    )
+    .await
+    .unwrap();
+    for i in 0..50 {
+        let sum: Result<f64, _> = within("a call", client.call("add", &(1.0, 2.0))).await;
+        assert_eq!(sum.as_ref().ok(), Some(&3.0), "call {i}: {sum:?}");
+    }
+    drop(client);
+    server.abort();
+}

@@ -57,8 +57,10 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 /// this many in flight wait for a connection to come free.
 pub const MAX_CONNECTIONS: usize = 8;
 
-/// Answers received and not yet read by the session before POSTs wait.
-const CHANNEL_MESSAGES: usize = 64;
+/// Answers received and not yet read by the session before POSTs wait:
+/// one per connection, so at most twice [`MAX_CONNECTIONS`] answers (of at
+/// most the maximum message size each) are held at once.
+const CHANNEL_MESSAGES: usize = MAX_CONNECTIONS;
 
 /// Dials `http://` (or, over TLS, `https://`) URLs: the client's side of
 /// the HTTP transport. [`ClientBuilder::connect`](crate::ClientBuilder::connect)
@@ -245,22 +247,39 @@ struct Pool {
 type Answer = io::Result<Bytes>;
 
 impl Pool {
-    /// Takes an idle connection that is still open, or opens one.
-    async fn connection(&self) -> io::Result<SendRequest<Full<Bytes>>> {
+    /// Takes an idle connection that is still open (`true`: reused), or
+    /// opens one (`false`).
+    async fn connection(&self) -> io::Result<(SendRequest<Full<Bytes>>, bool)> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match idle {
-                Some(sender) if !sender.is_closed() => return Ok(sender),
-                Some(_) => continue,
-                None => return Ok(self.connector.dial().await?.0),
+                Some(mut sender) if !sender.is_closed() => {
+                    if sender.ready().await.is_ok() {
+                        return Ok((sender, true));
+                    }
+                }
+                Some(_) => {}
+                None => return Ok((self.fresh().await?, false)),
             }
         }
     }
 
-    /// Posts one message and returns the answer, if any.
-    async fn post(&self, body: Bytes) -> io::Result<Option<Bytes>> {
-        let mut sender = self.connection().await?;
+    /// A new connection, ready for a request.
+    async fn fresh(&self) -> io::Result<SendRequest<Full<Bytes>>> {
+        let mut sender = self.connector.dial().await?.0;
         sender.ready().await.map_err(io::Error::other)?;
+        Ok(sender)
+    }
+
+    /// Posts one message and returns the answer, if any.
+    ///
+    /// A kept-alive connection the server closed meanwhile (its idle
+    /// timeout) can fail a request before any of it was sent; hyper then
+    /// hands the request back, and it goes once more on a new connection.
+    /// That is safe because the server never saw it; a request that may
+    /// have been sent is never repeated.
+    async fn post(&self, body: Bytes) -> io::Result<Option<Bytes>> {
+        let (mut sender, mut reused) = self.connection().await?;
         let mut request = Request::post(self.connector.path.as_str())
             .header(header::HOST, self.connector.authority.as_str())
             .header(header::CONTENT_TYPE, "application/json")
@@ -268,11 +287,24 @@ impl Pool {
         if let Some(token) = &self.connector.token {
             request = request.header(header::AUTHORIZATION, token.clone());
         }
-        let request = request.body(Full::new(body)).map_err(io::Error::other)?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| io::Error::other(format!("the POST failed: {e}")))?;
+        let mut request = request.body(Full::new(body)).map_err(io::Error::other)?;
+        let response = loop {
+            match sender.try_send_request(request).await {
+                Ok(response) => break response,
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if reused => {
+                        (sender, reused) = (self.fresh().await?, false);
+                        request = unsent;
+                    }
+                    _ => {
+                        return Err(io::Error::other(format!(
+                            "the POST failed: {}",
+                            failed.into_error()
+                        )));
+                    }
+                },
+            }
+        };
         let status = response.status();
         let answer = Limited::new(response.into_body(), self.max_answer)
             .collect()
