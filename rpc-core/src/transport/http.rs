@@ -274,25 +274,26 @@ impl Post {
             self.max_answer.saturating_add(1),
         ));
         let answers = Collect::default();
-        let collected = tokio::spawn({
-            let (outbox, answers) = (outbox.clone(), answers.clone());
-            async move { outbox.run_writer(answers).await }
-        });
         let message = Message {
             body,
-            reply: Some(Arc::new(ReplyTo { outbox })),
+            reply: Some(Arc::new(ReplyTo {
+                outbox: outbox.clone(),
+            })),
             authenticated,
         };
         if self.messages.send(message).await.is_err() {
-            collected.abort();
             return Err(refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 code::SHUTTING_DOWN,
                 "the server is shutting down; retry later or on another server",
             ));
         }
-        // The session drops the reply handle once every answer is queued.
-        let _ = collected.await;
+        // The session drops the reply handle once every answer is queued,
+        // which closes the outbox and ends the writer. Run here rather than
+        // in a task of its own: nothing needs it before the answer, and the
+        // outbox never makes the session wait (its budget exceeds the
+        // largest answer).
+        let _ = outbox.run_writer(answers.clone()).await;
         Ok(answers.take())
     }
 
