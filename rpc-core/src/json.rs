@@ -4,7 +4,7 @@
 //! `serde_json` escapes a string byte by byte. Most strings an RPC carries
 //! need no escaping at all (no `"`, `\` or control character), and for those
 //! a branch-free check of 64-byte chunks followed by one copy is many times
-//! faster (measured: ~0.1 ms against ~0.5–1 ms per MiB). [`write`] walks the
+//! faster (measured: ~0.1 ms against ~0.5–1 ms per MiB). [`write()`] walks the
 //! value with its own serializer for the shapes that matter (strings,
 //! numbers, options, sequences, tuples, structs, enum variants) and hands
 //! anything else (maps, bytes, ...) to `serde_json`, one element at a time,

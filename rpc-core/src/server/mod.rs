@@ -283,7 +283,7 @@ impl ServerBuilder {
     /// any other call; until then calls get [`UNAUTHORIZED`](crate::code::UNAUTHORIZED)
     /// and no handler runs. (`rpc.ping` stays open, for health checks.)
     ///
-    /// This installs [`TokenAuth`](crate::middleware::TokenAuth) as the
+    /// This installs [`TokenAuth`] as the
     /// first middleware layer, ahead of any added with
     /// [`middleware`](Self::middleware).
     pub fn token(mut self, token: impl Into<String>) -> Self {

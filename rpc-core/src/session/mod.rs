@@ -1,6 +1,6 @@
 //! The session: the protocol state of one peer, the same on both sides.
 //!
-//! A session runs on one [`Transport`](crate::transport::Transport) and
+//! A session runs on one [`Transport`] and
 //! knows nothing of bytes on a wire. It pulls whole inbound messages and
 //! sorts each one:
 //!

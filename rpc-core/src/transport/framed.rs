@@ -171,7 +171,9 @@ impl Reader {
         std::future::poll_fn(|cx| self.poll_next(cx, idle_until)).await
     }
 
-    /// Polls for the next frame; see [`next`](Self::next).
+    /// Polls for the next frame: `Ok(None)` when the peer closed cleanly
+    /// between frames; `idle_until`, if given, is when to give up while no
+    /// frame has started.
     pub(crate) fn poll_next(
         &mut self,
         cx: &mut Context<'_>,

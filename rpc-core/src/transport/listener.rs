@@ -3,7 +3,7 @@
 //! [`ServerBuilder::serve_on`](crate::ServerBuilder::serve_on) accepts from
 //! any [`Listener`]: a bound [`tokio::net::TcpListener`] (plain or TLS, as
 //! the builder says) or an in-memory
-//! [`MemoryListener`](super::memory::MemoryListener). The server turns each
+//! [`MemoryListener`]. The server turns each
 //! accepted connection into a [`Transport`](super::Transport): for a byte
 //! stream, after the TLS handshake, its first bytes choose the adapter
 //! ([`super::sniff`]).
@@ -37,7 +37,7 @@ pub(crate) mod private {
         Memory(End),
     }
 
-    /// The sealed part of [`Listener`](super::Listener).
+    /// The sealed part of [`Listener`].
     pub trait Accept: Send + 'static {
         /// Waits for the next connection. An error is usually transient
         /// (out of file descriptors): the server backs off and goes on.
