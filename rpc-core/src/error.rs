@@ -42,7 +42,7 @@ pub enum RpcError<E = Never> {
     #[error("the call failed on the server: {0}")]
     Server(ErrorObject),
     /// The connection could not be opened.
-    #[error("could not connect to {addr}: {source}; is the server running and listening there?")]
+    #[error("could not connect to {addr}: {source}{}", connect_hint(source))]
     Connect {
         /// The address that was tried.
         addr: String,
@@ -211,4 +211,15 @@ pub enum ServerError {
     /// Reading the local address of the listener failed.
     #[error("could not read the listening address: {0}")]
     LocalAddr(#[source] std::io::Error),
+}
+
+/// The advice after a connect error: none for an address the client could
+/// not use (its message says what to write instead), else to check the
+/// server.
+fn connect_hint(source: &std::io::Error) -> &'static str {
+    if source.kind() == std::io::ErrorKind::InvalidInput {
+        ""
+    } else {
+        "; is the server running and listening there?"
+    }
 }

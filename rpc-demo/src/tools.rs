@@ -30,10 +30,7 @@ pub async fn list(client: rpc_core::Client) -> Result<(), DemoError> {
         let result = type_name(&method["result"]["schema"])
             .map(|ty| format!(" -> {ty}"))
             .unwrap_or_default();
-        let summary = method["description"]
-            .as_str()
-            .and_then(|d| d.lines().next())
-            .unwrap_or("");
+        let summary = summary(method["description"].as_str().unwrap_or(""));
         say!(
             "{name}({}){result}{}{summary}",
             params.join(", "),
@@ -41,6 +38,21 @@ pub async fn list(client: rpc_core::Client) -> Result<(), DemoError> {
         );
     }
     Ok(())
+}
+
+/// The first sentence of a method's description, on one line, with
+/// rustdoc's link brackets taken off (`[`X`]` reads as `X`).
+fn summary(description: &str) -> String {
+    let paragraph: Vec<&str> = description
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let text = paragraph.join(" ").replace("[`", "`").replace("`]", "`");
+    match text.find(". ") {
+        Some(end) => text[..=end].to_owned(),
+        None => text,
+    }
 }
 
 /// A short name for the type a JSON Schema describes, as `list` prints it:
@@ -112,6 +124,22 @@ mod tests {
         assert_eq!(argument("\"123\""), Value::from("123"));
         assert_eq!(argument("[1,2]"), serde_json::json!([1, 2]));
         assert_eq!(argument("Olá mundo"), Value::from("Olá mundo"));
+    }
+
+    #[test]
+    fn summaries_are_the_first_sentence_on_one_line() {
+        assert_eq!(summary("Returns `a + b`."), "Returns `a + b`.");
+        assert_eq!(
+            summary(
+                "Returns `a / b`; dividing by zero is a\n[`CalcError::DivisionByZero`]. More.\n\nDetails."
+            ),
+            "Returns `a / b`; dividing by zero is a `CalcError::DivisionByZero`."
+        );
+        assert_eq!(
+            summary("Sleeps, a slow call,\nto watch.\n\nMore."),
+            "Sleeps, a slow call, to watch."
+        );
+        assert_eq!(summary(""), "");
     }
 
     #[test]

@@ -236,3 +236,47 @@ async fn a_kept_alive_connection_the_server_closed_does_not_fail_the_next_call()
     drop(client);
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_path_or_a_missing_port_says_what_to_write() {
+    let fx = TestServer::demo_via(Via::Http).await;
+    let addr = fx.addr();
+    // HTTP: the first call learns the path is wrong, and says so.
+    let client = within(
+        "a client at a wrong path",
+        Client::builder().connect(format!("http://{addr}/api")),
+    )
+    .await
+    .unwrap();
+    let error = within("a call", client.call::<_, f64>("add", &(1.0, 2.0)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("no JSON-RPC endpoint at `/api`") && error.contains("`/rpc`"),
+        "{error}"
+    );
+    // WebSocket: the handshake does.
+    let error = within(
+        "a socket at a wrong path",
+        Client::builder().connect(format!("ws://{addr}/wrong")),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("no WebSocket at this path") && error.contains("`/ws`"),
+        "{error}"
+    );
+    // No port: said so, without blaming the server.
+    for target in ["127.0.0.1", "http://127.0.0.1/rpc"] {
+        let error = within("a target with no port", Client::builder().connect(target))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("port"), "{error}");
+        assert!(!error.contains("is the server running"), "{error}");
+    }
+    drop(client);
+    fx.shutdown().await;
+}

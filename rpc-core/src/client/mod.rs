@@ -288,6 +288,15 @@ impl ClientBuilder {
             .or_else(|| target.strip_prefix("tls://"))
             .unwrap_or(&target)
             .trim_end_matches('/');
+        if !address.contains(':') {
+            return Err(RpcError::Connect {
+                addr: target.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the address has no port: write HOST:PORT, e.g. 127.0.0.1:7070",
+                ),
+            });
+        }
         let connector = TcpConnector::new(address);
         #[cfg(feature = "tls")]
         let connector = match &self.tls {

@@ -331,6 +331,11 @@ impl Pool {
         match status {
             StatusCode::OK => Ok(Some(answer)),
             StatusCode::NO_CONTENT => Ok(None),
+            StatusCode::NOT_FOUND => Err(io::Error::other(format!(
+                "no JSON-RPC endpoint at `{}` (404: {}); check the URL's path, which is `/rpc` on this library's servers",
+                self.connector.path,
+                refusal_message(&answer)
+            ))),
             status => Err(io::Error::other(format!(
                 "the server answered {status}: {}",
                 refusal_message(&answer)

@@ -220,9 +220,13 @@ impl super::Connector for WsConnector {
             )
             .await
             .map_err(|e| {
-                self.connect_error(std::io::Error::other(format!(
-                    "the WebSocket handshake failed: {e}"
-                )))
+                let why = match &e {
+                    tungstenite::Error::Http(response) if response.status() == StatusCode::NOT_FOUND => {
+                        "no WebSocket at this path (404); check the URL's path, which is `/ws` on this library's servers".to_owned()
+                    }
+                    e => format!("the WebSocket handshake failed: {e}"),
+                };
+                self.connect_error(std::io::Error::other(why))
             })?;
             Ok(transport(
                 socket,
