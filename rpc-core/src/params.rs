@@ -106,7 +106,7 @@ impl<'a> ParamReader<'a> {
             Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
                 invalid(format_args!(
                     "parameter `{name}` (position {index}) has the wrong type: {}",
-                    quote(&e.to_string())
+                    quote(without_position(&e.to_string()))
                 ))
             }),
             None => serde_json::from_str("null").map_err(|_| {
@@ -144,6 +144,16 @@ impl<'de> serde::Deserialize<'de> for NamedParams<'de> {
             }
         }
         d.deserialize_map(Visit)
+    }
+}
+
+/// serde_json's message without its ` at line 1 column 5` tail: the
+/// position is inside the one parameter's JSON, which tells the caller
+/// nothing the parameter's name does not.
+fn without_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(" column ") => &message[..at],
+        _ => message,
     }
 }
 
@@ -199,7 +209,9 @@ mod tests {
             .arg::<i32>(1)
             .unwrap_err();
         assert!(
-            e.message.contains("`b`") && e.message.contains("wrong type"),
+            e.message.contains("`b`")
+                && e.message.contains("wrong type")
+                && !e.message.contains("at line"),
             "{}",
             e.message
         );
