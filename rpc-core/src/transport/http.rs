@@ -937,14 +937,7 @@ impl Receiver {
                 self.last_read = Instant::now();
                 Poll::Ready(Ok(message))
             }
-            Poll::Pending => {
-                if let Some(until) = idle_until {
-                    if self.timer.poll_at(cx, until).is_ready() {
-                        return Poll::Ready(Err(ReadError::Idle));
-                    }
-                }
-                Poll::Pending
-            }
+            Poll::Pending => self.timer.poll_idle(cx, idle_until).map(Err),
         }
     }
 }

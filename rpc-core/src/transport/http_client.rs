@@ -429,14 +429,7 @@ impl Receiver {
     ) -> Poll<Result<Option<Message>, ReadError>> {
         let received = match self.rx.poll_recv(cx) {
             Poll::Ready(received) => received,
-            Poll::Pending => {
-                if let Some(until) = idle_until {
-                    if self.timer.poll_at(cx, until).is_ready() {
-                        return Poll::Ready(Err(ReadError::Idle));
-                    }
-                }
-                return Poll::Pending;
-            }
+            Poll::Pending => return self.timer.poll_idle(cx, idle_until).map(Err),
         };
         self.last_read = Instant::now();
         Poll::Ready(match received {

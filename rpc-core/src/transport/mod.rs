@@ -251,6 +251,19 @@ impl Timer {
         };
         sleep.as_mut().poll(cx)
     }
+
+    /// For a receiver with nothing to read: `Ready(Idle)` once `idle_until`
+    /// (if any) has passed, else `Pending` (and woken then).
+    pub(crate) fn poll_idle(
+        &mut self,
+        cx: &mut Context<'_>,
+        idle_until: Option<Instant>,
+    ) -> Poll<ReadError> {
+        match idle_until {
+            Some(until) if self.poll_at(cx, until).is_ready() => Poll::Ready(ReadError::Idle),
+            _ => Poll::Pending,
+        }
+    }
 }
 
 /// Why no message came.

@@ -264,14 +264,7 @@ impl Receiver {
         loop {
             let frame = match Pin::new(&mut self.stream).poll_next(cx) {
                 Poll::Ready(frame) => frame,
-                Poll::Pending => {
-                    if let Some(until) = idle_until {
-                        if self.timer.poll_at(cx, until).is_ready() {
-                            return Poll::Ready(Err(ReadError::Idle));
-                        }
-                    }
-                    return Poll::Pending;
-                }
+                Poll::Pending => return self.timer.poll_idle(cx, idle_until).map(Err),
             };
             self.last_read = Instant::now();
             let body: Bytes = match frame {
