@@ -67,33 +67,16 @@ pub trait Connector: Send + Sync + 'static {
 
 /// Framed JSON-RPC over TCP (with `TCP_NODELAY`), or inside TLS when
 /// configured through [`ClientBuilder::tls`](crate::ClientBuilder::tls).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TcpConnector {
-    addr: String,
-    #[cfg(feature = "tls")]
-    tls: Option<(
-        tokio_rustls::TlsConnector,
-        rustls::pki_types::ServerName<'static>,
-    )>,
-}
-
-impl std::fmt::Debug for TcpConnector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("TcpConnector");
-        d.field("addr", &self.addr);
-        #[cfg(feature = "tls")]
-        d.field("tls", &self.tls.as_ref().map(|(_, name)| name));
-        d.finish()
-    }
+    dialer: Dialer,
 }
 
 impl TcpConnector {
     /// A connector for `addr` (`host:port`), resolved at each attempt.
     pub fn new(addr: impl Into<String>) -> Self {
         Self {
-            addr: addr.into(),
-            #[cfg(feature = "tls")]
-            tls: None,
+            dialer: Dialer::new(addr.into()),
         }
     }
 
@@ -105,15 +88,102 @@ impl TcpConnector {
         connector: tokio_rustls::TlsConnector,
         server_name: rustls::pki_types::ServerName<'static>,
     ) -> Self {
+        self.dialer = self.dialer.with_tls(connector, server_name);
+        self
+    }
+}
+
+/// Any byte stream a client connection runs on once boxed: TCP, TLS over
+/// TCP, or (on the server) an upgraded HTTP connection.
+#[cfg(feature = "http")]
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+#[cfg(feature = "http")]
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// How a client reaches `HOST:PORT`: TCP with `TCP_NODELAY`, then TLS if
+/// configured. Shared by the framed, WebSocket and HTTP connectors.
+#[derive(Clone)]
+pub(crate) struct Dialer {
+    /// `HOST:PORT`, resolved at each attempt.
+    pub(crate) addr: String,
+    #[cfg(feature = "tls")]
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl std::fmt::Debug for Dialer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Dialer");
+        d.field("addr", &self.addr);
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls.as_ref().map(|(_, name)| name));
+        d.finish()
+    }
+}
+
+/// An open client stream, before it is split or boxed.
+pub(crate) enum Dialed {
+    Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Dialed {
+    /// The stream behind one virtual call per read or write.
+    #[cfg(feature = "http")]
+    pub(crate) fn boxed(self) -> Box<dyn Io> {
+        match self {
+            Dialed::Tcp(stream) => Box::new(stream),
+            #[cfg(feature = "tls")]
+            Dialed::Tls(stream) => stream,
+        }
+    }
+}
+
+impl Dialer {
+    pub(crate) fn new(addr: String) -> Self {
+        Self {
+            addr,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
+
+    /// The same, speaking TLS and checking the server's certificate
+    /// against `server_name`.
+    #[cfg(feature = "tls")]
+    pub(crate) fn with_tls(
+        mut self,
+        connector: tokio_rustls::TlsConnector,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Self {
         self.tls = Some((connector, server_name));
         self
     }
 
-    fn connect_error(&self, source: std::io::Error) -> RpcError {
-        RpcError::Connect {
-            addr: self.addr.clone(),
-            source,
+    /// Opens the stream, and says who answered.
+    ///
+    /// # Errors
+    /// The socket's error, or a failed TLS handshake with advice on its
+    /// usual causes.
+    pub(crate) async fn dial(&self) -> std::io::Result<(Dialed, Option<std::net::SocketAddr>)> {
+        let stream = TcpStream::connect(&self.addr).await?;
+        let _ = stream.set_nodelay(true);
+        let peer = stream.peer_addr().ok();
+        #[cfg(feature = "tls")]
+        if let Some((connector, name)) = &self.tls {
+            let tls = connector.connect(name.clone(), stream).await.map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("the TLS handshake failed ({e}); does the server speak TLS, with a certificate for this name signed by a CA you trust?"),
+                )
+            })?;
+            return Ok((Dialed::Tls(Box::new(tls)), peer));
         }
+        Ok((Dialed::Tcp(stream), peer))
     }
 }
 
@@ -123,31 +193,33 @@ impl Connector for TcpConnector {
         limits: &'a Limits,
     ) -> Pin<Box<dyn Future<Output = Result<Transport, RpcError>> + Send + 'a>> {
         Box::pin(async move {
-            let stream = TcpStream::connect(&self.addr)
+            let (dialed, peer) = self
+                .dialer
+                .dial()
                 .await
-                .map_err(|e| self.connect_error(e))?;
-            let _ = stream.set_nodelay(true);
-            let mut info = ConnectionInfo::new("tcp");
-            info.peer = stream.peer_addr().ok();
-            #[cfg(feature = "tls")]
-            if let Some((connector, name)) = &self.tls {
-                let tls = connector.connect(name.clone(), stream).await.map_err(|e| {
-                    self.connect_error(std::io::Error::new(
-                        e.kind(),
-                        format!("the TLS handshake failed ({e}); does the server speak TLS, with a certificate for this name signed by a CA you trust?"),
-                    ))
+                .map_err(|source| RpcError::Connect {
+                    addr: self.dialer.addr.clone(),
+                    source,
                 })?;
-                info.transport = "tls";
-                let (read, write) = tokio::io::split(tls);
-                return Ok(open_stream(read, write, limits, info));
+            let mut info = ConnectionInfo::new("tcp");
+            info.peer = peer;
+            match dialed {
+                Dialed::Tcp(stream) => {
+                    let (read, write) = stream.into_split();
+                    Ok(open_stream(read, write, limits, info))
+                }
+                #[cfg(feature = "tls")]
+                Dialed::Tls(tls) => {
+                    info.transport = "tls";
+                    let (read, write) = tokio::io::split(tls);
+                    Ok(open_stream(read, write, limits, info))
+                }
             }
-            let (read, write) = stream.into_split();
-            Ok(open_stream(read, write, limits, info))
         })
     }
 
     fn target(&self) -> String {
-        self.addr.clone()
+        self.dialer.addr.clone()
     }
 }
 

@@ -43,15 +43,11 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 
+use super::connector::Dialer;
 use super::{ConnectionInfo, Inbound, Limits, Message, ReadError, Timer, Transport};
 use crate::error::RpcError;
 use crate::frame::FrameError;
 use crate::outbox::{Drain, Framing, Outbox, Taken};
-
-/// Any byte stream a connection runs on: TCP, or TLS over TCP.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Connections one transport opens to the server at most: calls beyond
 /// this many in flight wait for a connection to come free.
@@ -80,14 +76,10 @@ const CHANNEL_MESSAGES: usize = MAX_CONNECTIONS;
 #[derive(Clone)]
 pub struct HttpConnector {
     url: String,
-    authority: String,
+    /// Dials the URL's `HOST:PORT`, which is also the `Host` header.
+    dialer: Dialer,
     path: String,
     token: Option<HeaderValue>,
-    #[cfg(feature = "tls")]
-    tls: Option<(
-        tokio_rustls::TlsConnector,
-        rustls::pki_types::ServerName<'static>,
-    )>,
 }
 
 impl std::fmt::Debug for HttpConnector {
@@ -121,11 +113,9 @@ impl HttpConnector {
         };
         Some(Self {
             url: url.to_owned(),
-            authority: authority.to_owned(),
+            dialer: Dialer::new(authority.to_owned()),
             path: path.to_owned(),
             token: None,
-            #[cfg(feature = "tls")]
-            tls: None,
         })
     }
 
@@ -147,30 +137,14 @@ impl HttpConnector {
         connector: tokio_rustls::TlsConnector,
         server_name: rustls::pki_types::ServerName<'static>,
     ) -> Self {
-        self.tls = Some((connector, server_name));
+        self.dialer = self.dialer.with_tls(connector, server_name);
         self
     }
 
     /// Opens one HTTP/1.1 connection, and the peer's address.
     async fn dial(&self) -> io::Result<(SendRequest<Full<Bytes>>, Option<std::net::SocketAddr>)> {
-        let stream = tokio::net::TcpStream::connect(&self.authority).await?;
-        let _ = stream.set_nodelay(true);
-        let peer = stream.peer_addr().ok();
-        #[cfg(feature = "tls")]
-        let io: Box<dyn Io> = match &self.tls {
-            Some((connector, name)) => {
-                let tls = connector.connect(name.clone(), stream).await.map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("the TLS handshake failed ({e}); does the server speak TLS, with a certificate for this name signed by a CA you trust?"),
-                    )
-                })?;
-                Box::new(tls)
-            }
-            None => Box::new(stream),
-        };
-        #[cfg(not(feature = "tls"))]
-        let io: Box<dyn Io> = Box::new(stream);
+        let (dialed, peer) = self.dialer.dial().await?;
+        let io = dialed.boxed();
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(io::Error::other)?;
@@ -281,7 +255,7 @@ impl Pool {
     async fn post(&self, body: Bytes) -> io::Result<Option<Bytes>> {
         let (mut sender, mut reused) = self.connection().await?;
         let mut request = Request::post(self.connector.path.as_str())
-            .header(header::HOST, self.connector.authority.as_str())
+            .header(header::HOST, self.connector.dialer.addr.as_str())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json");
         if let Some(token) = &self.connector.token {

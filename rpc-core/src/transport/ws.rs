@@ -32,17 +32,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as Frame, Utf8Bytes};
 
+use super::connector::{Dialer, Io};
 use super::{ConnectionInfo, Inbound, Message, ReadError, Timer, Transport};
 use crate::frame::FrameError;
 use crate::outbox::{Closing, Drain, Framing, Outbox, Taken};
 
-/// Any byte stream a WebSocket runs on: an upgraded server connection, or a
-/// client's TCP or TLS stream. Boxed, so the session has one receiver type
+/// Boxed, so the session has one receiver type whatever the stream below
 /// (one virtual call per read, not per message).
-pub(crate) trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
-
 type Socket = WebSocketStream<Box<dyn Io>>;
 
 /// The socket settings: a small read buffer (an idle socket should cost
@@ -131,12 +127,7 @@ fn transport(
 #[derive(Clone)]
 pub struct WsConnector {
     url: String,
-    host_port: String,
-    #[cfg(feature = "tls")]
-    tls: Option<(
-        tokio_rustls::TlsConnector,
-        rustls::pki_types::ServerName<'static>,
-    )>,
+    dialer: Dialer,
 }
 
 impl std::fmt::Debug for WsConnector {
@@ -160,9 +151,7 @@ impl WsConnector {
         }
         Some(Self {
             url: url.to_owned(),
-            host_port: authority.to_owned(),
-            #[cfg(feature = "tls")]
-            tls: None,
+            dialer: Dialer::new(authority.to_owned()),
         })
     }
 
@@ -173,7 +162,7 @@ impl WsConnector {
         connector: tokio_rustls::TlsConnector,
         server_name: rustls::pki_types::ServerName<'static>,
     ) -> Self {
-        self.tls = Some((connector, server_name));
+        self.dialer = self.dialer.with_tls(connector, server_name);
         self
     }
 
@@ -192,27 +181,14 @@ impl super::Connector for WsConnector {
     ) -> Pin<Box<dyn std::future::Future<Output = Result<Transport, crate::RpcError>> + Send + 'a>>
     {
         Box::pin(async move {
-            let stream = tokio::net::TcpStream::connect(&self.host_port)
+            let (dialed, peer) = self
+                .dialer
+                .dial()
                 .await
                 .map_err(|e| self.connect_error(e))?;
-            let _ = stream.set_nodelay(true);
             let mut info = ConnectionInfo::new("ws");
-            info.peer = stream.peer_addr().ok();
-            #[cfg(feature = "tls")]
-            let io: Box<dyn Io> = match &self.tls {
-                Some((connector, name)) => {
-                    let tls = connector.connect(name.clone(), stream).await.map_err(|e| {
-                        self.connect_error(std::io::Error::new(
-                            e.kind(),
-                            format!("the TLS handshake failed ({e}); does the server speak TLS, with a certificate for this name signed by a CA you trust?"),
-                        ))
-                    })?;
-                    Box::new(tls)
-                }
-                None => Box::new(stream),
-            };
-            #[cfg(not(feature = "tls"))]
-            let io: Box<dyn Io> = Box::new(stream);
+            info.peer = peer;
+            let io = dialed.boxed();
             let (socket, _) = tokio_tungstenite::client_async_with_config(
                 self.url.as_str(),
                 io,
