@@ -20,9 +20,11 @@ use tracing::Instrument;
 use super::{Endpoint, MIN_OUTGOING_FRAME, ServerHandle};
 use crate::error::ServerError;
 use crate::message::{ErrorObject, code};
+#[cfg(feature = "http")]
+use crate::transport::Protocol;
 use crate::transport::framed::{self, FramedLimits};
 use crate::transport::listener::private::Accepted;
-use crate::transport::{ConnectionInfo, Listener, Protocol, Transport};
+use crate::transport::{ConnectionInfo, Listener, Transport};
 
 /// Starts the accept loop in the background.
 pub(crate) fn start<L: Listener>(
@@ -234,11 +236,11 @@ where
         .unwrap_or_default();
     match crate::transport::sniff(&first, config.max_frame) {
         #[cfg(feature = "http")]
-        #[cfg(feature = "http")]
         Protocol::Http if !admitted => {
             refuse_http(io, endpoint).await;
             None
         }
+        #[cfg(feature = "http")]
         Protocol::Http if admitted => {
             let io = crate::transport::http::Prefixed::new(prefix.freeze(), io);
             let serve = crate::transport::http::serve(io, info, endpoint.clone(), stop.clone());

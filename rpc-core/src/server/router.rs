@@ -17,7 +17,8 @@ pub(crate) struct Router {
     /// Every wire name and alias: the service that offers it and the
     /// method's own wire name (what its `Service::call` matches on).
     routes: HashMap<&'static str, (usize, &'static str)>,
-    /// What each method is, by wire name and alias.
+    /// What each method is, by wire name and alias (read by REST only).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     infos: HashMap<&'static str, MethodInfo>,
     /// The services' names and methods, for the document.
     names: Vec<&'static str>,
@@ -80,6 +81,7 @@ impl Router {
 
     /// What the method with this wire name or alias is, if any service
     /// offers it.
+    #[cfg(feature = "http")]
     pub(crate) fn info(&self, method: &str) -> Option<&MethodInfo> {
         self.infos.get(method)
     }

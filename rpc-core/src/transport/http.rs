@@ -186,8 +186,10 @@ impl Drop for Answering {
 /// A connection's life after an upgrade.
 type Served = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
-/// What answering one request needs.
+/// What answering one request needs. (The fields for the WebSocket
+/// upgrade are unread without feature `ws`.)
 #[derive(Clone)]
+#[cfg_attr(not(feature = "ws"), allow(dead_code))]
 struct Post {
     messages: mpsc::Sender<Message>,
     max_body: usize,
