@@ -280,3 +280,122 @@ async fn a_wrong_path_or_a_missing_port_says_what_to_write() {
     drop(client);
     fx.shutdown().await;
 }
+
+/// A TCP relay from a port of its own to `server` that counts the HTTP
+/// requests passing through (the request lines starting `POST `).
+async fn counting_relay(
+    server: std::net::SocketAddr,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let posts = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = posts.clone();
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let Ok(outbound) = tokio::net::TcpStream::connect(server).await else {
+                return;
+            };
+            let (mut from_client, mut to_server) = (inbound, outbound);
+            let posts = counted.clone();
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = from_client.split();
+                let (mut server_read, mut server_write) = to_server.split();
+                let upstream = async {
+                    // The last bytes of the previous read, so a request
+                    // line split between two reads is still counted once.
+                    let mut seen: Vec<u8> = Vec::new();
+                    let mut chunk = [0u8; 16 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let carried = seen.len();
+                        seen.extend_from_slice(&chunk[..n]);
+                        let found = seen
+                            .windows(11)
+                            .enumerate()
+                            .filter(|(at, w)| *w == b"POST /rpc H" && at + 11 > carried)
+                            .count();
+                        posts.fetch_add(found, Ordering::SeqCst);
+                        seen.drain(..seen.len().saturating_sub(10));
+                        if server_write.write_all(&chunk[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = server_write.shutdown().await;
+                };
+                let downstream = tokio::io::copy(&mut server_read, &mut client_write);
+                let _ = tokio::join!(upstream, downstream);
+            });
+        }
+    });
+    (addr, posts)
+}
+
+/// Calls waiting while every connection is busy: with coalescing (the
+/// default) they share a few batch POSTs; without, each has its own. Either
+/// way every answer reaches its own call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_for_a_connection_are_merged_into_batch_posts() {
+    use common::gated::{self, Gate, GatedClient};
+    use rpc_core::transport::{HttpConnector, MAX_HTTP_CONNECTIONS};
+    use std::sync::atomic::Ordering;
+
+    const QUEUED: usize = 40;
+    for coalescing in [true, false] {
+        let gate = Gate::default();
+        let fx = gated::serve(&gate, rpc_core::Server::builder()).await;
+        let (relay, posts) = counting_relay(fx.addr()).await;
+        let connector = HttpConnector::new(&format!("http://{relay}/rpc"))
+            .unwrap()
+            .coalescing(coalescing);
+        let client = within("a client", Client::builder().connect_with(connector))
+            .await
+            .unwrap();
+
+        // Every connection holds a slow call.
+        let gated = GatedClient::from(client.clone());
+        let slow: Vec<_> = (0..MAX_HTTP_CONNECTIONS)
+            .map(|_| {
+                let gated = gated.clone();
+                tokio::spawn(async move { gated.slow().await })
+            })
+            .collect();
+        within(
+            "the slow calls to start",
+            gate.started(MAX_HTTP_CONNECTIONS),
+        )
+        .await;
+        // The quick calls are queued by their first poll, and wait.
+        let quick = futures_util::future::join_all((0..QUEUED).map(|_| gated.quick()));
+        let mut quick = Box::pin(quick);
+        assert!(futures_util::poll!(quick.as_mut()).is_pending());
+        for _ in 0..MAX_HTTP_CONNECTIONS {
+            gate.open.notify_one();
+        }
+        for answer in within("the slow calls", futures_util::future::join_all(slow)).await {
+            assert_eq!(answer.unwrap().unwrap(), "done");
+        }
+        for answer in within("the quick calls", quick.as_mut()).await {
+            assert_eq!(answer.unwrap(), 1);
+        }
+        let posts = posts.load(Ordering::SeqCst);
+        if coalescing {
+            assert!(
+                posts <= 3 * MAX_HTTP_CONNECTIONS,
+                "{QUEUED} queued calls took {posts} POSTs in all"
+            );
+        } else {
+            assert_eq!(posts, MAX_HTTP_CONNECTIONS + QUEUED);
+        }
+        drop(quick);
+        drop((gated, client));
+        fx.shutdown().await;
+    }
+}

@@ -12,6 +12,15 @@
 //! fails the calls in flight with it and reconnects on the next call, as it
 //! does when a TCP connection breaks.
 //!
+//! When every connection is busy, the messages waiting for one are merged
+//! into one JSON-RPC batch and sent in one `POST` (JSON-RPC 2.0, section 6:
+//! a server must accept batches), so a deep pipeline costs one HTTP
+//! exchange per few calls instead of one per call. The merged calls'
+//! answers then arrive together, when the slowest of them is done: a call
+//! that would have waited for a connection anyway waits for its batch
+//! instead. [`HttpConnector::coalescing`] turns this off, for a server that
+//! does not take batches.
+//!
 //! What HTTP cannot carry: pushes from the server (there is no channel for
 //! them), and `rpc.cancel` reaches the call only when it happens to travel
 //! on the same connection as the call (each server-side session is one
@@ -30,6 +39,7 @@
 //! the other connectors share, where the pooled client would need a
 //! connector crate of its own.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -58,6 +68,11 @@ pub const MAX_CONNECTIONS: usize = 8;
 /// most the maximum message size each) are held at once.
 const CHANNEL_MESSAGES: usize = MAX_CONNECTIONS;
 
+/// The most bytes of messages merged into one batch `POST`: well under
+/// any server's body limit, and small enough that the merged answers stay
+/// small. A message this large or larger always goes alone.
+const MAX_MERGED_BYTES: usize = 256 * 1024;
+
 /// Dials `http://` (or, over TLS, `https://`) URLs: the client's side of
 /// the HTTP transport. [`ClientBuilder::connect`](crate::ClientBuilder::connect)
 /// makes one for an `http://` or `https://` address, with the client's
@@ -80,6 +95,8 @@ pub struct HttpConnector {
     dialer: Dialer,
     path: String,
     token: Option<HeaderValue>,
+    /// Whether messages waiting for a connection are merged into batches.
+    coalescing: bool,
 }
 
 impl std::fmt::Debug for HttpConnector {
@@ -116,6 +133,7 @@ impl HttpConnector {
             dialer: Dialer::new(authority.to_owned()),
             path: path.to_owned(),
             token: None,
+            coalescing: true,
         })
     }
 
@@ -128,6 +146,18 @@ impl HttpConnector {
         value.set_sensitive(true);
         self.token = Some(value);
         Some(self)
+    }
+
+    /// Whether messages that wait for a free connection are merged into
+    /// one JSON-RPC batch `POST` (default `true`; see the [module
+    /// docs](self)). Turn it off for a server that refuses batches, which
+    /// JSON-RPC 2.0 requires servers to accept, or when one slow call must
+    /// never delay the answers of others queued behind it; calls then wait
+    /// for a connection of their own. Use the connector with
+    /// [`ClientBuilder::connect_with`](crate::ClientBuilder::connect_with).
+    pub fn coalescing(mut self, on: bool) -> Self {
+        self.coalescing = on;
+        self
     }
 
     /// The same, inside TLS (for `https://`).
@@ -177,6 +207,7 @@ impl super::Connector for HttpConnector {
                 max_answer: limits.max_frame,
                 exchange_timeout: limits.exchange_timeout,
             });
+            let coalescing = self.coalescing;
             let outbox = Arc::new(Outbox::new(
                 Framing::Delimited,
                 limits.max_frame,
@@ -184,7 +215,16 @@ impl super::Connector for HttpConnector {
             ));
             let writer = tokio::spawn({
                 let outbox = outbox.clone();
-                async move { outbox.run_writer(PostDrain { pool, answers: tx }).await }
+                async move {
+                    outbox
+                        .run_writer(PostDrain {
+                            pool,
+                            answers: tx,
+                            coalescing,
+                            waiting: VecDeque::new(),
+                        })
+                        .await
+                }
             });
             Ok(Transport {
                 inbound: Inbound::HttpClient(Receiver {
@@ -245,14 +285,17 @@ impl Pool {
         Ok(sender)
     }
 
-    /// Posts one message and returns the answer, if any.
+    /// Posts one body of `messages` merged messages and returns the
+    /// answer, if any. The answer may hold the maximum message size once
+    /// per merged message, what separate POSTs could have brought.
     ///
     /// A kept-alive connection the server closed meanwhile (its idle
     /// timeout) can fail a request before any of it was sent; hyper then
     /// hands the request back, and it goes once more on a new connection.
     /// That is safe because the server never saw it; a request that may
     /// have been sent is never repeated.
-    async fn post(&self, body: Bytes) -> io::Result<Option<Bytes>> {
+    async fn post(&self, body: Bytes, messages: usize) -> io::Result<Option<Bytes>> {
+        let max_answer = self.max_answer.saturating_mul(messages);
         let (mut sender, mut reused) = self.connection().await?;
         let mut request = Request::post(self.connector.path.as_str())
             .header(header::HOST, self.connector.dialer.addr.as_str())
@@ -280,7 +323,7 @@ impl Pool {
             }
         };
         let status = response.status();
-        let answer = Limited::new(response.into_body(), self.max_answer)
+        let answer = Limited::new(response.into_body(), max_answer)
             .collect()
             .await
             .map_err(|e| {
@@ -289,7 +332,7 @@ impl Pool {
                         io::ErrorKind::InvalidData,
                         format!(
                             "the server's answer exceeds the maximum of {} bytes; raise ClientBuilder::max_frame",
-                            self.max_answer
+                            max_answer
                         ),
                     )
                 } else {
@@ -340,15 +383,73 @@ fn refusal_message(body: &[u8]) -> String {
 
 /// Posts each outbound message from a task of its own, at most
 /// [`MAX_CONNECTIONS`] at once; the answers go to the session's inbound
-/// channel.
+/// channel. Messages that wait for a connection are merged into batches.
 struct PostDrain {
     pool: Arc<Pool>,
     answers: mpsc::Sender<Answer>,
+    coalescing: bool,
+    /// Taken from the outbox, not yet posted.
+    waiting: VecDeque<Bytes>,
+}
+
+impl PostDrain {
+    /// The body of the next POST, taken from the front of `waiting`: one
+    /// message, or when coalescing, this connection's share of those
+    /// waiting (`free` more connections are free now) merged into a batch.
+    fn next_body(&mut self, free: usize) -> Option<(Bytes, usize)> {
+        let first = self.waiting.pop_front()?;
+        if !self.coalescing || self.waiting.is_empty() {
+            return Some((first, 1));
+        }
+        // Spread what waits over this connection and the free ones.
+        let share = (self.waiting.len() + 1).div_ceil(free + 1);
+        let mut merged = Vec::with_capacity(share);
+        let mut bytes = first.len();
+        merged.push(first);
+        while merged.len() < share {
+            match self.waiting.front() {
+                Some(next) if bytes + next.len() < MAX_MERGED_BYTES => {
+                    bytes += next.len();
+                    merged.extend(self.waiting.pop_front());
+                }
+                _ => break,
+            }
+        }
+        Some((merge_into_batch(&merged), merged.len()))
+    }
+}
+
+/// One JSON-RPC batch of `messages`, each a request, a notification or a
+/// batch (whose members are spliced in). One message is returned as it is.
+fn merge_into_batch(messages: &[Bytes]) -> Bytes {
+    if let [one] = messages {
+        return one.clone();
+    }
+    let len = messages.iter().map(|m| m.len() + 1).sum::<usize>() + 1;
+    let mut body = Vec::with_capacity(len);
+    body.push(b'[');
+    for message in messages {
+        // This side writes its messages with no surrounding whitespace.
+        let members = match message.as_ref() {
+            [b'[', inner @ .., b']'] => inner,
+            whole => whole,
+        };
+        if members.is_empty() {
+            continue;
+        }
+        if body.len() > 1 {
+            body.push(b',');
+        }
+        body.extend_from_slice(members);
+    }
+    body.push(b']');
+    Bytes::from(body)
 }
 
 impl Drain for PostDrain {
     async fn send(&mut self, taken: &mut Taken) -> io::Result<()> {
-        for message in taken.messages() {
+        self.waiting.extend(taken.messages());
+        while !self.waiting.is_empty() {
             // Waiting here for a free connection holds the outbox back, so
             // callers wait once its buffer is full: backpressure, as on a
             // socket.
@@ -356,10 +457,13 @@ impl Drain for PostDrain {
             let permit = pool.permits.clone().acquire_owned().await.map_err(|_| {
                 io::Error::new(io::ErrorKind::BrokenPipe, "the HTTP transport was closed")
             })?;
+            let Some((body, messages)) = self.next_body(pool.permits.available_permits()) else {
+                break;
+            };
             let answers = self.answers.clone();
             tokio::spawn(async move {
                 let until = crate::time::after(pool.exchange_timeout);
-                let answer = tokio::time::timeout_at(until, pool.post(message)).await;
+                let answer = tokio::time::timeout_at(until, pool.post(body, messages)).await;
                 drop(permit);
                 let delivered = match answer {
                     Ok(Ok(Some(answer))) => answers.send(Ok(answer)).await,
@@ -415,5 +519,36 @@ impl Receiver {
             Some(Err(e)) => Err(ReadError::Frame(FrameError::Io(e))),
             None => Ok(None),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn merged(messages: &[&'static str]) -> String {
+        let messages: Vec<Bytes> = messages
+            .iter()
+            .map(|m| Bytes::from_static(m.as_bytes()))
+            .collect();
+        String::from_utf8(merge_into_batch(&messages).to_vec()).unwrap()
+    }
+
+    #[test]
+    fn messages_and_batches_merge_into_one_flat_batch() {
+        assert_eq!(merged(&[r#"{"id":1}"#]), r#"{"id":1}"#);
+        assert_eq!(
+            merged(&[r#"{"id":1}"#, r#"{"id":2}"#]),
+            r#"[{"id":1},{"id":2}]"#
+        );
+        assert_eq!(
+            merged(&[
+                r#"[{"id":1},{"id":2}]"#,
+                r#"{"method":"n"}"#,
+                r#"[{"id":3}]"#
+            ]),
+            r#"[{"id":1},{"id":2},{"method":"n"},{"id":3}]"#
+        );
+        assert_eq!(merged(&["[]", r#"{"id":1}"#]), r#"[{"id":1}]"#);
     }
 }

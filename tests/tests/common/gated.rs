@@ -3,6 +3,7 @@
 //! so nothing depends on timing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
@@ -22,10 +23,24 @@ pub struct Gate {
     pub entered: Arc<Notify>,
     /// Notified by the test to let one `slow` call finish.
     pub open: Arc<Notify>,
+    /// How many `slow` calls have started.
+    pub started: Arc<AtomicUsize>,
+}
+
+impl Gate {
+    /// Waits until `n` calls of `slow` have started in all (a permit of
+    /// `entered` left by several calls wakes this once; the count decides).
+    #[allow(dead_code)]
+    pub async fn started(&self, n: usize) {
+        while self.started.load(Ordering::SeqCst) < n {
+            self.entered.notified().await;
+        }
+    }
 }
 
 impl Gated for Gate {
     async fn slow(&self) -> String {
+        self.started.fetch_add(1, Ordering::SeqCst);
         self.entered.notify_one();
         self.open.notified().await;
         "done".to_owned()
