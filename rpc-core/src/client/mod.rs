@@ -212,7 +212,8 @@ impl ClientBuilder {
     /// `addr` is `HOST:PORT`, or a URL: `tcp://HOST:PORT`, `tls://HOST:PORT`
     /// (with [`tls`](Self::tls)), `ws://HOST:PORT/ws` or `wss://HOST:PORT/ws`
     /// (WebSocket, feature `ws`), or `http://HOST:PORT/rpc` or
-    /// `https://HOST:PORT/rpc` (one POST per call or batch, feature `http`;
+    /// `https://HOST:PORT/rpc` (one POST per call or batch, or per several
+    /// calls when all connections are busy; feature `http`;
     /// see [`HttpConnector`](crate::transport::HttpConnector) for what HTTP
     /// cannot carry). With a token, every POST carries it as
     /// `Authorization: Bearer`.
