@@ -40,6 +40,7 @@ use tokio::time::Instant;
 
 use crate::outbox::QueueError;
 use crate::session::respond::InFlight;
+use crate::session::streams::Opening;
 
 tokio::task_local! {
     static CURRENT: CallContext;
@@ -50,6 +51,8 @@ tokio::task_local! {
 pub struct CallContext {
     deadline: Option<Instant>,
     push: Option<PushTarget>,
+    /// For a streaming call: where its handler leaves the stream.
+    opening: Option<Arc<Opening>>,
 }
 
 /// Where a handler's notifications go: its session's outbox, tagged with
@@ -81,12 +84,19 @@ impl CallContext {
         Self {
             deadline,
             push: None,
+            opening: None,
         }
     }
 
     /// The same context, able to push notifications to `target`.
     pub(crate) fn with_push(mut self, target: Option<PushTarget>) -> Self {
         self.push = target;
+        self
+    }
+
+    /// The same, for a streaming call.
+    pub(crate) fn with_opening(mut self, opening: Option<Arc<Opening>>) -> Self {
+        self.opening = opening;
         self
     }
 
@@ -104,6 +114,11 @@ impl CallContext {
     pub fn current() -> Option<CallContext> {
         CURRENT.try_with(Clone::clone).ok()
     }
+}
+
+/// The streaming call being served, if it is one.
+pub(crate) fn opening() -> Option<Arc<Opening>> {
+    CURRENT.try_with(|c| c.opening.clone()).ok().flatten()
 }
 
 /// The deadline of the call being served, if the caller sent one.

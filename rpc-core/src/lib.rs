@@ -108,12 +108,15 @@ mod params;
 mod server;
 mod service;
 mod session;
+mod stream;
 mod time;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod transport;
 
-pub use client::{Batch, BatchCall, CallOptions, Client, ClientBuilder, DEFAULT_TIMEOUT};
+pub use client::{
+    Batch, BatchCall, CallOptions, Client, ClientBuilder, DEFAULT_TIMEOUT, RemoteStream,
+};
 pub use error::{CloseReason, DecodeError, Never, RpcError, ServerError};
 pub use message::{ErrorObject, code};
 pub use rpc_macros::service;
@@ -123,6 +126,7 @@ pub use server::{
 };
 pub use service::Service;
 pub use session::Notification;
+pub use stream::{DEFAULT_WINDOW, Stream, StreamClosed, StreamSender};
 pub use tokio_util::sync::CancellationToken;
 
 /// Items the generated code names. Not part of the public API: they may
@@ -135,6 +139,7 @@ pub mod __private {
         Reply, SchemaFn, SchemaOf, encode_app_error, encode_app_error_with, encode_reply,
         method_not_found,
     };
+    pub use crate::session::streams::open_stream;
     pub use schemars::SchemaGenerator;
     pub use serde;
     pub use serde_json::Value;

@@ -11,6 +11,8 @@
 //! The error codes are those of the JSON-RPC 2.0 specification plus the ones
 //! this implementation defines; see [`code`] and `PROTOCOL.md`.
 
+pub(crate) mod streams;
+
 use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
@@ -124,6 +126,9 @@ pub(crate) struct Request<'a> {
     pub id: Option<&'a RawValue>,
     /// The caller's remaining time budget in milliseconds, if it sent one.
     pub timeout_ms: Option<u64>,
+    /// For a streaming method: the stream's initial window in bytes (the
+    /// `credit` member), if the caller sent one.
+    pub credit: Option<u64>,
     /// On a notification pushed by a handler: the id of the request it
     /// belongs to (the `in_reply_to` member).
     pub in_reply_to: Option<&'a RawValue>,
@@ -224,6 +229,8 @@ struct RawMessage<'a> {
     id: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     timeout_ms: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    credit: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     result: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
@@ -426,11 +433,24 @@ pub(crate) fn parse_message(text: &str) -> Result<Parsed<'_>, Rejected<'_>> {
             }
         },
     };
+    let credit = match raw.credit {
+        None => None,
+        Some(c) if c.get() == NULL => None,
+        Some(c) => match c.get().parse::<u64>() {
+            Ok(bytes) => Some(bytes),
+            Err(_) => {
+                return Err(reject(
+                    "`credit` must be a whole number of bytes, from 0 to 18446744073709551615",
+                ));
+            }
+        },
+    };
     Ok(Parsed::Request(Request {
         method,
         params,
         id,
         timeout_ms,
+        credit,
         in_reply_to: raw.in_reply_to,
         // An unreadable trace context is ignored, as W3C Trace Context says.
         traceparent: raw.traceparent.and_then(raw_str),

@@ -85,5 +85,9 @@ fn method(m: &MethodInfo, generator: &mut schemars::SchemaGenerator) -> serde_js
     if !m.aliases.is_empty() {
         object.insert("x-aliases".into(), json!(m.aliases));
     }
+    if m.streaming {
+        // The result opens a stream; the schema above is its items'.
+        object.insert("x-stream".into(), json!(true));
+    }
     method
 }

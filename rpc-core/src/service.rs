@@ -93,6 +93,10 @@ pub struct MethodInfo {
     pub error_schema: Option<SchemaFn>,
     /// Whether the method is `#[deprecated]`.
     pub deprecated: bool,
+    /// Whether the method returns a [`Stream`](crate::Stream): it must be
+    /// called on its own, over a connection (not in a batch, not over
+    /// plain HTTP), and `result_schema` is its items'.
+    pub streaming: bool,
     /// The method's doc comment.
     pub docs: &'static str,
 }

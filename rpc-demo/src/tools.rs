@@ -1,7 +1,8 @@
 //! `rpc-demo list` and `rpc-demo call`: a generic client for any server of
 //! this protocol, like grpcurl for gRPC. `list` reads the server's
 //! `rpc.discover` document; `call` sends one call with arguments given on
-//! the command line and prints the result as JSON.
+//! the command line and prints the result as JSON, or, for a streaming
+//! method, each item as a line of JSON as it arrives.
 
 use serde_json::Value;
 
@@ -27,9 +28,13 @@ pub async fn list(client: rpc_core::Client) -> Result<(), DemoError> {
                     .collect()
             })
             .unwrap_or_default();
-        let result = type_name(&method["result"]["schema"])
-            .map(|ty| format!(" -> {ty}"))
-            .unwrap_or_default();
+        let streaming = method["x-stream"] == Value::Bool(true);
+        let result = match (type_name(&method["result"]["schema"]), streaming) {
+            (Some(ty), true) => format!(" -> stream of {ty}"),
+            (None, true) => " -> stream".to_owned(),
+            (Some(ty), false) => format!(" -> {ty}"),
+            (None, false) => String::new(),
+        };
         let summary = summary(method["description"].as_str().unwrap_or(""));
         say!(
             "{name}({}){result}{}{summary}",
@@ -100,9 +105,40 @@ pub async fn call(
             "--params must be a JSON array (by position) or object (by name)".to_owned(),
         ));
     }
+    if is_streaming(&client, method).await {
+        let mut items = client
+            .open_stream::<_, Value, rpc_core::Never, rpc_core::Never>(
+                method,
+                &params,
+                Default::default(),
+            )
+            .await?;
+        while let Some(item) = futures_util::StreamExt::next(&mut items).await {
+            say!("{}", item?);
+        }
+        return Ok(());
+    }
     let result: Value = client.call(method, &params).await?;
     say!("{result}");
     Ok(())
+}
+
+/// Whether the server's `rpc.discover` document marks `method` (a name or
+/// an alias) as streaming. A server without the document (another
+/// implementation of JSON-RPC) has plain methods only.
+async fn is_streaming(client: &rpc_core::Client, method: &str) -> bool {
+    let Ok(document) = client.call::<_, Value>("rpc.discover", &[(); 0]).await else {
+        return false;
+    };
+    document["methods"].as_array().is_some_and(|methods| {
+        methods.iter().any(|m| {
+            let named = m["name"] == method
+                || m["x-aliases"]
+                    .as_array()
+                    .is_some_and(|aliases| aliases.iter().any(|a| a == method));
+            named && m["x-stream"] == Value::Bool(true)
+        })
+    })
 }
 
 /// One command-line argument as a JSON value: JSON if it parses (`3`,

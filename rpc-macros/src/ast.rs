@@ -31,6 +31,9 @@ pub(crate) struct Method<'a> {
     pub receiver: Option<&'a Receiver>,
     pub args: Vec<Arg<'a>>,
     pub output: Output<'a>,
+    /// For a streaming method (its value is a `Stream<T>` or
+    /// `Stream<T, E>`): the items' type and the error that may end it.
+    pub stream: Option<StreamOutput<'a>>,
     /// `#[rpc(timeout = "...")]`: milliseconds, and the literal.
     pub timeout: Option<(u64, syn::LitStr)>,
     /// `#[rpc(oneway)]`, where it was written.
@@ -50,6 +53,47 @@ pub(crate) struct Arg<'a> {
     /// The name on the wire: the ident without any `r#`.
     pub name: String,
     pub ty: &'a Type,
+}
+
+/// The `Stream<T, E>` a streaming method returns.
+pub(crate) struct StreamOutput<'a> {
+    /// `T`.
+    pub item: &'a Type,
+    /// `E`, when written.
+    pub error: Option<&'a Type>,
+}
+
+impl<'a> StreamOutput<'a> {
+    /// `Some` if `ty` is a `Stream<T>` or `Stream<T, E>` (any path ending
+    /// in `Stream`, such as `rpc_core::Stream`).
+    fn from_type(ty: &'a Type) -> Option<Self> {
+        let Type::Path(p) = ty else {
+            return None;
+        };
+        let last = p.path.segments.last()?;
+        if p.qself.is_some() || last.ident != "Stream" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(args) = &last.arguments else {
+            return None;
+        };
+        let types: Vec<&Type> = args
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        match types[..] {
+            [item] => Some(Self { item, error: None }),
+            [item, error] => Some(Self {
+                item,
+                error: Some(error),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// What a method returns.
@@ -129,6 +173,12 @@ impl<'a> Method<'a> {
                 },
             }
         }
+        let output = Output::from_syn(&item.sig.output);
+        let stream = match &output {
+            Output::Plain(ty) => StreamOutput::from_type(ty),
+            Output::Result { ok, .. } => StreamOutput::from_type(ok),
+            Output::Unit => None,
+        };
         Self {
             item,
             ident: &item.sig.ident,
@@ -136,7 +186,8 @@ impl<'a> Method<'a> {
             wire_span,
             receiver,
             args,
-            output: Output::from_syn(&item.sig.output),
+            output,
+            stream,
             timeout,
             oneway,
             idempotent,

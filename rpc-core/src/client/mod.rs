@@ -38,8 +38,10 @@ use crate::session::{self, Answer, Notification, Session};
 use crate::transport::{ConnectionInfo, Connector, Limits, TcpConnector, Transport};
 
 mod batch;
+mod stream;
 
 pub use batch::{Batch, BatchCall};
+pub use stream::RemoteStream;
 
 /// Default time a call waits for its response: 30 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,6 +96,7 @@ impl std::fmt::Debug for Client {
 pub struct CallOptions {
     timeout: Option<Duration>,
     idempotent: bool,
+    window: Option<u64>,
 }
 
 impl CallOptions {
@@ -102,6 +105,7 @@ impl CallOptions {
         Self {
             timeout: None,
             idempotent: false,
+            window: None,
         }
     }
 
@@ -109,6 +113,16 @@ impl CallOptions {
     /// ([`Client::with_timeout`]).
     pub const fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// For a call that opens a stream ([`Client::open_stream`]): its
+    /// window, the bytes of items the server may send ahead of what the
+    /// application has read (default [`DEFAULT_WINDOW`](crate::DEFAULT_WINDOW),
+    /// 256 KiB). A larger window keeps a fast stream going over a
+    /// long round trip; a smaller one holds less in memory.
+    pub const fn window(mut self, bytes: u64) -> Self {
+        self.window = Some(bytes);
         self
     }
 
@@ -766,7 +780,7 @@ fn decode<T: DeserializeOwned, E: DeserializeOwned>(
 }
 
 #[cold]
-fn application_error<E: DeserializeOwned>(error: ErrorObject) -> RpcError<E> {
+pub(crate) fn application_error<E: DeserializeOwned>(error: ErrorObject) -> RpcError<E> {
     if error.code == code::APPLICATION_ERROR {
         if let Some(data) = &error.data {
             if let Ok(value) = E::deserialize(data) {

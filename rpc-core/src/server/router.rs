@@ -10,13 +10,21 @@ use crate::error::ServerError;
 use crate::message::ErrorObject;
 use crate::service::{HandlerFuture, MethodInfo, Service};
 
+/// Where one wire name leads: the index of the service, the method's own
+/// wire name, and whether it is a streaming method.
+type Route = (usize, &'static str, bool);
+
+/// A routed call: the service's name, the method's, its future, and
+/// whether it streams.
+pub(crate) type Routed = (&'static str, &'static str, HandlerFuture, bool);
+
 /// Maps wire method names to services; names no service offers fall
 /// through to the [built-ins](super::builtins).
 pub(crate) struct Router {
     services: Vec<Arc<dyn Service>>,
     /// Every wire name and alias: the service that offers it and the
     /// method's own wire name (what its `Service::call` matches on).
-    routes: HashMap<&'static str, (usize, &'static str)>,
+    routes: HashMap<&'static str, Route>,
     /// What each method is, by wire name and alias (read by REST only).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     infos: HashMap<&'static str, MethodInfo>,
@@ -31,7 +39,7 @@ impl Router {
     /// Checks that no two services offer the same name and that none uses
     /// the reserved `rpc.` prefix, then builds the table.
     pub(crate) fn new(services: Vec<Arc<dyn Service>>) -> Result<Self, ServerError> {
-        let mut routes: HashMap<&'static str, (usize, &'static str)> = HashMap::default();
+        let mut routes: HashMap<&'static str, Route> = HashMap::default();
         let mut infos: HashMap<&'static str, MethodInfo> = HashMap::default();
         let mut all: Vec<MethodInfo> = Vec::new();
         for (index, service) in services.iter().enumerate() {
@@ -43,14 +51,14 @@ impl Router {
                             service: service.name(),
                         });
                     }
-                    if let Some(&(first, _)) = routes.get(name) {
+                    if let Some(&(first, _, _)) = routes.get(name) {
                         return Err(ServerError::DuplicateMethod {
                             method: name.to_owned(),
                             first: services[first].name(),
                             second: service.name(),
                         });
                     }
-                    routes.insert(name, (index, method.name));
+                    routes.insert(name, (index, method.name, method.streaming));
                     infos.insert(name, method);
                 }
                 all.push(method);
@@ -88,22 +96,23 @@ impl Router {
 
     /// The service that offers `method` (its name, for tracing), the
     /// method's name as the table holds it, and the future that runs the
-    /// call.
+    /// call; the last, whether it is a streaming method.
     pub(crate) fn call(
         &self,
         method: &str,
         params: Option<&RawValue>,
-    ) -> Result<(&'static str, &'static str, HandlerFuture), ErrorObject> {
-        if let Some((name, service)) = self
+    ) -> Result<Routed, ErrorObject> {
+        if let Some((name, service, streaming)) = self
             .routes
             .get(method)
-            .and_then(|&(i, name)| Some((name, self.services.get(i)?)))
+            .and_then(|&(i, name, streaming)| Some((name, self.services.get(i)?, streaming)))
         {
-            return Ok((service.name(), name, service.call(name, params)?));
+            return Ok((service.name(), name, service.call(name, params)?, streaming));
         }
-        builtins::call(method, params, || {
+        let (service, name, future) = builtins::call(method, params, || {
             self.discover
                 .get_or_init(|| crate::openrpc::document(&self.names, &self.methods))
-        })
+        })?;
+        Ok((service, name, future, false))
     }
 }

@@ -60,11 +60,37 @@ struct Pending {
     answer: oneshot::Sender<Answer>,
     /// Where notifications in reply to this call go, if anyone listens.
     notifications: Option<mpsc::Sender<Notification>>,
+    /// For a call that opens a stream: where its items will go.
+    stream: Option<Sink>,
+}
+
+/// What arrives for one of this side's open streams.
+#[derive(Debug)]
+pub(crate) enum StreamEvent {
+    /// One item's encoded value, sliced from its message.
+    Item(Bytes),
+    /// The server ended the stream, with an error if it says so.
+    End(Option<ErrorObject>),
+    /// The stream ended on this side: the connection closed, or the
+    /// server broke the protocol.
+    Failed(RpcError),
+}
+
+/// The receiving end of one open stream, kept by the session loop.
+#[derive(Debug)]
+pub(crate) struct Sink {
+    pub(crate) events: mpsc::UnboundedSender<StreamEvent>,
+    /// Bytes of items delivered and not yet read by the application; the
+    /// server's credit bounds them (checked in [`Calls::stream_item`]).
+    pub(crate) buffered: std::sync::Arc<AtomicU64>,
+    pub(crate) window: u64,
 }
 
 #[derive(Debug, Default)]
 struct State {
     pending: HashMap<u64, Pending>,
+    /// This side's open streams, by the id the server gave them.
+    streams: HashMap<u64, Sink>,
     /// Set once the session is unusable: why.
     /// (Boxed, as the next field: rare, and every idle session carries them.)
     closed: Option<Box<CloseReason>>,
@@ -101,7 +127,8 @@ impl Calls {
 
     /// Whether no call awaits an answer.
     pub(crate) fn is_empty(&self) -> bool {
-        self.lock().pending.is_empty()
+        let state = self.lock();
+        state.pending.is_empty() && state.streams.is_empty()
     }
 
     /// Whether new calls may start on this session.
@@ -126,10 +153,15 @@ impl Calls {
                 };
                 state.closed = Some(Box::new(reason));
             }
-            std::mem::take(&mut state.pending)
+            let streams = std::mem::take(&mut state.streams);
+            (std::mem::take(&mut state.pending), streams)
         };
+        let (pending, streams) = pending;
         // Dropping the senders wakes every waiting call.
         drop(pending);
+        for sink in streams.into_values() {
+            let _ = sink.events.send(StreamEvent::Failed(self.closed_error()));
+        }
     }
 
     /// The peer announced a shutdown (`rpc.shutdown`).
@@ -158,11 +190,30 @@ impl Calls {
         Ok((id, rx))
     }
 
+    /// Registers a call that opens a stream whose items go to `sink`.
+    pub(crate) fn register_stream(
+        &self,
+        sink: Sink,
+    ) -> Result<(u64, oneshot::Receiver<Answer>), RpcError> {
+        let (tx, rx) = oneshot::channel();
+        let id = self.insert(tx, None, Some(sink))?;
+        Ok((id, rx))
+    }
+
     /// Registers a call whose answer goes to `answer`.
     pub(crate) fn register_sender(
         &self,
         answer: oneshot::Sender<Answer>,
         notifications: Option<mpsc::Sender<Notification>>,
+    ) -> Result<u64, RpcError> {
+        self.insert(answer, notifications, None)
+    }
+
+    fn insert(
+        &self,
+        answer: oneshot::Sender<Answer>,
+        notifications: Option<mpsc::Sender<Notification>>,
+        stream: Option<Sink>,
     ) -> Result<u64, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
@@ -175,6 +226,7 @@ impl Calls {
             Pending {
                 answer,
                 notifications,
+                stream,
             },
         );
         Ok(id)
@@ -217,10 +269,57 @@ impl Calls {
         let waiter = self.lock().pending.remove(&id);
         match waiter {
             Some(waiter) => {
+                if let (Some(sink), Answer::Result(result)) = (waiter.stream, &answer) {
+                    // Registered before the next message is read: the
+                    // stream's items follow its opening response.
+                    if let Some(stream) = opened_stream(result) {
+                        self.lock().streams.insert(stream, sink);
+                    }
+                }
                 let _ = waiter.answer.send(answer);
             }
             None => tracing::debug!(id, "ignored a response to a call no longer waiting"),
         }
+    }
+
+    /// Hands an item of `bytes` (its encoded value) to stream `stream`.
+    /// `Err` when the server sent more than the stream's credit allows:
+    /// the stream is then failed and forgotten, and the caller tells the
+    /// server to stop it.
+    pub(crate) fn stream_item(&self, stream: u64, value: Bytes) -> Result<(), ()> {
+        let mut state = self.lock();
+        let Some(sink) = state.streams.get(&stream) else {
+            // Unsubscribed meanwhile: items already in flight are dropped.
+            return Ok(());
+        };
+        let bytes = value.len() as u64;
+        let before = sink.buffered.fetch_add(bytes, Ordering::AcqRel);
+        if before > 0 && before + bytes > sink.window {
+            if let Some(sink) = state.streams.remove(&stream) {
+                let _ = sink.events.send(StreamEvent::Failed(RpcError::Decode(
+                    crate::error::DecodeError::InvalidResponse(
+                        "the server sent more bytes of items than the stream's credit allows",
+                    ),
+                )));
+            }
+            return Err(());
+        }
+        if sink.events.send(StreamEvent::Item(value)).is_err() {
+            state.streams.remove(&stream);
+        }
+        Ok(())
+    }
+
+    /// Stream `stream` ended on the server, with `error` if it failed.
+    pub(crate) fn stream_end(&self, stream: u64, error: Option<ErrorObject>) {
+        if let Some(sink) = self.lock().streams.remove(&stream) {
+            let _ = sink.events.send(StreamEvent::End(error));
+        }
+    }
+
+    /// Forgets stream `stream` (its reader is gone); whether it was open.
+    pub(crate) fn forget_stream(&self, stream: u64) -> bool {
+        self.lock().streams.remove(&stream).is_some()
     }
 
     /// Where a notification in reply to call `id` goes, if anyone listens.
@@ -241,7 +340,50 @@ impl Session {
         timeout: Duration,
         notifications: Option<mpsc::Sender<Notification>>,
     ) -> Result<Answer, RpcError> {
-        let (id, answer) = self.calls.register(notifications)?;
+        self.exchange(
+            method,
+            params,
+            deadline,
+            timeout,
+            Opens::Call(notifications),
+        )
+        .await
+    }
+
+    /// Sends a request that opens a stream, whose items go to `sink`, with
+    /// `credit` as the stream's window when it is not the default.
+    pub(crate) async fn request_stream<P: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        params: &P,
+        deadline: Instant,
+        timeout: Duration,
+        sink: Sink,
+        credit: Option<u64>,
+    ) -> Result<Answer, RpcError> {
+        self.exchange(
+            method,
+            params,
+            deadline,
+            timeout,
+            Opens::Stream(sink, credit),
+        )
+        .await
+    }
+
+    async fn exchange<P: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        params: &P,
+        deadline: Instant,
+        timeout: Duration,
+        opens: Opens,
+    ) -> Result<Answer, RpcError> {
+        let (credit, registered) = match opens {
+            Opens::Call(notifications) => (None, self.calls.register(notifications)),
+            Opens::Stream(sink, credit) => (credit, self.calls.register_stream(sink)),
+        };
+        let (id, answer) = registered?;
         let mut guard = PendingGuard {
             session: self,
             id,
@@ -258,7 +400,13 @@ impl Session {
         // What remains after connecting, authenticating or waiting for room.
         let budget = deadline.saturating_duration_since(Instant::now());
         self.outbox
-            .push(|buf| message::write_request(buf, method, params, Some(id), Some(budget)))
+            .push(|buf| {
+                message::write_request(buf, method, params, Some(id), Some(budget))?;
+                if let Some(credit) = credit {
+                    message::streams::add_credit(buf, credit);
+                }
+                Ok(())
+            })
             .map_err(|e| self.queue_error(e))?;
         guard.sent = true;
         tracing::Span::current().record("id", id);
@@ -294,6 +442,23 @@ impl Session {
             .map_err(|e| self.queue_error(e))
     }
 
+    /// Tells the peer to end stream `stream` (best effort), unless it has
+    /// ended already.
+    pub(crate) fn unsubscribe(&self, stream: u64) {
+        let _ = self.outbox.push(|buf| {
+            message::streams::write_unsubscribe(buf, stream);
+            Ok::<_, std::convert::Infallible>(())
+        });
+    }
+
+    /// Grants the peer `bytes` more credit on stream `stream`.
+    pub(crate) fn grant(&self, stream: u64, bytes: u64) {
+        let _ = self.outbox.push(|buf| {
+            message::streams::write_credit(buf, stream, bytes);
+            Ok::<_, std::convert::Infallible>(())
+        });
+    }
+
     /// Tells the peer to stop working on call `id` (best effort).
     pub(crate) fn cancel(&self, id: u64) {
         let _ = self.outbox.push(|buf| {
@@ -312,6 +477,13 @@ impl Session {
     }
 }
 
+/// What a request registers: a call (with a listener for its pushes, if
+/// any) or a stream.
+enum Opens {
+    Call(Option<mpsc::Sender<Notification>>),
+    Stream(Sink, Option<u64>),
+}
+
 /// Cleans up after a call that ends without its answer (timeout, or the
 /// caller dropped the future): removes its entry and, if the request went
 /// out, tells the peer to cancel it.
@@ -328,4 +500,15 @@ impl Drop for PendingGuard<'_> {
             self.session.cancel(self.id);
         }
     }
+}
+
+/// The stream id in a streaming call's result, `{"stream": N}`.
+pub(crate) fn opened_stream(result: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Opened {
+        stream: u64,
+    }
+    serde_json::from_slice::<Opened>(result)
+        .ok()
+        .map(|o| o.stream)
 }

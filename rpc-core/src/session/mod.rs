@@ -39,6 +39,7 @@ use crate::transport::{ConnectionInfo, Inbound, Message, ReadError, Timer, Trans
 
 pub(crate) mod calls;
 pub(crate) mod respond;
+pub(crate) mod streams;
 
 pub use calls::Notification;
 pub(crate) use calls::{Answer, Calls};
@@ -270,6 +271,7 @@ pub(crate) async fn run(
             }
             Event::Read(Ok(None)) => {
                 reading = false;
+                responder.peer_gone();
                 let reason = CloseReason::PeerClosed { last_error: None };
                 session.calls.close(reason.clone());
                 if handlers.is_empty() {
@@ -296,6 +298,7 @@ pub(crate) async fn run(
                 // answer, within the grace period.
                 fatal = true;
                 reading = false;
+                responder.peer_gone();
                 closing = Closing::TooLarge;
                 let reason = CloseReason::Protocol(FrameError::TooLarge { len, max }.to_string());
                 session.calls.close(reason.clone());
@@ -308,6 +311,7 @@ pub(crate) async fn run(
             Event::Read(Err(e)) => {
                 tracing::debug!(error = %e, "closing the connection");
                 reading = false;
+                responder.peer_gone();
                 let stop_now = matches!(e, ReadError::Idle);
                 if matches!(e, ReadError::FrameTimeout(_) | ReadError::Truncated(_)) {
                     closing = Closing::Protocol;

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt;
+use serde_json::value::RawValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
@@ -26,6 +27,7 @@ use tracing::Instrument;
 use super::Session;
 use crate::context::{CallContext, PushTarget};
 use crate::frame::sub_bytes;
+use crate::message::streams::{END, ITEM};
 use crate::message::{self, ErrorObject, Incoming, Parsed, Request, code};
 use crate::middleware::{Admit, CallInfo, PeerState};
 use crate::outbox::{Outbox, QueueError};
@@ -33,6 +35,16 @@ use crate::server::Endpoint;
 use crate::server::builtins;
 use crate::service::{HandlerFuture, Reply};
 use crate::transport::{Message, ReplyTo};
+
+use super::streams::{self, End, Opening, Streams};
+
+/// Why a streaming method is refused over HTTP.
+const OVER_HTTP: &str = "a streaming method cannot be called over plain HTTP, which has no channel for its items: call it over WebSocket (ws://HOST:PORT/ws) or framed TCP";
+/// Why a streaming method is refused in a batch.
+const IN_BATCH: &str = "a streaming method cannot be called in a batch (the batch's response goes out last, and a stream's items must follow the response that names it): call it on its own";
+/// Why a streaming method is refused as a notification.
+const NO_ID: &str =
+    "a streaming method must be called as a request with an id: its response names the stream";
 
 /// The serving side of one session: the state only the session loop
 /// touches (no lock).
@@ -46,6 +58,8 @@ pub(crate) struct Responder {
     running: HashMap<tokio::task::Id, (Arc<InFlight>, AbortHandle)>,
     peer: PeerState,
     draining: bool,
+    /// The open streams, from the first streaming call on.
+    streams: Option<Arc<Streams>>,
 }
 
 /// Where the answers to one inbound message go: the session's outbox, or
@@ -80,6 +94,7 @@ impl Responder {
             running: HashMap::default(),
             peer: PeerState::new(session.info.clone()),
             draining: false,
+            streams: None,
             session,
             endpoint,
         }
@@ -94,11 +109,22 @@ impl Responder {
     /// new calls with [`SHUTTING_DOWN`](code::SHUTTING_DOWN).
     pub(crate) fn start_draining(&mut self) {
         self.draining = true;
+        if let Some(streams) = &self.streams {
+            streams.end_all(End::ShuttingDown);
+        }
         let grace = self.endpoint.limits.grace_period;
         let _ = self.session.outbox.push(|buf| {
             message::write_shutdown_notice(buf, grace);
             Ok::<_, Infallible>(())
         });
+    }
+
+    /// The peer is gone (or sends no more): its streams end, so that
+    /// their tasks do not keep the session open.
+    pub(crate) fn peer_gone(&self) {
+        if let Some(streams) = &self.streams {
+            streams.end_all(End::Closed);
+        }
     }
 
     /// A handler task ended.
@@ -141,11 +167,15 @@ impl Responder {
                 self.session.calls.deliver(&body, response);
             }
             Incoming::Single(Ok(Parsed::Request(request))) => {
-                if request.id.is_none() && self.notification_for_this_side(&request) {
+                if request.id.is_none() && self.notification_for_this_side(&request, &body) {
                     return;
                 }
                 let id = request.id.map(|id| keep_id(&body, id));
-                match self.admit(&request, received) {
+                let streams = match reply {
+                    None => Ok(()),
+                    Some(_) => Err(OVER_HTTP),
+                };
+                match self.admit(&request, received, streams) {
                     Admitted::Reply(answer) => match id {
                         Some(id) => push_reply(self.replier(reply).outbox(), &id, answer),
                         None => log_notification_error(&request.method, &answer),
@@ -175,7 +205,18 @@ impl Responder {
     /// A notification the peer sent this side as a caller: the shutdown
     /// notice, or a push in reply to one of this side's calls. Returns
     /// whether it was one.
-    fn notification_for_this_side(&self, request: &Request<'_>) -> bool {
+    fn notification_for_this_side(&self, request: &Request<'_>, body: &Bytes) -> bool {
+        match &*request.method {
+            ITEM => {
+                self.stream_item(request.params, body);
+                return true;
+            }
+            END => {
+                self.stream_end(request.params);
+                return true;
+            }
+            _ => {}
+        }
         if let Some(call) = request.in_reply_to {
             match self.session.calls.listener(call) {
                 Some(listener) => {
@@ -205,6 +246,42 @@ impl Responder {
         false
     }
 
+    /// An item of one of this side's streams (`rpc.item`).
+    fn stream_item(&self, params: Option<&RawValue>, body: &Bytes) {
+        #[derive(serde::Deserialize)]
+        struct Item<'a> {
+            stream: u64,
+            #[serde(borrow)]
+            value: &'a RawValue,
+        }
+        let Some(item) = params.and_then(|p| serde_json::from_str::<Item<'_>>(p.get()).ok()) else {
+            tracing::debug!("ignored an `rpc.item` without a stream and a value");
+            return;
+        };
+        let value = sub_bytes(body, item.value.get());
+        if self.session.calls.stream_item(item.stream, value).is_err() {
+            tracing::warn!(
+                stream = item.stream,
+                "the peer sent more than a stream's credit; unsubscribing"
+            );
+            self.session.unsubscribe(item.stream);
+        }
+    }
+
+    /// The end of one of this side's streams (`rpc.end`).
+    fn stream_end(&self, params: Option<&RawValue>) {
+        #[derive(serde::Deserialize)]
+        struct End {
+            stream: u64,
+            #[serde(default)]
+            error: Option<ErrorObject>,
+        }
+        match params.and_then(|p| serde_json::from_str::<End>(p.get()).ok()) {
+            Some(end) => self.session.calls.stream_end(end.stream, end.error),
+            None => tracing::debug!("ignored an `rpc.end` without a stream"),
+        }
+    }
+
     fn handle_batch(
         &mut self,
         body: &Bytes,
@@ -218,11 +295,11 @@ impl Responder {
             match message::parse_message(member.get()) {
                 Ok(Parsed::Response(response)) => self.session.calls.deliver(body, response),
                 Ok(Parsed::Request(request)) => {
-                    if request.id.is_none() && self.notification_for_this_side(&request) {
+                    if request.id.is_none() && self.notification_for_this_side(&request, body) {
                         continue;
                     }
                     let id = request.id.map(|id| keep_id(body, id));
-                    let call = match self.admit(&request, received) {
+                    let call = match self.admit(&request, received, Err(IN_BATCH)) {
                         Admitted::Reply(reply) => Call::ready(&request.method, reply),
                         Admitted::Run(call) => call,
                     };
@@ -288,12 +365,18 @@ impl Responder {
         };
         let in_flight = Arc::new(InFlight::new(self.session.outbox.clone(), id));
         let entry = in_flight.clone();
+        let opening = call.opening();
         let abort = handlers.spawn(async move {
             let reply = call.run(Some(in_flight.clone())).await;
             // Decided once: a cancel that came first wins, and then no
             // answer is sent; otherwise the answer is sent and a later
             // cancel answers `false`.
             if in_flight.answer() {
+                if let (Ok(_), Some(opening)) = (&reply, &opening) {
+                    if opening.serve(&in_flight.id, replier.outbox()).await {
+                        return;
+                    }
+                }
                 replier.outbox().wait_for_room().await;
                 push_reply(replier.outbox(), &in_flight.id, reply);
             }
@@ -303,8 +386,14 @@ impl Responder {
     }
 
     /// Decides what to do with a request: the middleware, `rpc.cancel`, the
-    /// shutdown, the in-flight limit, then routing.
-    fn admit(&mut self, request: &Request<'_>, received: Instant) -> Admitted {
+    /// shutdown, the in-flight limit, then routing. `streams` says whether a
+    /// streaming method may be called here, or why not.
+    fn admit(
+        &mut self,
+        request: &Request<'_>,
+        received: Instant,
+        streams: Result<(), &'static str>,
+    ) -> Admitted {
         let method = &*request.method;
         if !self.endpoint.middleware.is_empty() {
             let info = call_info(request);
@@ -317,6 +406,9 @@ impl Responder {
             }
         }
         if let Some(reply) = builtins::immediate(method, request.params, &mut self.running) {
+            return Admitted::Reply(reply);
+        }
+        if let Some(reply) = streams::immediate(method, request.params, self.streams.as_deref()) {
             return Admitted::Reply(reply);
         }
         if self.draining {
@@ -337,10 +429,22 @@ impl Responder {
         let router = &self.endpoint.router;
         let routed =
             std::panic::catch_unwind(AssertUnwindSafe(|| router.call(method, request.params)));
-        let (service, method, mut future) = match routed {
+        let (service, method, mut future, streaming) = match routed {
             Ok(Ok(routed)) => routed,
             Ok(Err(error)) => return Admitted::Reply(Err(error)),
             Err(panic) => return Admitted::Reply(Err(panicked(method, &*panic))),
+        };
+        let opening = if streaming {
+            if let Err(why) = streams {
+                return Admitted::Reply(Err(ErrorObject::invalid_request(why)));
+            }
+            if request.id.is_none() {
+                return Admitted::Reply(Err(ErrorObject::invalid_request(NO_ID)));
+            }
+            let table = self.streams.get_or_insert_with(Arc::default).clone();
+            Some(Arc::new(Opening::new(table, request.credit)))
+        } else {
+            None
         };
         if !self.endpoint.middleware.is_empty() {
             let info = call_info(request);
@@ -364,6 +468,7 @@ impl Responder {
                 future,
                 deadline,
                 timeout_ms: request.timeout_ms,
+                opening,
                 _permit: permit,
             },
         })
@@ -449,7 +554,10 @@ enum Work {
         future: HandlerFuture,
         deadline: Option<Instant>,
         timeout_ms: Option<u64>,
-        /// Counts the call against the session's in-flight limit until it ends.
+        /// For a streaming method: where its stream goes.
+        opening: Option<Arc<Opening>>,
+        /// Counts the call against the session's in-flight limit until it
+        /// ends (a stream's, until the stream ends).
         _permit: OwnedSemaphorePermit,
     },
 }
@@ -462,22 +570,35 @@ impl Call {
         }
     }
 
+    /// For a streaming call, where its handler leaves the stream.
+    fn opening(&self) -> Option<Arc<Opening>> {
+        match &self.work {
+            Work::Running { opening, .. } => opening.clone(),
+            Work::Ready(_) => None,
+        }
+    }
+
     /// Runs the handler inside its call context, within its deadline,
-    /// turning a panic into an internal error.
+    /// turning a panic into an internal error. (The deadline bounds a
+    /// streaming method until it returns its stream, not the stream.)
     async fn run(self, push: Option<PushTarget>) -> Reply {
-        let (span, future, deadline, timeout_ms, permit) = match self.work {
+        let (span, future, deadline, timeout_ms, opening, permit) = match self.work {
             Work::Ready(reply) => return reply,
             Work::Running {
                 span,
                 future,
                 deadline,
                 timeout_ms,
+                opening,
                 _permit,
-            } => (span, future, deadline, timeout_ms, _permit),
+            } => (span, future, deadline, timeout_ms, opening, _permit),
         };
         // The clock is read only when the span is recorded.
         let started = (!span.is_disabled()).then(Instant::now);
-        let guarded = AssertUnwindSafe(CallContext::new(deadline).with_push(push).scope(future))
+        let context = CallContext::new(deadline)
+            .with_push(push)
+            .with_opening(opening.clone());
+        let guarded = AssertUnwindSafe(context.scope(future))
             .catch_unwind()
             .instrument(span.clone());
         let outcome = match deadline {
@@ -493,7 +614,10 @@ impl Call {
             },
             None => guarded.await,
         };
-        drop(permit);
+        match opening {
+            Some(opening) => opening.keep(permit),
+            None => drop(permit),
+        }
         let reply = outcome.unwrap_or_else(|panic| Err(panicked(&self.method, &*panic)));
         if span.is_disabled() {
             return reply;

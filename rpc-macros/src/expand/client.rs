@@ -27,7 +27,17 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
             let (ident, ty) = (a.ident, a.ty);
             quote!(#ident: #ty)
         });
-        let ok = ok_type(&method.output);
+        let ok = match &method.stream {
+            Some(stream) => {
+                let item = stream.item;
+                let end = match stream.error {
+                    Some(error) => quote!(#error),
+                    None => quote!(#krate::Never),
+                };
+                quote!(#krate::RemoteStream<#item, #end>)
+            }
+            None => ok_type(&method.output),
+        };
         let error = match &method.output {
             Output::Result { err, .. } => quote!(#krate::RpcError<#err>),
             _ => quote!(#krate::RpcError),
@@ -57,9 +67,17 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 syn::ReturnType::Type(_, ty) => ty.span(),
                 syn::ReturnType::Default => ident.span(),
             };
-            quote_spanned! {span=>
-                {
-                    self.client.call_with(#wire, #params, #options).await
+            if method.stream.is_some() {
+                quote_spanned! {span=>
+                    {
+                        self.client.open_stream(#wire, #params, #options).await
+                    }
+                }
+            } else {
+                quote_spanned! {span=>
+                    {
+                        self.client.call_with(#wire, #params, #options).await
+                    }
                 }
             }
         };
@@ -90,6 +108,7 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
             let (ident, ty) = (a.ident, a.ty);
             quote!(#ident: #ty)
         });
+        let method_is_stream = method.stream.is_some();
         let errors_doc = match &method.output {
             Output::Result { .. } => "`RpcError::Application` with the method's own error; otherwise any `RpcError`: the connection, the time limit, the server's refusal.",
             _ => "Any `RpcError`: the connection, the time limit, the server's refusal.",
@@ -114,7 +133,13 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
             #vis fn #ident(&mut self, #(#args_again),*) -> ::core::result::Result<#batch_ok, #krate::RpcError>
             #batch_body
         };
-        (method, batch_method)
+        // A streaming method cannot be batched (the server refuses it):
+        // the batch has no method for it.
+        if method_is_stream {
+            (method, TokenStream::new())
+        } else {
+            (method, batch_method)
+        }
     });
     let (methods, batch_methods): (::std::vec::Vec<_>, ::std::vec::Vec<_>) = methods.unzip();
     let params_types = service

@@ -86,11 +86,13 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         let docs = doc_string(&method.item.attrs);
         let param_schemas = method.args.iter().map(|a| schema_fn(a.ty, krate));
         let unit: syn::Type = syn::parse_quote!(());
-        let result_schema = match &method.output {
-            Output::Unit => schema_fn(&unit, krate),
-            Output::Plain(ty) => schema_fn(ty, krate),
-            Output::Result { ok, .. } => schema_fn(ok, krate),
+        let result_schema = match (&method.output, &method.stream) {
+            (_, Some(stream)) => schema_fn(stream.item, krate),
+            (Output::Unit, None) => schema_fn(&unit, krate),
+            (Output::Plain(ty), None) => schema_fn(ty, krate),
+            (Output::Result { ok, .. }, None) => schema_fn(ok, krate),
         };
+        let streaming = method.stream.is_some();
         let error_schema = match &method.output {
             Output::Result { err, .. } => {
                 let f = schema_fn(err, krate);
@@ -114,6 +116,7 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 result_schema: #result_schema,
                 error_schema: #error_schema,
                 deprecated: #deprecated,
+                streaming: #streaming,
                 docs: #docs,
             });
         }
@@ -135,12 +138,21 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
         // As with arguments: a result that cannot be serialized is reported
         // at its type. The value's name carries that span too, since rustc
         // points at the argument that fails a bound.
+        // A streaming method's value is handed over by value, its stream to
+        // be sent item by item; any other is serialized.
+        let reply_of = |value: &Ident, ty: &syn::Type| {
+            let krate = respan(krate, ty.span());
+            if method.stream.is_some() {
+                quote_spanned!(ty.span()=> #krate::__private::open_stream(#value))
+            } else {
+                quote_spanned!(ty.span()=> #krate::__private::encode_reply(&#value))
+            }
+        };
         let encode = match &method.output {
             Output::Unit => quote!(#krate::__private::encode_reply(&#call)),
             Output::Plain(ty) => {
                 let value = Ident::new("__value", ty.span());
-                let krate = respan(krate, ty.span());
-                let reply = quote_spanned!(ty.span()=> #krate::__private::encode_reply(&#value));
+                let reply = reply_of(&value, ty);
                 quote!({ let #value = #call; #reply })
             }
             Output::Result { ok, err } => {
@@ -148,9 +160,8 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                     Ident::new("__value", ok.span()),
                     Ident::new("__error", err.span()),
                 );
-                let (ok_krate, err_krate) = (respan(krate, ok.span()), respan(krate, err.span()));
-                let reply =
-                    quote_spanned!(ok.span()=> #ok_krate::__private::encode_reply(&#ok_value));
+                let err_krate = respan(krate, err.span());
+                let reply = reply_of(&ok_value, ok);
                 // The message is the error's `Display` text when it has one,
                 // picked at compile time (see `rpc_core::__private::ErrorText`).
                 let app_error = quote_spanned! {err.span()=>

@@ -1,0 +1,434 @@
+//! Streaming methods: items in order under per-stream credit, a stalled
+//! stream holding back nothing else, the producer stopped by a drop, the
+//! end on a lost connection or a shutdown, and the refusals (batch, HTTP,
+//! notification).
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::{TestServer, Via, exchange, read_frame, read_json, send_frame, send_json, within};
+use futures_util::StreamExt;
+use rpc_core::{RpcError, Stream, StreamSender};
+use serde_json::json;
+use tokio::sync::{Mutex, Notify};
+
+/// Why `watch` refuses or ends.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum WatchError {
+    NoSuchKey,
+    Broken { after: u32 },
+}
+
+#[rpc_core::service]
+trait Feed {
+    /// `0..count`, as fast as credit allows.
+    async fn count(&self, count: u64) -> Stream<u64>;
+    /// Strings of `size` bytes, without end, through a sender the test can
+    /// watch (`Probe`).
+    async fn blobs(&self, size: usize) -> Stream<String>;
+    /// Refuses an empty key; else `steps` items, then ends with an error.
+    async fn watch(&self, key: String, steps: u32) -> Result<Stream<u32, WatchError>, WatchError>;
+    /// A plain method, for calls beside the streams.
+    async fn add(&self, a: u64, b: u64) -> u64;
+}
+
+/// What the test sees of the `blobs` producers.
+#[derive(Default)]
+struct Probe {
+    /// Items sent, over every `blobs` stream.
+    sent: AtomicU64,
+    progress: Notify,
+    /// The last `blobs` stream's sender.
+    sender: Mutex<Option<StreamSender<String>>>,
+    /// Notified when a `blobs` producer stops, its stream closed.
+    stopped: Notify,
+}
+
+#[derive(Clone, Default)]
+struct F(Arc<Probe>);
+
+impl Feed for F {
+    async fn count(&self, count: u64) -> Stream<u64> {
+        Stream::iter(0..count)
+    }
+
+    async fn blobs(&self, size: usize) -> Stream<String> {
+        let (tx, stream) = Stream::channel();
+        *self.0.sender.lock().await = Some(tx.clone());
+        let probe = self.0.clone();
+        tokio::spawn(async move {
+            while tx.send("x".repeat(size)).await.is_ok() {
+                probe.sent.fetch_add(1, Ordering::SeqCst);
+                probe.progress.notify_waiters();
+            }
+            probe.stopped.notify_one();
+        });
+        stream
+    }
+
+    async fn watch(&self, key: String, steps: u32) -> Result<Stream<u32, WatchError>, WatchError> {
+        if key.is_empty() {
+            return Err(WatchError::NoSuchKey);
+        }
+        let items = (0..steps)
+            .map(Ok)
+            .chain([Err(WatchError::Broken { after: steps })]);
+        Ok(Stream::try_new(futures_util::stream::iter(items)))
+    }
+
+    async fn add(&self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+}
+
+async fn serve(via: Via) -> (TestServer, F) {
+    let feed = F::default();
+    let fx = TestServer::start_via(
+        via,
+        rpc_core::Server::builder().service(FeedServer::new(feed.clone())),
+    )
+    .await;
+    (fx, feed)
+}
+
+/// Waits until the `blobs` producers have sent at least `n` items.
+async fn sent_at_least(probe: &Probe, n: u64) {
+    loop {
+        let progress = probe.progress.notified();
+        if probe.sent.load(Ordering::SeqCst) >= n {
+            return;
+        }
+        progress.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_arrive_in_order_and_the_stream_ends() {
+    for via in [Via::Tcp, Via::WebSocket, Via::Memory] {
+        let (fx, _) = serve(via).await;
+        let client = FeedClient::from(fx.client().await);
+        let stream = within("the stream to open", client.count(1000))
+            .await
+            .unwrap();
+        let items: Vec<u64> = within("every item", stream.map(Result::unwrap).collect()).await;
+        assert_eq!(items, (0..1000).collect::<Vec<_>>(), "over {via:?}");
+        fx.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_error_refuses_the_opening_or_ends_the_stream() {
+    let (fx, _) = serve(Via::Tcp).await;
+    let client = FeedClient::from(fx.client().await);
+    match within("a refused opening", client.watch(String::new(), 3)).await {
+        Err(RpcError::Application(WatchError::NoSuchKey)) => {}
+        other => panic!("expected the typed refusal, got {other:?}"),
+    }
+    let mut stream = within("the stream to open", client.watch("k".into(), 3))
+        .await
+        .unwrap();
+    for step in 0..3 {
+        assert_eq!(
+            within("an item", stream.next()).await.unwrap().unwrap(),
+            step
+        );
+    }
+    match within("the end", stream.next()).await {
+        Some(Err(RpcError::Application(WatchError::Broken { after: 3 }))) => {}
+        other => panic!("expected the typed end, got {other:?}"),
+    }
+    assert!(within("after the end", stream.next()).await.is_none());
+    fx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_holds_back_neither_other_streams_nor_calls() {
+    const SIZE: usize = 1000;
+    let (fx, feed) = serve(Via::Tcp).await;
+    let client = FeedClient::from(fx.client().await);
+    // Opened and never read.
+    let stalled = within("the stalled stream to open", client.blobs(SIZE))
+        .await
+        .unwrap();
+    let window_items = rpc_core::DEFAULT_WINDOW / (SIZE as u64 + 2);
+    within(
+        "the stalled stream's window to fill",
+        sent_at_least(&feed.0, window_items),
+    )
+    .await;
+
+    let second = within("a second stream", client.count(10_000))
+        .await
+        .unwrap();
+    let items: Vec<u64> = within(
+        "10,000 items of the second stream",
+        second.map(Result::unwrap).collect(),
+    )
+    .await;
+    assert_eq!(items.len(), 10_000);
+    let calls = futures_util::future::join_all((0..1000).map(|i| client.add(i, 1)));
+    for (i, sum) in within("1,000 calls", calls).await.into_iter().enumerate() {
+        assert_eq!(sum.unwrap(), i as u64 + 1);
+    }
+
+    // Meanwhile the stalled stream's producer sent one window, no more:
+    // the items in its window, one the server holds, one in the channel.
+    let sent = feed.0.sent.load(Ordering::SeqCst);
+    assert!(
+        sent <= window_items + 3,
+        "{sent} items of {SIZE} bytes sent to a reader that read none"
+    );
+    let sender = feed.0.sender.lock().await.clone().unwrap();
+    let outstanding = sender.unacknowledged_bytes();
+    assert!(
+        outstanding <= rpc_core::DEFAULT_WINDOW && outstanding > rpc_core::DEFAULT_WINDOW / 2,
+        "{outstanding} bytes unacknowledged"
+    );
+    drop(stalled);
+    fx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_small_items_arrive_complete_and_in_order() {
+    let (fx, _) = serve(Via::Tcp).await;
+    let client = FeedClient::from(fx.client().await);
+    let mut stream = within("the stream to open", client.count(1_000_000))
+        .await
+        .unwrap();
+    let mut expected = 0u64;
+    let read = async {
+        while let Some(item) = stream.next().await {
+            assert_eq!(item.unwrap(), expected);
+            expected += 1;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(120), read)
+        .await
+        .expect("a million items within two minutes");
+    assert_eq!(expected, 1_000_000);
+    fx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stream_stops_the_producer_within_one_window() {
+    const SIZE: usize = 1000;
+    let (fx, feed) = serve(Via::Tcp).await;
+    let client = FeedClient::from(fx.client().await);
+    let mut stream = within("the stream to open", client.blobs(SIZE))
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        assert_eq!(
+            within("an item", stream.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .len(),
+            SIZE
+        );
+    }
+    let stopped = feed.0.stopped.notified();
+    drop(stream);
+    within("the producer to stop", stopped).await;
+    let sent = feed.0.sent.load(Ordering::SeqCst);
+    let window_items = rpc_core::DEFAULT_WINDOW / SIZE as u64;
+    assert!(
+        sent <= 100 + window_items + 3,
+        "{sent} items produced for 100 read"
+    );
+    // The connection goes on.
+    assert_eq!(within("a call", client.add(2, 3)).await.unwrap(), 5);
+    fx.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_ends_the_stream_on_both_sides() {
+    let (fx, feed) = serve(Via::Tcp).await;
+    // Server side: a raw peer opens a stream and disconnects.
+    let mut raw = fx.raw().await;
+    let opened = exchange(
+        &mut raw,
+        &json!({"jsonrpc": "2.0", "method": "blobs", "params": [10], "id": 1}),
+    )
+    .await;
+    assert_eq!(opened["result"]["stream"], 1, "{opened}");
+    let stopped = feed.0.stopped.notified();
+    drop(raw);
+    within("the producer to stop after the disconnect", stopped).await;
+
+    // Client side: the server goes away under an open stream.
+    let client = FeedClient::from(fx.client().await);
+    let mut stream = within("the stream to open", client.blobs(10))
+        .await
+        .unwrap();
+    assert!(within("an item", stream.next()).await.unwrap().is_ok());
+    let shutdown = tokio::spawn(fx.shutdown());
+    let ended = within("the stream to end", async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(ended, Some(Err(_))),
+        "the stream ended with an error, not silently: {ended:?}"
+    );
+    within("the shutdown", shutdown).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_ends_open_streams_with_the_shutdown_error_within_its_grace() {
+    let feed = F::default();
+    let fx = TestServer::start(
+        rpc_core::Server::builder()
+            .grace_period(std::time::Duration::from_secs(30))
+            .service(FeedServer::new(feed.clone())),
+    )
+    .await;
+    let client = FeedClient::from(fx.client().await);
+    // Stalled: never read, so only the end message can finish it.
+    let mut stream = within("the stream to open", client.blobs(100))
+        .await
+        .unwrap();
+    within("the window to fill", sent_at_least(&feed.0, 100)).await;
+    // Well within the 30 s grace: the stream does not hold the shutdown.
+    within("the shutdown", fx.shutdown()).await;
+    let ended = within("the stream to end", async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await;
+    match ended {
+        Some(Err(RpcError::Server(e))) => assert_eq!(e.code, rpc_core::code::SHUTTING_DOWN, "{e}"),
+        other => panic!("expected the shutdown end, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_method_is_refused_in_a_batch_over_http_and_as_a_notification() {
+    let (fx, _) = serve(Via::Tcp).await;
+    let mut raw = fx.raw().await;
+    send_json(
+        &mut raw,
+        &json!([
+            {"jsonrpc": "2.0", "method": "count", "params": [3], "id": 1},
+            {"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 2},
+        ]),
+    )
+    .await;
+    let answers = read_json(&mut raw).await;
+    let refused = &answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == 1)
+        .unwrap()["error"];
+    assert_eq!(refused["code"], -32600, "{answers}");
+    assert!(
+        refused["message"].as_str().unwrap().contains("batch"),
+        "{refused}"
+    );
+    assert!(
+        answers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == 2 && a["result"] == 3)
+    );
+
+    // Over HTTP: the error says to use WebSocket.
+    let http = FeedClient::from(
+        within(
+            "an HTTP client",
+            rpc_core::Client::builder().connect(format!("http://{}/rpc", fx.addr())),
+        )
+        .await
+        .unwrap(),
+    );
+    match within("a stream over HTTP", http.count(3)).await {
+        Err(RpcError::Server(e)) => {
+            assert_eq!(e.code, -32600);
+            assert!(e.message.contains("WebSocket"), "{e}");
+        }
+        other => panic!("expected a refusal over HTTP, got {other:?}"),
+    }
+
+    // As a notification: nothing is opened, the connection goes on.
+    send_json(
+        &mut raw,
+        &json!({"jsonrpc": "2.0", "method": "count", "params": [3]}),
+    )
+    .await;
+    let answer = exchange(
+        &mut raw,
+        &json!({"jsonrpc": "2.0", "method": "add", "params": [1, 1], "id": 3}),
+    )
+    .await;
+    assert_eq!(answer, json!({"jsonrpc": "2.0", "result": 2, "id": 3}));
+    fx.shutdown().await;
+}
+
+/// The wire of PROTOCOL.md's example, byte for byte: the opening with a
+/// credit of 10 bytes, items while credit lasts, more credit, the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wire_follows_the_credit_byte_for_byte() {
+    async fn expect_frame(raw: &mut tokio::net::TcpStream, expected: &str) {
+        let frame = within("a frame", read_frame(raw))
+            .await
+            .expect("a frame, not the end");
+        assert_eq!(String::from_utf8_lossy(&frame), expected);
+    }
+    let item = |n: u32| {
+        format!(r#"{{"jsonrpc":"2.0","method":"rpc.item","params":{{"stream":1,"value":{n}}}}}"#)
+    };
+    let (fx, _) = serve(Via::Tcp).await;
+    let mut raw = fx.raw().await;
+    send_frame(
+        &mut raw,
+        br#"{"jsonrpc":"2.0","method":"count","params":[12],"id":7,"credit":10}"#,
+    )
+    .await;
+    expect_frame(
+        &mut raw,
+        r#"{"jsonrpc":"2.0","result":{"stream":1},"id":7}"#,
+    )
+    .await;
+    // Ten one-byte values fit ten bytes of credit, then the server waits.
+    for n in 0..10 {
+        expect_frame(&mut raw, &item(n)).await;
+    }
+    // A ping is answered next: the server waits for credit, and sent no
+    // item without it.
+    send_frame(&mut raw, br#"{"jsonrpc":"2.0","method":"rpc.ping","id":8}"#).await;
+    expect_frame(&mut raw, r#"{"jsonrpc":"2.0","result":"pong","id":8}"#).await;
+    send_frame(
+        &mut raw,
+        br#"{"jsonrpc":"2.0","method":"rpc.credit","params":{"stream":1,"bytes":4}}"#,
+    )
+    .await;
+    // "10" and "11" are two bytes each; the end needs no credit.
+    expect_frame(&mut raw, &item(10)).await;
+    expect_frame(&mut raw, &item(11)).await;
+    expect_frame(
+        &mut raw,
+        r#"{"jsonrpc":"2.0","method":"rpc.end","params":{"stream":1}}"#,
+    )
+    .await;
+    // Unsubscribing an ended stream answers false.
+    send_frame(
+        &mut raw,
+        br#"{"jsonrpc":"2.0","method":"rpc.unsubscribe","params":{"stream":1},"id":9}"#,
+    )
+    .await;
+    expect_frame(&mut raw, r#"{"jsonrpc":"2.0","result":false,"id":9}"#).await;
+    fx.shutdown().await;
+}
