@@ -149,6 +149,17 @@ impl<T: Send + 'static, E: Send + 'static> Stream<T, E> {
     }
 }
 
+/// A stream is itself a `futures::Stream` of its items, for tests and for
+/// composing streams on the server (a handler may build its stream from
+/// another service's).
+impl<T, E> FuturesStream for Stream<T, E> {
+    type Item = Result<T, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.items.as_mut().poll_next(cx)
+    }
+}
+
 /// A `futures::Stream` over a tokio receiver.
 struct ReceiverStream<T>(mpsc::Receiver<T>);
 

@@ -1,19 +1,32 @@
 //! One file per service: the interface (the trait) and its implementation.
 
 pub mod calculator;
+pub mod chat;
 pub mod echo;
 pub mod greeter;
+pub mod live;
 
 pub use calculator::{Calc, CalcError, Calculator, CalculatorClient, CalculatorServer};
+pub use chat::{Chat, ChatClient, ChatError, ChatServer, Event, Rooms};
 pub use echo::{Echo, EchoClient, EchoServer, Echoer};
 pub use greeter::{Greet, Greeter, GreeterClient, GreeterServer};
+pub use live::{Feed, Live, LiveClient, LiveError, LiveEvent, LiveServer};
 
-/// A server with every demo service, as `rpc-demo serve` runs it.
+/// A server with every demo service, as `rpc-demo serve` runs it, with a
+/// live feed of its own.
 pub fn all_services() -> rpc_core::ServerBuilder {
+    all_services_with(Feed::default())
+}
+
+/// Every demo service, with the live feed `feed` (the server's terminal
+/// publishes into it).
+pub fn all_services_with(feed: Feed) -> rpc_core::ServerBuilder {
     rpc_core::Server::builder()
         .service(CalculatorServer::new(Calc))
         .service(GreeterServer::new(Greet))
         .service(EchoServer::new(Echoer))
+        .service(ChatServer::new(Rooms::default()))
+        .service(LiveServer::new(feed))
         .page("/", "text/html; charset=utf-8", CALCULATOR_PAGE)
 }
 
