@@ -591,11 +591,13 @@ async fn discover_lists_every_method_with_its_parameters(via: Via) {
             "`{expected}` missing from {names:?}"
         );
     }
-    // Exactly the methods the three services declare, each once.
+    // Exactly the methods the demo services declare, each once.
     let declared: Vec<&str> = [
         CalculatorServer::new(Calc).methods(),
         GreeterServer::new(Greet).methods(),
         rpc_demo::services::EchoServer::new(rpc_demo::services::Echoer).methods(),
+        rpc_demo::services::ChatServer::new(rpc_demo::services::Rooms::default()).methods(),
+        rpc_demo::services::LiveServer::new(rpc_demo::services::Feed::default()).methods(),
     ]
     .concat()
     .iter()
