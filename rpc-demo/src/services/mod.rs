@@ -28,8 +28,18 @@ pub fn all_services_with(feed: Feed) -> rpc_core::ServerBuilder {
         .service(ChatServer::new(Rooms::default()))
         .service(LiveServer::new(feed))
         .page("/", "text/html; charset=utf-8", CALCULATOR_PAGE)
+        .page("/chat", "text/html; charset=utf-8", CHAT_PAGE)
+        .page("/live", "text/html; charset=utf-8", LIVE_PAGE)
 }
 
 /// The calculator page at `/`: two numbers, a button per operation, calls
 /// over WebSocket with the server's `/rpc.js`.
 pub const CALCULATOR_PAGE: &str = include_str!("../../assets/calculator.html");
+
+/// The chat page at `/chat`: a nick and a room, the room's events as they
+/// come (a `chat.join` stream with `/rpc.js`), and a field to send.
+pub const CHAT_PAGE: &str = include_str!("../../assets/chat.html");
+
+/// The live page at `/live` (the course's second WebSocket example): a list
+/// that grows with each post of `live.watch`, with the server's time.
+pub const LIVE_PAGE: &str = include_str!("../../assets/live.html");
