@@ -12,6 +12,7 @@ macro_rules! say {
     };
 }
 
+mod chat;
 mod interactive;
 mod tools;
 mod tour;
@@ -26,7 +27,7 @@ use clap::{Args, Parser, Subcommand};
 const DEFAULT_ADDR: &str = "127.0.0.1:7070";
 
 #[derive(Debug, Parser)]
-#[command(name = "rpc-demo", version, about = "Demos of the rpc library: a calculator, a greeter and an echo service", long_about = None)]
+#[command(name = "rpc-demo", version, about = "Demos of the rpc library: a calculator, a greeter, an echo service, a chat and a live feed", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -34,7 +35,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve Calculator, Greeter and Echo on one port until Ctrl-C.
+    /// Serve Calculator, Greeter, Echo, Chat and Live on one port until Ctrl-C.
     Serve(ServeArgs),
     /// Interactive calculator: operation, two numbers, result; `fim` to leave.
     Calc(ClientArgs),
@@ -46,6 +47,30 @@ enum Command {
     List(ListArgs),
     /// Calls one method of any server of this protocol and prints the result as JSON.
     Call(CallArgs),
+    /// Chats in a room: prints what others say while you type; `fim` to leave.
+    Chat(ChatArgs),
+    /// Publishes one line to the live page (`/live`) of a running server.
+    LiveSend(LiveSendArgs),
+}
+
+#[derive(Debug, Args)]
+struct ChatArgs {
+    /// Your name in the room.
+    #[arg(long)]
+    nick: String,
+    /// The room to join.
+    #[arg(long, default_value = "geral")]
+    room: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+struct LiveSendArgs {
+    /// The line to publish.
+    text: String,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +288,20 @@ fn main() -> ExitCode {
                 let client = args.options.client_args(&args.target)?;
                 tools::list(connect(&client).await?).await
             }
+            Some(Command::Chat(args)) => {
+                chat::chat(connect(&args.client).await?, &args.room, &args.nick).await
+            }
+            Some(Command::LiveSend(args)) => {
+                let live = rpc_demo::services::LiveClient::new(connect(&args.client).await?);
+                match live.publish(args.text).await {
+                    Ok(watchers) => {
+                        say!("published to {watchers} watcher(s)");
+                        Ok(())
+                    }
+                    Err(rpc_core::RpcError::Application(e)) => Err(DemoError::Usage(e.to_string())),
+                    Err(e) => Err(DemoError::Other(e.to_string())),
+                }
+            }
             Some(Command::Call(args)) => {
                 let client = args.options.client_args(&args.target)?;
                 tools::call(
@@ -320,7 +359,8 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let mut builder = rpc_demo::services::all_services()
+    let feed = rpc_demo::services::Feed::default();
+    let mut builder = rpc_demo::services::all_services_with(feed.clone())
         .max_connections(args.max_connections)
         .max_in_flight(args.max_in_flight)
         .max_frame_size(args.max_frame)
@@ -342,15 +382,41 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
     };
     let server = builder.bind(args.listen.as_str()).await?;
     say!(
-        "rpc-demo serving Calculator, Greeter and Echo on {}{}; Ctrl-C to stop",
+        "rpc-demo serving Calculator, Greeter, Echo, Chat and Live on {}{}; Ctrl-C to stop",
         server.local_addr(),
         if tls { " (TLS)" } else { "" }
     );
+    // The course's live example: the operator types, every `/live` page
+    // shows it. Only from a terminal: a server started by a script reads
+    // nothing from its standard input.
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        say!("type a line and Enter to publish it to /live (live.watch)");
+        std::thread::spawn(move || publish_typed_lines(&feed));
+    }
     stop_signal().await?;
     say!("stopping: finishing the calls in flight");
     server.shutdown().await;
     say!("stopped");
     Ok(())
+}
+
+/// Publishes each line typed at the server's terminal to the live feed,
+/// prompting as the course's server does, until end of input.
+fn publish_typed_lines(feed: &rpc_demo::services::Feed) {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    loop {
+        print!("Mensagem: ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => match feed.post(&line) {
+                Ok(watchers) => tracing::info!(watchers, "published a line to /live"),
+                Err(e) => println!("not published: {e}"),
+            },
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM (what `docker stop` sends).
