@@ -3,7 +3,7 @@
 //! "Streams").
 //!
 //! A streaming call is admitted like any call, with an [`Opening`] that
-//! its handler's [`Stream`](crate::Stream) is handed to
+//! its handler's [`Stream`] is handed to
 //! ([`open_stream`]). When the handler returns, the call's own task opens
 //! the stream (its id in the response), then becomes the stream's sender:
 //! it takes an item from the producer only when the caller has credit for
