@@ -100,6 +100,7 @@
 
 mod client;
 pub mod context;
+pub mod discovery;
 mod error;
 pub mod frame;
 mod json;
@@ -118,7 +119,8 @@ pub mod tls;
 pub mod transport;
 
 pub use client::{
-    Batch, BatchCall, CallOptions, Client, ClientBuilder, DEFAULT_TIMEOUT, RemoteStream,
+    Balance, Batch, BatchCall, CallOptions, Client, ClientBuilder, DEFAULT_TIMEOUT, Keepalive,
+    RemoteStream,
 };
 pub use error::{CloseReason, DecodeError, Never, RpcError, ServerError};
 pub use message::{ErrorObject, code};

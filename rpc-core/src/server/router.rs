@@ -75,6 +75,11 @@ impl Router {
         })
     }
 
+    /// The names of the services, in the order they were added.
+    pub(crate) fn service_names(&self) -> Vec<&'static str> {
+        self.names.clone()
+    }
+
     /// A table with no services: the built-ins only.
     pub(crate) fn empty() -> Self {
         Self {

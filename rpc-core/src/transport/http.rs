@@ -213,6 +213,11 @@ impl Post {
         if request.uri().path().starts_with("/api/") {
             return self.rest(request).await;
         }
+        if request.method() == Method::GET && request.uri().path() == "/health" {
+            return self
+                .foreign(request.headers())
+                .unwrap_or_else(|| self.health());
+        }
         if request.method() == Method::GET {
             if let Some(page) = self.page(request.uri().path()) {
                 return self.foreign(request.headers()).unwrap_or(page);
@@ -449,6 +454,30 @@ impl Post {
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Full::new(body))
             .ok()
+    }
+
+    /// `GET /health`: `200` `{"status":"serving"}` while the server serves,
+    /// `503` `{"status":"leaving"}` (with `Retry-After`) once its shutdown
+    /// has begun, so a load balancer or a container's health check stops
+    /// sending it clients.
+    fn health(&self) -> Response<Full<Bytes>> {
+        let leaving = self.endpoint.leaving.is_cancelled() || self.stop.is_cancelled();
+        let (status, body) = if leaving {
+            (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"leaving"}"#)
+        } else {
+            (StatusCode::OK, r#"{"status":"serving"}"#)
+        };
+        let mut response = json_response(status, Bytes::from_static(body.as_bytes()));
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-cache"),
+        );
+        if leaving {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+        }
+        response
     }
 
     /// `403` for a `Host` this server does not answer to (DNS rebinding),
