@@ -2,60 +2,12 @@
 //! interactive clients fed from standard input, including bad input.
 
 use std::io::{Read, Write};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{BIN, LIMIT, Running, serve, serve_with};
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `rpc-demo ARGS` with `input` on stdin; fails the test if it takes
-/// longer than the limit.
-fn run(args: &[&str], input: &str) -> Output {
-    let mut child = Running(
-        Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rpc-demo"),
-    );
-    let mut stdin = child.0.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("write stdin");
-    drop(stdin);
-    let mut out = child.0.stdout.take().expect("stdout");
-    let mut err = child.0.stderr.take().expect("stderr");
-    let readers = std::thread::spawn(move || {
-        let (mut o, mut e) = (String::new(), String::new());
-        let _ = out.read_to_string(&mut o);
-        let _ = err.read_to_string(&mut e);
-        (o, e)
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < LIMIT,
-            "rpc-demo {args:?} did not finish within {LIMIT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let (stdout, stderr) = readers.join().expect("reader thread");
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
+use common::{BIN, LIMIT, Output, Running, run, serve, serve_with};
 
 fn assert_no_panic(out: &Output) {
     for text in [&out.stdout, &out.stderr] {

@@ -183,7 +183,12 @@ async fn calls_spread_over_every_instance_and_survive_one_killed() {
     assert!(seen[0] > 0 && seen[1] == 0 && seen[2] > 0, "{seen:?}");
     // Its lease is still alive (10 s): the client avoided it by itself.
     let listed = registry.lookup("Whoami").await.unwrap();
-    assert!(listed.iter().any(|i| i.address == servers[1].addr.to_string()), "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .any(|i| i.address == servers[1].addr.to_string()),
+        "{listed:?}"
+    );
     drop(servers);
     binder.shutdown().await;
 }
