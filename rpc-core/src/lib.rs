@@ -105,6 +105,7 @@ mod error;
 pub mod frame;
 mod json;
 mod message;
+pub mod metrics;
 pub mod middleware;
 mod openrpc;
 mod outbox;

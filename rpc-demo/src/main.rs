@@ -454,7 +454,10 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
     let feed = rpc_demo::services::Feed::default();
+    let metrics =
+        rpc_core::metrics::install_prometheus().map_err(|e| DemoError::Other(e.to_string()))?;
     let mut builder = rpc_demo::services::all_services_with(feed.clone())
+        .metrics(metrics)
         .max_connections(args.max_connections)
         .max_in_flight(args.max_in_flight)
         .max_frame_size(args.max_frame)

@@ -107,8 +107,12 @@ pub(crate) async fn keep_registered(
 async fn renew(slot: &mut Slot, address: &str, ttl: Duration, bound: Duration) {
     if let Some(lease) = slot.lease {
         match tokio::time::timeout(bound, slot.registry.keep_alive(lease)).await {
-            Ok(Ok(())) => return,
+            Ok(Ok(())) => {
+                crate::metrics::renewal("ok");
+                return;
+            }
             Ok(Err(RegistryError::LeaseNotFound(_))) => {
+                crate::metrics::renewal("lost");
                 tracing::info!(
                     name = slot.name,
                     "lease lost (expired, or the registry restarted); registering again"
@@ -116,11 +120,13 @@ async fn renew(slot: &mut Slot, address: &str, ttl: Duration, bound: Duration) {
                 slot.lease = None;
             }
             Ok(Err(e)) => {
+                crate::metrics::renewal("failed");
                 // Kept: the registry may come back before the lease ends.
                 tracing::warn!(name = slot.name, error = %e, "could not renew the lease");
                 return;
             }
             Err(_) => {
+                crate::metrics::renewal("failed");
                 tracing::warn!(
                     name = slot.name,
                     "the registry did not answer the renewal in time"

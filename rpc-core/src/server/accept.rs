@@ -138,6 +138,11 @@ async fn serve(
     stop: CancellationToken,
     permit: Option<OwnedSemaphorePermit>,
 ) {
+    let _counted = endpoint
+        .config
+        .metrics
+        .as_ref()
+        .map(|_| OpenConnection::new());
     let opened = match accepted {
         Accepted::Memory(end) => {
             let config = &endpoint.config;
@@ -421,6 +426,24 @@ mod descriptors {
         pub(super) fn release(&mut self) {
             self.0 = None;
         }
+    }
+}
+
+/// Counts an open connection in the `rpc_server_connections` gauge while
+/// it lives.
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn new() -> Self {
+        let gauge = crate::metrics::connections();
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 

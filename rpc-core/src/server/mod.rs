@@ -151,6 +151,8 @@ pub(crate) struct Config {
     pub(crate) loopback: bool,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// What `GET /metrics` renders, when the server records metrics.
+    pub(crate) metrics: Option<crate::metrics::PrometheusHandle>,
 }
 
 impl std::fmt::Debug for Config {
@@ -190,6 +192,7 @@ impl Default for ServerBuilder {
                 loopback: false,
                 #[cfg(feature = "tls")]
                 tls: None,
+                metrics: None,
             },
             registrations: Registrations::default(),
         }
@@ -364,6 +367,17 @@ impl ServerBuilder {
         self
     }
 
+    /// Records the calls of this server's methods (by method and outcome,
+    /// with latency), its connections and its calls in flight, and serves
+    /// them at `GET /metrics` in Prometheus's text format (see
+    /// [`crate::metrics`]; get `handle` from
+    /// [`install_prometheus`](crate::metrics::install_prometheus)). Off by
+    /// default, and then free.
+    pub fn metrics(mut self, handle: crate::metrics::PrometheusHandle) -> Self {
+        self.config.metrics = Some(handle);
+        self
+    }
+
     /// Registers every service of this server in `registry` once it
     /// listens, under the service's name (the trait's, such as
     /// `Calculator`) and the [advertised](Self::advertise) address, and
@@ -444,7 +458,7 @@ impl ServerBuilder {
     }
 
     pub(crate) fn endpoint(self) -> Result<Endpoint, ServerError> {
-        let router = Router::new(self.services)?;
+        let router = Router::new(self.services, self.config.metrics.is_some())?;
         let mut middleware = self.middleware;
         if let Some(token) = &self.config.token {
             middleware.insert(0, Arc::new(TokenAuth::new(token.as_bytes())));

@@ -213,6 +213,11 @@ impl Post {
         if request.uri().path().starts_with("/api/") {
             return self.rest(request).await;
         }
+        if request.method() == Method::GET && request.uri().path() == "/metrics" {
+            return self
+                .foreign(request.headers())
+                .unwrap_or_else(|| self.metrics());
+        }
         if request.method() == Method::GET && request.uri().path() == "/health" {
             return self
                 .foreign(request.headers())
@@ -454,6 +459,27 @@ impl Post {
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Full::new(body))
             .ok()
+    }
+
+    /// `GET /metrics`: the Prometheus text format, or `404` saying how to
+    /// turn metrics on.
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        match &self.endpoint.config.metrics {
+            Some(handle) => Response::builder()
+                .status(StatusCode::OK)
+                .header(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Full::new(Bytes::from(handle.render())))
+                .unwrap_or_default(),
+            None => refusal(
+                StatusCode::NOT_FOUND,
+                code::METHOD_NOT_FOUND,
+                "this server records no metrics; build it with ServerBuilder::metrics",
+            ),
+        }
     }
 
     /// `GET /health`: `200` `{"status":"serving"}` while the server serves,
