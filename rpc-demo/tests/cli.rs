@@ -30,6 +30,9 @@ fn the_tour_calls_every_method_and_exits_zero() {
         "Olá, João!",
         "timed out",
         "100 results",
+        "chat.join event",
+        "taking turns between the two servers",
+        "all answered by the other server",
     ] {
         assert!(
             out.stdout.contains(expected),
