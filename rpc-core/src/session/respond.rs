@@ -471,6 +471,7 @@ impl Responder {
                 timeout_ms: request.timeout_ms,
                 opening,
                 metrics,
+                received,
                 _permit: permit,
             },
         })
@@ -560,6 +561,8 @@ enum Work {
         opening: Option<Arc<Opening>>,
         /// Its method's metrics, on a server that records them.
         metrics: Option<Arc<MethodMetrics>>,
+        /// When its message arrived: the start of its latency.
+        received: Instant,
         /// Counts the call against the session's in-flight limit until it
         /// ends (a stream's, until the stream ends).
         _permit: OwnedSemaphorePermit,
@@ -586,22 +589,24 @@ impl Call {
     /// turning a panic into an internal error. (The deadline bounds a
     /// streaming method until it returns its stream, not the stream.)
     async fn run(self, push: Option<PushTarget>) -> Reply {
-        let (span, future, deadline, timeout_ms, opening, metrics, permit) = match self.work {
-            Work::Ready(reply) => return reply,
-            Work::Running {
-                span,
-                future,
-                deadline,
-                timeout_ms,
-                opening,
-                metrics,
-                _permit,
-            } => (
-                span, future, deadline, timeout_ms, opening, metrics, _permit,
-            ),
-        };
-        // The clock is read only when the span or the metrics record it.
-        let started = (!span.is_disabled() || metrics.is_some()).then(Instant::now);
+        let (span, future, deadline, timeout_ms, opening, metrics, received, permit) =
+            match self.work {
+                Work::Ready(reply) => return reply,
+                Work::Running {
+                    span,
+                    future,
+                    deadline,
+                    timeout_ms,
+                    opening,
+                    metrics,
+                    received,
+                    _permit,
+                } => (
+                    span, future, deadline, timeout_ms, opening, metrics, received, _permit,
+                ),
+            };
+        // The clock is read only when the span records it.
+        let started = (!span.is_disabled()).then(Instant::now);
         if let Some(metrics) = &metrics {
             metrics.started();
         }
@@ -629,8 +634,9 @@ impl Call {
             None => drop(permit),
         }
         let reply = outcome.unwrap_or_else(|panic| Err(panicked(&self.method, &*panic)));
-        if let (Some(metrics), Some(started)) = (&metrics, started) {
-            metrics.finished(reply.is_ok(), started.elapsed());
+        if let Some(metrics) = &metrics {
+            // From the message's arrival: queueing counts as latency.
+            metrics.finished(reply.is_ok(), received.elapsed());
         }
         if span.is_disabled() {
             return reply;
