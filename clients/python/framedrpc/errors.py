@@ -69,7 +69,7 @@ class RpcError(Exception):
         self.code = code
         self.message = message
         self.has_data = data is not _NO_DATA
-        self.data = None if data is _NO_DATA else data
+        self.data: Any = None if data is _NO_DATA else data
 
     def __str__(self) -> str:
         return f"{self.message} (code {self.code})"
