@@ -62,10 +62,15 @@ def encode_frame(body: bytes) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
+# allow_nan=False: JSON has no NaN or infinity; refuse them locally
+# (ValueError) rather than send text the server cannot parse. One encoder
+# for every message: json.dumps with non-default options builds a new one
+# per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def _dumps(message: Any) -> bytes:
-    # allow_nan=False: JSON has no NaN or infinity; refuse them locally
-    # (ValueError) rather than send text the server cannot parse.
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(message).encode("utf-8")
 
 
 class FrameDecoder:
