@@ -7,6 +7,7 @@ a pooled keep-alive connection.
 """
 
 import math
+import socket
 import threading
 import time
 from typing import Any, Callable, List, Optional
@@ -231,7 +232,7 @@ class Client:
         request_id, body = session.request(method, params, waiter, _budget_ms(deadline))
         try:
             answer = self._http.post(body, timeout)
-        except TimeoutError as e:
+        except (TimeoutError, socket.timeout) as e:  # socket.timeout: Python 3.9
             if isinstance(e, DeadlineExceeded):
                 raise
             raise _local_timeout(method, timeout) from None
@@ -269,7 +270,7 @@ class Client:
             _, body = session.batch(items, _budget_ms(deadline))
             try:
                 answer = self._http.post(body, timeout)
-            except TimeoutError as e:
+            except (TimeoutError, socket.timeout) as e:  # socket.timeout: Python 3.9
                 if isinstance(e, DeadlineExceeded):
                     raise
                 raise _local_timeout("a batch", timeout) from None
