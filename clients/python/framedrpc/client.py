@@ -328,7 +328,10 @@ class PendingCall:
         return self._waiter.outcome()
 
     def exception(self) -> Optional[BaseException]:
-        """The error :meth:`result` would raise, or ``None``."""
+        """The error :meth:`result` would raise, or ``None``
+        (``RuntimeError`` if the batch has not been sent yet)."""
+        if not self._sent:
+            raise RuntimeError("the batch has not been sent yet: call exception() after the `with` block")
         try:
             self.result()
         except Exception as e:
