@@ -89,6 +89,7 @@ class FrameDecoder:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> List[bytes]:
+        """Adds ``data``; returns the bodies of the frames it completed, in order."""
         buffer = self._buffer
         buffer += data
         bodies = []

@@ -177,6 +177,7 @@ class ApplicationError(RpcError):
 
     @property
     def kind(self) -> Optional[str]:
+        """The variant's name (see the class docstring), or ``None``."""
         data = self.data
         if isinstance(data, str):
             return data
@@ -186,6 +187,7 @@ class ApplicationError(RpcError):
 
     @property
     def value(self) -> Any:
+        """What the variant carries (``None`` for a unit variant)."""
         data = self.data
         if isinstance(data, dict) and len(data) == 1:
             return next(iter(data.values()))

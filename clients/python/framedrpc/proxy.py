@@ -102,4 +102,5 @@ class Namespace:
 
 
 def tree_of(catalog: Optional[Catalog]) -> Optional[Dict[str, Any]]:
+    """The name tree of ``catalog`` (``None``: an undescribed server)."""
     return catalog.tree() if catalog is not None else None

@@ -49,10 +49,12 @@ class Address:
 
     @property
     def secure(self) -> bool:
+        """TLS (``tls://``, ``https://``)."""
         return self.scheme in ("tls", "https")
 
     @property
     def framed(self) -> bool:
+        """Length-prefixed frames (``tcp://``, ``tls://``) rather than HTTP."""
         return self.scheme in ("tcp", "tls")
 
 
@@ -345,6 +347,7 @@ class HttpTransport:
         raise ProtocolError(f"HTTP {status} {response.reason} from {self.address.url}: {text!r}")
 
     def close(self) -> None:
+        """Closes the pooled connections (a POST in progress finishes)."""
         with self._lock:
             pool, self._pool = self._pool, []
         for conn in pool:
