@@ -270,6 +270,38 @@ class Limits(unittest.TestCase):
             p.close()
 
 
+class Draining(unittest.TestCase):
+    def test_after_the_shutdown_notice_calls_in_flight_finish_and_new_ones_go_elsewhere(self):
+        import signal
+
+        server = DemoServer()
+        try:
+            p = framedrpc.connect(server.url("tcp"), timeout=LIMIT)
+            out = []
+            slow = threading.Thread(target=lambda: out.append(_outcome(lambda: p.sleep(1000))))
+            slow.start()
+            self.assertEqual(p.add(1, 1), 2)  # answered: the sleep's earlier frame has been read
+            conn = p.client._conn
+            server.process.send_signal(signal.SIGINT)  # graceful stop: rpc.shutdown, then a grace period
+            waited = threading.Event()
+            deadline = LIMIT
+            while not conn.session.draining and deadline > 0:
+                waited.wait(0.01)
+                deadline -= 0.01
+            self.assertTrue(conn.session.draining, "no rpc.shutdown notice arrived")
+            before = next(conn.session._ids)
+            try:
+                p.add(1, 2)  # not sent on the draining connection: a new one is dialled
+            except (ConnectionError, errors.ShuttingDown):
+                pass  # the server no longer accepts, or refuses during its grace period
+            self.assertEqual(next(conn.session._ids), before + 1, "a new call went to the draining connection")
+            slow.join(LIMIT)
+            self.assertEqual(out, [1000])
+            self.assertEqual(server.process.wait(LIMIT), 0)
+        finally:
+            server.__exit__()
+
+
 def _outcome(f):
     try:
         return f()
