@@ -30,7 +30,7 @@ class Stubgen(unittest.TestCase):
             gen = run([sys.executable, "-m", "framedrpc", "stubgen", url])
             self.assertEqual(gen.returncode, 0, gen.stderr)
             source = gen.stdout
-            for expected in ("class CalculatorGreeterEchoClient:", "def add(self, a: float, b: float) -> float:",
+            for expected in ("class CalculatorGreeterEchoChatLiveClient:", "def add(self, a: float, b: float) -> float:",
                              "def hello(self, name: str) -> str:", "def sleep(self, ms: int) -> int:",
                              'CalcError = Union[Literal["DivisionByZero"], ', "(TypedDict):", "Returns `a + b`."):
                 self.assertIn(expected, source)
@@ -40,9 +40,9 @@ class Stubgen(unittest.TestCase):
                 f.write(textwrap.dedent('''\
                     import sys
                     import framedrpc
-                    from calc_client import CalcError, CalculatorGreeterEchoClient
+                    from calc_client import CalcError, CalculatorGreeterEchoChatLiveClient
 
-                    with CalculatorGreeterEchoClient(sys.argv[1]) as calc:
+                    with CalculatorGreeterEchoChatLiveClient(sys.argv[1]) as calc:
                         total: float = calc.add(2, 3)
                         greeting: str = calc.hello("Zé")
                         try:
@@ -52,8 +52,8 @@ class Stubgen(unittest.TestCase):
                             print(total, greeting, error)
                     '''))
             with open(os.path.join(tmp, "misuse.py"), "w") as f:
-                f.write("from calc_client import CalculatorGreeterEchoClient\n"
-                        "x: str = CalculatorGreeterEchoClient('tcp://h:1').add('2', 3)\n")
+                f.write("from calc_client import CalculatorGreeterEchoChatLiveClient\n"
+                        "x: str = CalculatorGreeterEchoChatLiveClient('tcp://h:1').add('2', 3)\n")
             checked = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "calc_client.py", "use_calc.py"], cwd=tmp)
             self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
             # mypy is really checking: a wrong use is refused.
