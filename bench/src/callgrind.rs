@@ -49,15 +49,23 @@ fn fail(message: &str) -> ! {
     std::process::exit(1)
 }
 
-/// `callgrind server ADDR`: binds `addr`, prints `addr IP:PORT` on stdout,
-/// serves until a client calls `callgrind.stop` (exit status 0) or
+/// `callgrind server ADDR`: binds `addr`, prints `addr IP:PORT` on stdout
+/// (recording metrics when `RPC_BENCH_METRICS=1`), serves until a client calls `callgrind.stop` (exit status 0) or
 /// `max_secs` pass (exit status 1), then shuts down gracefully.
 pub fn server(addr: &str, max_secs: u64) {
     let stopped = runtime().block_on(async {
         let stop = Arc::new(Notify::new());
-        let server = rpc_core::Server::builder()
+        let mut builder = rpc_core::Server::builder()
             .service(BenchServiceServer::new(Bench))
-            .service(ControlServer::new(Stopper(stop.clone())))
+            .service(ControlServer::new(Stopper(stop.clone())));
+        // RPC_BENCH_METRICS=1: the same server recording Prometheus
+        // metrics, to count what recording costs per call.
+        if std::env::var_os("RPC_BENCH_METRICS").is_some_and(|v| v == "1") {
+            let handle = rpc_core::metrics::install_prometheus()
+                .unwrap_or_else(|e| fail(&format!("metrics: {e}")));
+            builder = builder.metrics(handle);
+        }
+        let server = builder
             .bind(addr)
             .await
             .unwrap_or_else(|e| fail(&format!("bind {addr}: {e}")));

@@ -14,6 +14,7 @@ mod report;
 mod scenario;
 mod systems;
 mod tcpinfo;
+mod ws_crates;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -100,6 +101,33 @@ enum Cmd {
     /// each on a current_thread runtime.
     #[command(subcommand)]
     Callgrind(CallgrindRole),
+    /// tokio-tungstenite against fastwebsockets alone (no JSON-RPC): an echo
+    /// server and a pipelined client on one connection, both with the same
+    /// crate, rounds interleaved; see bench/src/ws_crates.rs.
+    WsCrates {
+        /// How many times to measure each crate (A, B, A, B, ...).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds measured per round, crate and size.
+        #[arg(long, default_value_t = 3.0)]
+        secs: f64,
+        /// Seconds of unmeasured warm-up before each measurement.
+        #[arg(long, default_value_t = 0.5)]
+        warmup: f64,
+        /// Messages the client keeps in flight.
+        #[arg(long, default_value_t = 64)]
+        in_flight: u64,
+        /// Send exactly this many messages instead of running for --secs
+        /// (for instruction counts under callgrind; no CPU times then).
+        #[arg(long)]
+        msgs: Option<u64>,
+        /// Crates, comma-separated: tungstenite, fastwebsockets (default: both).
+        #[arg(long, value_delimiter = ',')]
+        crates: Vec<String>,
+        /// Message sizes, comma-separated: small (~60 B), big (64 KiB) (default: both).
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<String>,
+    },
     /// Runs one system's server until stdin closes (used by `mem`).
     #[command(hide = true)]
     Serve {
@@ -146,6 +174,17 @@ fn systems(names: &[String]) -> Vec<System> {
         .collect()
 }
 
+/// `names` parsed with `parse`, or `all` if none are given.
+fn parse_all<T: Copy>(names: &[String], all: &[T], parse: fn(&str) -> Result<T, String>) -> Vec<T> {
+    if names.is_empty() {
+        return all.to_vec();
+    }
+    names
+        .iter()
+        .map(|n| parse(n).unwrap_or_else(|e| exit(&e)))
+        .collect()
+}
+
 fn exit(message: &str) -> ! {
     eprintln!("rpc-bench: {message}");
     std::process::exit(2)
@@ -188,6 +227,23 @@ fn main() {
             in_flight,
             max_secs,
         })) => callgrind::client(&addr, calls, in_flight, max_secs),
+        Some(Cmd::WsCrates {
+            rounds,
+            secs,
+            warmup,
+            in_flight,
+            msgs,
+            crates,
+            sizes,
+        }) => ws_crates::run(&ws_crates::WsArgs {
+            rounds: rounds.max(1),
+            secs,
+            warmup,
+            in_flight: in_flight.max(1),
+            msgs,
+            crates: parse_all(&crates, &ws_crates::Crate::ALL, ws_crates::Crate::parse),
+            sizes: parse_all(&sizes, &ws_crates::Size::ALL, ws_crates::Size::parse),
+        }),
         Some(Cmd::Serve { system, threads }) => {
             mem::serve(System::parse(&system).unwrap_or_else(|e| exit(&e)), threads)
         }

@@ -167,7 +167,7 @@ pub fn placement(scenario: Scenario, pin: bool) -> Placement {
 }
 
 /// Pins the calling thread to one CPU (best effort).
-fn pin_current_thread(cpu: usize) {
+pub fn pin_current_thread(cpu: usize) {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read it.
     unsafe {

@@ -73,6 +73,27 @@ pub enum RpcError<E = Never> {
     Frame(#[from] FrameError),
 }
 
+impl<E> RpcError<E> {
+    /// Separates the method's own error from every other failure: `Ok(e)`
+    /// for [`Application`](RpcError::Application), else `Err` with the
+    /// failure as an `RpcError` without an application type.
+    ///
+    /// # Errors
+    /// Every variant but `Application`, unchanged.
+    pub fn into_application(self) -> Result<E, RpcError> {
+        Err(match self {
+            RpcError::Application(e) => return Ok(e),
+            RpcError::Server(e) => RpcError::Server(e),
+            RpcError::Connect { addr, source } => RpcError::Connect { addr, source },
+            RpcError::Closed(why) => RpcError::Closed(why),
+            RpcError::Timeout(d) => RpcError::Timeout(d),
+            RpcError::Encode(e) => RpcError::Encode(e),
+            RpcError::Decode(e) => RpcError::Decode(e),
+            RpcError::Frame(e) => RpcError::Frame(e),
+        })
+    }
+}
+
 impl RpcError<Never> {
     /// Widens an error that cannot be [`Application`](RpcError::Application)
     /// into one of any application error type.

@@ -56,12 +56,15 @@
 //!   `async fn` and nothing is boxed per call;
 //! - `FooClient`, a cheap-to-clone proxy with one `async` method per trait
 //!   method, returning `Result<T, RpcError>` (or `Result<T, RpcError<E>>`
-//!   for a method declared `-> Result<T, E>`);
+//!   for a method declared `-> Result<T, E>`); a streaming method, one
+//!   declared `-> Stream<T, F>` or `-> Result<Stream<T, F>, E>` (the type's
+//!   last path segment must be `Stream`: see [`Stream`]), returns
+//!   `Result<RemoteStream<T, F>, RpcError<E>>` once the stream is open;
 //! - `FooServer<S>`, the dispatcher for any `S: Foo`, to hand to
 //!   [`Server::builder`]`().service(..)`;
-//! - `FooBatch`, from `FooClient::batch()`: the same methods, collected and
-//!   sent as one JSON-RPC batch when the batch is awaited; each call then
-//!   resolves to its own typed result.
+//! - `FooBatch`, from `FooClient::batch()`: the same methods (streaming
+//!   ones excepted), collected and sent as one JSON-RPC batch when the batch
+//!   is awaited; each call then resolves to its own typed result.
 //!
 //! # Attributes
 //!
@@ -97,10 +100,12 @@
 
 mod client;
 pub mod context;
+pub mod discovery;
 mod error;
 pub mod frame;
 mod json;
 mod message;
+pub mod metrics;
 pub mod middleware;
 mod openrpc;
 mod outbox;
@@ -115,7 +120,8 @@ pub mod tls;
 pub mod transport;
 
 pub use client::{
-    Batch, BatchCall, CallOptions, Client, ClientBuilder, DEFAULT_TIMEOUT, RemoteStream,
+    Balance, Batch, BatchCall, CallOptions, Client, ClientBuilder, DEFAULT_TIMEOUT, Keepalive,
+    RemoteStream,
 };
 pub use error::{CloseReason, DecodeError, Never, RpcError, ServerError};
 pub use message::{ErrorObject, code};

@@ -12,6 +12,8 @@ macro_rules! say {
     };
 }
 
+mod chat;
+mod discovery;
 mod interactive;
 mod tools;
 mod tour;
@@ -26,7 +28,7 @@ use clap::{Args, Parser, Subcommand};
 const DEFAULT_ADDR: &str = "127.0.0.1:7070";
 
 #[derive(Debug, Parser)]
-#[command(name = "rpc-demo", version, about = "Demos of the rpc library: a calculator, a greeter and an echo service", long_about = None)]
+#[command(name = "rpc-demo", version, about = "Demos of the rpc library: a calculator, a greeter, an echo service, a chat and a live feed", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -34,7 +36,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve Calculator, Greeter and Echo on one port until Ctrl-C.
+    /// Serve Calculator, Greeter, Echo, Chat and Live on one port until Ctrl-C.
     Serve(ServeArgs),
     /// Interactive calculator: operation, two numbers, result; `fim` to leave.
     Calc(ClientArgs),
@@ -46,6 +48,62 @@ enum Command {
     List(ListArgs),
     /// Calls one method of any server of this protocol and prints the result as JSON.
     Call(CallArgs),
+    /// Chats in a room: prints what others say while you type; `fim` to leave.
+    Chat(ChatArgs),
+    /// Publishes one line to the live page (`/live`) of a running server.
+    LiveSend(LiveSendArgs),
+    /// Runs a binder: servers register there (`serve --binder`), clients
+    /// find them there (`calc --binder`, `call NAME`).
+    Binder(BinderArgs),
+    /// Prints what a binder has registered: every service, or NAME's instances.
+    Lookup(LookupArgs),
+    /// Probes a server's `GET /health`: exit status 0 when it serves, 1 otherwise.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+struct BinderArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = discovery::DEFAULT_BINDER)]
+    listen: String,
+}
+
+#[derive(Debug, Args)]
+struct LookupArgs {
+    /// A service name (`Calculator`); all of them if left out.
+    name: Option<String>,
+    /// The binder's address.
+    #[arg(long, default_value = discovery::DEFAULT_BINDER)]
+    binder: String,
+}
+
+#[derive(Debug, Args)]
+struct HealthArgs {
+    /// The server: `HOST:PORT` or `http://HOST:PORT`.
+    target: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = seconds)]
+    timeout: f64,
+}
+
+#[derive(Debug, Args)]
+struct ChatArgs {
+    /// Your name in the room.
+    #[arg(long)]
+    nick: String,
+    /// The room to join.
+    #[arg(long, default_value = "geral")]
+    room: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+struct LiveSendArgs {
+    /// The line to publish.
+    text: String,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +138,10 @@ struct CallArgs {
 /// How `list` and `call` connect.
 #[derive(Debug, Args)]
 struct ConnectOptions {
+    /// The binder that knows a target given as a service name (`call
+    /// Calculator add 2 3`).
+    #[arg(long, value_name = "ADDR", default_value = discovery::DEFAULT_BINDER)]
+    binder: String,
     /// Seconds to wait for the answer.
     #[arg(long, value_name = "SECS", default_value_t = rpc_core::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout: f64,
@@ -97,6 +159,17 @@ struct ConnectOptions {
 impl ConnectOptions {
     /// The client options for `target` (`HOST:PORT` or a URL).
     fn client_args(self, target: &str) -> Result<ClientArgs, DemoError> {
+        if !target.contains(':') {
+            // A service name: found through the binder.
+            return Ok(ClientArgs {
+                server: target.to_owned(),
+                binder: Some(self.binder),
+                timeout: self.timeout,
+                token: self.token,
+                tls_ca: self.tls_ca,
+                tls_name: self.tls_name,
+            });
+        }
         let (scheme, address) = target.split_once("://").unwrap_or(("tcp", target));
         let server = match scheme {
             "tcp" => address.trim_end_matches('/').to_owned(),
@@ -115,6 +188,7 @@ impl ConnectOptions {
         };
         Ok(ClientArgs {
             server,
+            binder: None,
             timeout: self.timeout,
             token: self.token,
             tls_ca: self.tls_ca,
@@ -143,6 +217,14 @@ struct ServeArgs {
     /// Require clients to present this token (`rpc.auth`) before any call.
     #[arg(long, value_name = "TOKEN")]
     token: Option<String>,
+    /// Register every service with the binder at this address (`rpc-demo
+    /// binder`), and keep the registrations alive.
+    #[arg(long, value_name = "ADDR")]
+    binder: Option<String>,
+    /// The address clients reach this server at, as registered (default:
+    /// the listening address; needed when listening on 0.0.0.0).
+    #[arg(long, value_name = "ADDR", requires = "binder")]
+    advertise: Option<String>,
     /// Serve TLS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -156,6 +238,10 @@ struct ClientArgs {
     /// Address of a running `rpc-demo serve`.
     #[arg(long, default_value = DEFAULT_ADDR)]
     server: String,
+    /// Find the servers through this binder instead (`rpc-demo binder`),
+    /// spreading calls over every instance.
+    #[arg(long, value_name = "ADDR", conflicts_with = "server")]
+    binder: Option<String>,
     /// Seconds to wait for each answer.
     #[arg(long, value_name = "SECS", default_value_t = rpc_core::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout: f64,
@@ -253,15 +339,44 @@ fn main() -> ExitCode {
             None => tour::run().await,
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Calc(args)) => {
-                interactive::calc(&args.server, connect(&args).await?).await
+                interactive::calc(&args.server, connect_to(&args, "Calculator").await?).await
             }
-            Some(Command::Hello(args)) => interactive::hello(connect(&args).await?).await,
+            Some(Command::Hello(args)) => {
+                interactive::hello(connect_to(&args, "Greeter").await?).await
+            }
             Some(Command::Echo(args)) => {
-                interactive::echo(&args.server, connect(&args).await?).await
+                interactive::echo(&args.server, connect_to(&args, "Echo").await?).await
+            }
+            Some(Command::Binder(args)) => discovery::binder(&args.listen).await,
+            Some(Command::Lookup(args)) => {
+                discovery::lookup(&args.binder, args.name.as_deref()).await
+            }
+            Some(Command::Health(args)) => {
+                discovery::health(&args.target, Duration::from_secs_f64(args.timeout)).await
             }
             Some(Command::List(args)) => {
                 let client = args.options.client_args(&args.target)?;
                 tools::list(connect(&client).await?).await
+            }
+            Some(Command::Chat(args)) => {
+                chat::chat(
+                    connect_to(&args.client, "Chat").await?,
+                    &args.room,
+                    &args.nick,
+                )
+                .await
+            }
+            Some(Command::LiveSend(args)) => {
+                let live =
+                    rpc_demo::services::LiveClient::new(connect_to(&args.client, "Live").await?);
+                match live.publish(args.text).await {
+                    Ok(watchers) => {
+                        say!("published to {watchers} watcher(s)");
+                        Ok(())
+                    }
+                    Err(rpc_core::RpcError::Application(e)) => Err(DemoError::Usage(e.to_string())),
+                    Err(e) => Err(DemoError::Other(e.to_string())),
+                }
             }
             Some(Command::Call(args)) => {
                 let client = args.options.client_args(&args.target)?;
@@ -289,8 +404,26 @@ fn main() -> ExitCode {
     }
 }
 
-/// Connects as the client options say.
+/// Connects as the client options say: to `--server`, or through
+/// `--binder` to every instance of `service`.
+async fn connect_to(args: &ClientArgs, service: &str) -> Result<rpc_core::Client, DemoError> {
+    match &args.binder {
+        Some(binder) => {
+            let registry = discovery::registry(binder).await?;
+            Ok(client_builder(args)?.discover(registry, service).await?)
+        }
+        None => Ok(client_builder(args)?.connect(args.server.as_str()).await?),
+    }
+}
+
+/// Connects to `list` or `call`'s target: an address, or a service name
+/// found through the binder.
 async fn connect(args: &ClientArgs) -> Result<rpc_core::Client, DemoError> {
+    connect_to(args, &args.server).await
+}
+
+/// The client options of `args`.
+fn client_builder(args: &ClientArgs) -> Result<rpc_core::ClientBuilder, DemoError> {
     let mut builder = rpc_core::Client::builder().timeout(Duration::from_secs_f64(args.timeout));
     if let Some(token) = &args.token {
         builder = builder.token(token.clone());
@@ -303,7 +436,7 @@ async fn connect(args: &ClientArgs) -> Result<rpc_core::Client, DemoError> {
         };
         builder = builder.tls(config, name)?;
     }
-    Ok(builder.connect(args.server.as_str()).await?)
+    Ok(builder)
 }
 
 /// `host` of `host:port` (without the brackets of `[::1]:7070`).
@@ -320,13 +453,23 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
         Ok(limit) => tracing::debug!(limit, "open-file limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let mut builder = rpc_demo::services::all_services()
+    let feed = rpc_demo::services::Feed::default();
+    let metrics =
+        rpc_core::metrics::install_prometheus().map_err(|e| DemoError::Other(e.to_string()))?;
+    let mut builder = rpc_demo::services::all_services_with(feed.clone())
+        .metrics(metrics)
         .max_connections(args.max_connections)
         .max_in_flight(args.max_in_flight)
         .max_frame_size(args.max_frame)
         .frame_timeout(Duration::from_secs_f64(args.frame_timeout));
     if let Some(token) = args.token {
         builder = builder.token(token);
+    }
+    if let Some(binder) = &args.binder {
+        builder = builder.register(discovery::registry(binder).await?);
+        if let Some(advertise) = args.advertise {
+            builder = builder.advertise(advertise);
+        }
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -342,10 +485,17 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
     };
     let server = builder.bind(args.listen.as_str()).await?;
     say!(
-        "rpc-demo serving Calculator, Greeter and Echo on {}{}; Ctrl-C to stop",
+        "rpc-demo serving Calculator, Greeter, Echo, Chat and Live on {}{}; Ctrl-C to stop",
         server.local_addr(),
         if tls { " (TLS)" } else { "" }
     );
+    // The course's live example: the operator types, every `/live` page
+    // shows it. Only from a terminal: a server started by a script reads
+    // nothing from its standard input.
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        say!("type a line and Enter to publish it to /live (live.watch)");
+        std::thread::spawn(move || publish_typed_lines(&feed));
+    }
     stop_signal().await?;
     say!("stopping: finishing the calls in flight");
     server.shutdown().await;
@@ -353,8 +503,27 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
     Ok(())
 }
 
+/// Publishes each line typed at the server's terminal to the live feed,
+/// prompting as the course's server does, until end of input.
+fn publish_typed_lines(feed: &rpc_demo::services::Feed) {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    loop {
+        print!("Mensagem: ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => match feed.post(&line) {
+                Ok(watchers) => tracing::info!(watchers, "published a line to /live"),
+                Err(e) => println!("not published: {e}"),
+            },
+        }
+    }
+}
+
 /// Ctrl-C, or SIGTERM (what `docker stop` sends).
-async fn stop_signal() -> Result<(), DemoError> {
+pub(crate) async fn stop_signal() -> Result<(), DemoError> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -1,14 +1,21 @@
 //! The tour: a server and every client in one process, each call printed.
 
+use std::sync::Arc;
+
+use futures_util::StreamExt;
 use rpc_core::RpcError;
-use rpc_demo::services::{CalcError, CalculatorClient, EchoClient, GreeterClient, all_services};
+use rpc_core::discovery::Registry;
+use rpc_core::discovery::binder::{BinderRegistry, BinderServer, Directory};
+use rpc_demo::services::{
+    CalcError, CalculatorClient, ChatClient, EchoClient, GreeterClient, all_services,
+};
 
 use crate::DemoError;
 
 pub(crate) async fn run() -> Result<(), DemoError> {
     let server = all_services().bind("127.0.0.1:0").await?;
     let addr = server.local_addr();
-    say!("server listening on {addr} with Calculator, Greeter and Echo\n");
+    say!("server listening on {addr} with Calculator, Greeter, Echo, Chat and Live\n");
 
     let calc = CalculatorClient::connect(addr).await?;
     // The other proxies share the calculator's connection.
@@ -75,10 +82,103 @@ pub(crate) async fn run() -> Result<(), DemoError> {
     expect(all_right, "the concurrent results")?;
     say!("  100 results, each matched to its call by id");
 
-    drop((calc, greeter, echo));
+    say!("\nA stream: a chat room's events, under flow control");
+    let chat = ChatClient::new(calc.inner().clone());
+    let mut room = chat
+        .join("tour".to_owned(), "ana".to_owned())
+        .await
+        .map_err(other)?;
+    chat.send("tour".to_owned(), "ana".to_owned(), "olá".to_owned())
+        .await
+        .map_err(other)?;
+    for _ in 0..2 {
+        match room.next().await {
+            Some(Ok(event)) => say!(
+                "  chat.join event: {}",
+                serde_json::to_string(&event).unwrap_or_default()
+            ),
+            other => {
+                return Err(DemoError::Other(format!(
+                    "the room's stream ended: {other:?}"
+                )));
+            }
+        }
+    }
+    drop(room);
+
+    drop((calc, greeter, echo, chat));
     server.shutdown().await;
-    say!("\nserver stopped; every call answered as expected");
+    say!("\nserver stopped");
+
+    discovery().await?;
+    say!("\nevery call answered as expected");
     Ok(())
+}
+
+/// A binder and two servers in this process; a client that finds them by
+/// name, spreads its calls, and goes on when one leaves.
+async fn discovery() -> Result<(), DemoError> {
+    say!("\nDiscovery: a binder, two servers, a client that knows only the name");
+    let binder = rpc_core::Server::builder()
+        .service(BinderServer::new(Directory::new()))
+        .bind("127.0.0.1:0")
+        .await?;
+    let registry: Arc<dyn Registry> =
+        Arc::new(BinderRegistry::connect(&binder.local_addr().to_string()).await?);
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let server = all_services()
+            .register(registry.clone())
+            .leave_delay(std::time::Duration::ZERO)
+            .bind("127.0.0.1:0")
+            .await?;
+        say!(
+            "  server on {} registered with the binder at {}",
+            server.local_addr(),
+            binder.local_addr()
+        );
+        servers.push(server);
+    }
+    let mut listed = registry
+        .clone()
+        .watch("Calculator", rpc_core::discovery::FOLLOW_POLL)
+        .await
+        .map_err(other)?;
+    while let Some(set) = listed.next().await {
+        if set.map_err(other)?.len() == 2 {
+            break;
+        }
+    }
+    // Round robin, so that the calls visibly alternate.
+    let calc = CalculatorClient::new(
+        rpc_core::Client::builder()
+            .balance(rpc_core::Balance::RoundRobin)
+            .discover(registry.clone(), "Calculator")
+            .await?,
+    );
+    for i in 0..4 {
+        let sum = calc.add(f64::from(i), 1.0).await.map_err(plain)?;
+        expect(sum == f64::from(i) + 1.0, "a discovered call")?;
+    }
+    say!("  4 calls through discovery, taking turns between the two servers");
+    let leaving = servers.remove(0);
+    leaving.shutdown().await;
+    say!("  one server left (it deregistered first)");
+    for i in 0..4 {
+        let sum = calc.add(f64::from(i), 2.0).await.map_err(plain)?;
+        expect(sum == f64::from(i) + 2.0, "a call after a server left")?;
+    }
+    say!("  4 more calls, all answered by the other server");
+    drop(calc);
+    for server in servers {
+        server.shutdown().await;
+    }
+    binder.shutdown().await;
+    Ok(())
+}
+
+fn other(e: impl std::fmt::Display) -> DemoError {
+    DemoError::Other(e.to_string())
 }
 
 fn show(call: &str, got: f64, want: f64) -> Result<(), DemoError> {

@@ -1,111 +1,13 @@
 //! The `rpc-demo` binary as a person uses it: the tour, the server, and the
 //! interactive clients fed from standard input, including bad input.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rpc-demo");
-const LIMIT: Duration = Duration::from_secs(30);
+mod common;
 
-/// A child process killed on drop, so a failing test leaks nothing.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Output {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `rpc-demo ARGS` with `input` on stdin; fails the test if it takes
-/// longer than the limit.
-fn run(args: &[&str], input: &str) -> Output {
-    let mut child = Running(
-        Command::new(BIN)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rpc-demo"),
-    );
-    let mut stdin = child.0.stdin.take().expect("stdin");
-    stdin.write_all(input.as_bytes()).expect("write stdin");
-    drop(stdin);
-    let mut out = child.0.stdout.take().expect("stdout");
-    let mut err = child.0.stderr.take().expect("stderr");
-    let readers = std::thread::spawn(move || {
-        let (mut o, mut e) = (String::new(), String::new());
-        let _ = out.read_to_string(&mut o);
-        let _ = err.read_to_string(&mut e);
-        (o, e)
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < LIMIT,
-            "rpc-demo {args:?} did not finish within {LIMIT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let (stdout, stderr) = readers.join().expect("reader thread");
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
-}
-
-/// `rpc-demo serve` on a free port; its address.
-fn serve(extra: &[&str]) -> (Running, String) {
-    serve_with(Command::new(BIN), extra)
-}
-
-/// `rpc-demo serve` run by `command` (the binary itself, or a wrapper that
-/// runs it) on a free port; its address.
-fn serve_with(mut command: Command, extra: &[&str]) -> (Running, String) {
-    let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let mut child = Running(
-        command
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rpc-demo serve"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        // Keep draining so the server never blocks on a full pipe.
-        for _ in lines {}
-    });
-    let line = rx
-        .recv_timeout(LIMIT)
-        .expect("the server announces its address");
-    let addr = line
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .map(|w| w.trim_end_matches([';', ',']).to_owned())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (child, addr)
-}
+use common::{BIN, LIMIT, Output, Running, run, serve, serve_with};
 
 fn assert_no_panic(out: &Output) {
     for text in [&out.stdout, &out.stderr] {
@@ -128,6 +30,9 @@ fn the_tour_calls_every_method_and_exits_zero() {
         "Olá, João!",
         "timed out",
         "100 results",
+        "chat.join event",
+        "taking turns between the two servers",
+        "all answered by the other server",
     ] {
         assert!(
             out.stdout.contains(expected),
@@ -380,4 +285,68 @@ fn list_and_call_speak_to_any_server_of_the_protocol() {
     assert!(!out.status.success());
     assert!(out.stderr.contains("-32601"), "{}", out.stderr);
     assert_no_panic(&out);
+}
+
+#[test]
+fn call_prints_a_streams_items_as_they_come_and_live_send_feeds_them() {
+    let (_server, addr) = serve(&[]);
+    let out = run(&["list", &addr], "");
+    assert!(
+        out.stdout.contains("live.watch() -> stream of LiveEvent"),
+        "{}",
+        out.stdout
+    );
+    let mut watcher = Running(
+        Command::new(BIN)
+            .args(["call", &addr, "live.watch"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rpc-demo call"),
+    );
+    let stdout = watcher.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Until the watcher's stream is open, a post reaches nobody: send the
+    // first until it reaches one watcher.
+    let started = Instant::now();
+    loop {
+        let out = run(&["live-send", "--server", &addr, "primeiro"], "");
+        assert!(out.status.success(), "{}", out.stderr);
+        if out.stdout.contains("published to 1 watcher") {
+            break;
+        }
+        assert!(started.elapsed() < LIMIT, "the watcher never subscribed");
+    }
+    for text in ["segundo", "terceiro"] {
+        let out = run(&["live-send", "--server", &addr, text], "");
+        assert!(
+            out.stdout.contains("published to 1 watcher"),
+            "{}",
+            out.stdout
+        );
+    }
+    for expected in ["primeiro", "segundo", "terceiro"] {
+        let line = rx.recv_timeout(LIMIT).expect("an item from the watcher");
+        let item: serde_json::Value =
+            serde_json::from_str(&line).expect("each item is a line of JSON");
+        assert_eq!(item["kind"], "post", "{line}");
+        assert_eq!(item["text"], expected, "{line}");
+        assert!(item["at"].as_u64().is_some_and(|at| at > 0), "{line}");
+    }
+    // A bad post is refused in one line.
+    let out = run(&["live-send", "--server", &addr, " "], "");
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("1 to 4096 bytes"), "{}", out.stderr);
 }

@@ -13,7 +13,14 @@ use crate::ctxt::Errors;
 
 /// Names of the generated client's own methods; a trait method of the same
 /// name would clash with them.
-const CLIENT_METHODS: &[&str] = &["connect", "new", "inner", "with_timeout", "batch"];
+const CLIENT_METHODS: &[&str] = &[
+    "connect",
+    "discover",
+    "new",
+    "inner",
+    "with_timeout",
+    "batch",
+];
 
 pub(crate) fn check(service: &Service<'_>, errors: &mut Errors) {
     let item = service.item;

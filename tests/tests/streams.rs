@@ -30,6 +30,8 @@ trait Feed {
     async fn blobs(&self, size: usize) -> Stream<String>;
     /// Refuses an empty key; else `steps` items, then ends with an error.
     async fn watch(&self, key: String, steps: u32) -> Result<Stream<u32, WatchError>, WatchError>;
+    /// No item, ever; reports when it is dropped (`Probe::stopped`).
+    async fn silent(&self) -> Stream<u64>;
     /// A plain method, for calls beside the streams.
     async fn add(&self, a: u64, b: u64) -> u64;
 }
@@ -76,6 +78,21 @@ impl Feed for F {
             .map(Ok)
             .chain([Err(WatchError::Broken { after: steps })]);
         Ok(Stream::try_new(futures_util::stream::iter(items)))
+    }
+
+    async fn silent(&self) -> Stream<u64> {
+        /// Tells the probe when the stream is dropped.
+        struct Stopped(Arc<Probe>);
+        impl Drop for Stopped {
+            fn drop(&mut self) {
+                self.0.stopped.notify_one();
+            }
+        }
+        let stopped = Stopped(self.0.clone());
+        Stream::new(futures_util::stream::pending().map(move |n: u64| {
+            let _ = &stopped;
+            n
+        }))
     }
 
     async fn add(&self, a: u64, b: u64) -> u64 {
@@ -430,5 +447,28 @@ async fn the_wire_follows_the_credit_byte_for_byte() {
     )
     .await;
     expect_frame(&mut raw, r#"{"jsonrpc":"2.0","result":false,"id":9}"#).await;
+    fx.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_timeout_ends_a_silent_stream_and_stops_its_producer() {
+    let (fx, feed) = serve(Via::Memory).await;
+    let client = FeedClient::from(fx.client().await);
+    let idle = std::time::Duration::from_secs(5);
+    let mut stream = within("the stream to open", client.silent())
+        .await
+        .unwrap()
+        .idle_timeout(idle);
+    let stopped = feed.0.stopped.notified();
+    let started = tokio::time::Instant::now();
+    match within("the idle timeout", stream.next()).await {
+        Some(Err(RpcError::Timeout(after))) => assert_eq!(after, idle),
+        other => panic!("expected the idle timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() >= idle);
+    assert!(within("after the timeout", stream.next()).await.is_none());
+    // The client unsubscribed: the server dropped the producer.
+    within("the producer to be dropped", stopped).await;
+    assert_eq!(within("a call", client.add(1, 1)).await.unwrap(), 2);
     fx.shutdown().await;
 }

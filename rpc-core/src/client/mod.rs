@@ -36,11 +36,16 @@ use crate::message::{ErrorObject, code};
 use crate::server::Endpoint;
 use crate::session::{self, Answer, Notification, Session};
 use crate::transport::{ConnectionInfo, Connector, Limits, TcpConnector, Transport};
+use balance::Balancer;
 
+mod balance;
 mod batch;
+mod keepalive;
 mod stream;
 
+pub use balance::{Balance, FOLLOW_POLL};
 pub use batch::{Batch, BatchCall};
+pub use keepalive::Keepalive;
 pub use stream::RemoteStream;
 
 /// Default time a call waits for its response: 30 seconds.
@@ -140,6 +145,8 @@ pub struct ClientBuilder {
     timeout: Duration,
     max_frame: usize,
     token: Option<Arc<str>>,
+    balance: Balance,
+    keepalive: Option<Keepalive>,
     #[cfg(feature = "tls")]
     tls: Option<(
         tokio_rustls::TlsConnector,
@@ -165,6 +172,8 @@ impl Default for ClientBuilder {
             timeout: DEFAULT_TIMEOUT,
             max_frame: DEFAULT_MAX_FRAME,
             token: None,
+            balance: Balance::default(),
+            keepalive: Some(Keepalive::default()),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -172,6 +181,66 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// How a client from [`discover`](Self::discover) spreads calls over
+    /// the instances (default [`Balance::PowerOfTwoChoices`]).
+    pub fn balance(mut self, balance: Balance) -> Self {
+        self.balance = balance;
+        self
+    }
+
+    /// How the client finds out that a connection died without closing (a
+    /// cable pulled, a host gone): see [`Keepalive`]; `None` turns it off.
+    /// Default: [`Keepalive::default`] (a ping after 2 s of silence with
+    /// calls in flight, dead after 3 unanswered).
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// A client for every live instance of service `name` in `registry`:
+    /// it connects to the instances as calls need them, spreads calls over
+    /// them ([`balance`](Self::balance)), sends new calls elsewhere when one
+    /// fails, and follows the registry as instances come and go. The
+    /// addresses may take any form [`connect`](Self::connect) takes, with
+    /// this builder's TLS and token.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use rpc_core::discovery::binder::BinderRegistry;
+    /// let registry = Arc::new(BinderRegistry::connect("127.0.0.1:7000").await?);
+    /// let client = rpc_core::Client::builder().discover(registry, "Calculator").await?;
+    /// let sum: f64 = client.call("add", &(2.0, 3.0)).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`RpcError::Connect`] when the registry cannot be reached, lists no
+    /// instance of `name`, or none of them can be connected to, within the
+    /// timeout.
+    pub async fn discover(
+        self,
+        registry: Arc<dyn crate::discovery::Registry>,
+        name: &str,
+    ) -> Result<Client, RpcError> {
+        let deadline = deadline_after(self.timeout);
+        let instances = match tokio::time::timeout_at(deadline, registry.lookup(name)).await {
+            Ok(Ok(instances)) => instances,
+            Ok(Err(e)) => {
+                return Err(RpcError::Connect {
+                    addr: name.to_owned(),
+                    source: std::io::Error::other(format!("the registry failed: {e}")),
+                });
+            }
+            Err(_) => return Err(RpcError::Timeout(self.timeout)),
+        };
+        let balancer = Balancer::start(self.clone(), self.balance, registry, name, instances);
+        let link = balancer.pick(deadline, self.timeout).await?;
+        let client = Client::from_parts(self, None, link);
+        *lock(&client.inner.balancer) = Some(balancer);
+        Ok(client)
+    }
+
     /// How long each call waits for its response, unless the method or the
     /// handle says otherwise, and how long connecting may take.
     /// Default: [`DEFAULT_TIMEOUT`] (30 s). `Duration::MAX` means no limit;
@@ -240,7 +309,14 @@ impl ClientBuilder {
         self,
         addr: impl ToSocketAddrs + std::fmt::Display,
     ) -> Result<Client, RpcError> {
-        let target = addr.to_string();
+        let connector = self.connector_for(&addr.to_string())?;
+        self.connect_arc(connector).await
+    }
+
+    /// The connector for `target` (any form [`connect`](Self::connect)
+    /// takes), with this builder's TLS and token.
+    pub(crate) fn connector_for(&self, target: &str) -> Result<Arc<dyn Connector>, RpcError> {
+        let target = target.to_owned();
         #[cfg(feature = "ws")]
         if target.starts_with("ws://") || target.starts_with("wss://") {
             let Some(connector) = crate::transport::WsConnector::new(&target) else {
@@ -266,7 +342,7 @@ impl ClientBuilder {
                 }
                 _ => connector,
             };
-            return self.connect_with(connector).await;
+            return Ok(Arc::new(connector));
         }
         #[cfg(feature = "http")]
         if target.starts_with("http://") || target.starts_with("https://") {
@@ -296,7 +372,7 @@ impl ClientBuilder {
                 }
                 _ => connector,
             };
-            return self.connect_with(connector).await;
+            return Ok(Arc::new(connector));
         }
         let address = target
             .strip_prefix("tcp://")
@@ -318,7 +394,7 @@ impl ClientBuilder {
             Some((tls, name)) => connector.with_tls(tls.clone(), name.clone()),
             None => connector,
         };
-        self.connect_with(connector).await
+        Ok(Arc::new(connector))
     }
 
     /// Opens a connection with any [`Connector`] (an in-memory one, or one
@@ -329,8 +405,11 @@ impl ClientBuilder {
     /// The connector's error, [`RpcError::Timeout`] when connecting takes
     /// longer than the timeout, and the server's answer to `rpc.auth`.
     pub async fn connect_with<C: Connector>(self, connector: C) -> Result<Client, RpcError> {
+        self.connect_arc(Arc::new(connector)).await
+    }
+
+    async fn connect_arc(self, connector: Arc<dyn Connector>) -> Result<Client, RpcError> {
         let deadline = deadline_after(self.timeout);
-        let connector: Arc<dyn Connector> = Arc::new(connector);
         let link = self.open(&*connector, deadline).await?;
         Ok(Client::from_parts(self, Some(connector), link))
     }
@@ -350,7 +429,7 @@ impl ClientBuilder {
             &self.limits(),
             ConnectionInfo::new("stream"),
         );
-        let link = Link::start(transport);
+        let link = Link::start(transport, self.keepalive);
         Client::from_parts(self, None, link)
     }
 
@@ -371,7 +450,7 @@ impl ClientBuilder {
             Ok(transport) => transport?,
             Err(_) => return Err(RpcError::Timeout(self.timeout)),
         };
-        let link = Link::start(transport);
+        let link = Link::start(transport, self.keepalive);
         if let Some(token) = &self.token {
             let params = [&**token];
             let answer = link
@@ -397,6 +476,8 @@ struct Inner {
     current: Mutex<Arc<Link>>,
     /// Serializes reconnection attempts and holds the backoff state.
     reconnect: tokio::sync::Mutex<Backoff>,
+    /// For a client from `discover`: the instances it spreads calls over.
+    balancer: Mutex<Option<Arc<Balancer>>>,
 }
 
 /// One session the client holds, and the task that runs it.
@@ -406,9 +487,16 @@ struct Link {
 }
 
 impl Link {
-    fn start(transport: Transport) -> Arc<Link> {
+    fn start(transport: Transport, keepalive: Option<Keepalive>) -> Arc<Link> {
         let (session, run) = session::open(transport, Endpoint::client(), None);
         let task = tokio::spawn(run).abort_handle();
+        if let Some(keepalive) = keepalive {
+            tokio::spawn(keepalive::watch(
+                Arc::downgrade(&session),
+                task.clone(),
+                keepalive,
+            ));
+        }
         Arc::new(Link { session, task })
     }
 }
@@ -473,6 +561,7 @@ impl Client {
                 connector,
                 current: Mutex::new(link),
                 reconnect: tokio::sync::Mutex::new(Backoff::default()),
+                balancer: Mutex::new(None),
             }),
             timeout: None,
         }
@@ -505,6 +594,9 @@ impl Client {
     /// Whether the current connection is closed or draining. A client that
     /// knows how to reach its server reconnects on the next call.
     pub fn is_closed(&self) -> bool {
+        if let Some(balancer) = &*lock(&self.inner.balancer) {
+            return balancer.is_empty();
+        }
         !self.current().session.calls.usable()
     }
 
@@ -697,6 +789,10 @@ impl Client {
     /// knows how to reach its server. Attempts are spaced by the backoff;
     /// each call makes at most one.
     async fn link(&self, deadline: Instant, timeout: Duration) -> Result<Arc<Link>, RpcError> {
+        let balancer = lock(&self.inner.balancer).clone();
+        if let Some(balancer) = balancer {
+            return balancer.pick(deadline, timeout).await;
+        }
         let current = self.current();
         if current.session.calls.usable() {
             return Ok(current);

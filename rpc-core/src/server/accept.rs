@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::{Endpoint, MIN_OUTGOING_FRAME, ServerHandle};
+use crate::discovery::register::Registrations;
 use crate::error::ServerError;
 use crate::message::{ErrorObject, code};
 #[cfg(feature = "http")]
@@ -30,17 +31,45 @@ use crate::transport::{ConnectionInfo, Listener, Transport};
 pub(crate) fn start<L: Listener>(
     listener: L,
     mut endpoint: Endpoint,
+    registrations: Registrations,
 ) -> Result<ServerHandle, ServerError> {
     let local_addr = listener.local_addr().map_err(ServerError::LocalAddr)?;
     descriptors::clamp_connections(&mut endpoint);
     endpoint.config.loopback = local_addr.ip().is_loopback();
     let stop = CancellationToken::new();
+    let leaving = endpoint.leaving.clone();
+    let names = endpoint.router.service_names();
     let task = tokio::spawn(accept_loop(listener, Arc::new(endpoint), stop.clone()));
     tracing::info!(%local_addr, "server listening");
+    let registered = !registrations.registries.is_empty();
+    let registration = registered.then(|| {
+        let address = registrations
+            .advertise
+            .clone()
+            .unwrap_or_else(|| local_addr.to_string());
+        if registrations.advertise.is_none() && local_addr.ip().is_unspecified() {
+            tracing::warn!(%local_addr, "registering an unspecified address clients cannot reach; set ServerBuilder::advertise");
+        }
+        tokio::spawn(crate::discovery::register::keep_registered(
+            registrations.registries.clone(),
+            names,
+            address,
+            registrations.ttl,
+            leaving.clone(),
+        ))
+    });
+    let leave_delay = registrations.leave_delay.unwrap_or(if registered {
+        crate::discovery::register::DEFAULT_LEAVE_DELAY
+    } else {
+        std::time::Duration::ZERO
+    });
     Ok(ServerHandle {
         local_addr,
         stop,
         task,
+        leaving,
+        registration,
+        leave_delay,
     })
 }
 
@@ -109,6 +138,11 @@ async fn serve(
     stop: CancellationToken,
     permit: Option<OwnedSemaphorePermit>,
 ) {
+    let _counted = endpoint
+        .config
+        .metrics
+        .as_ref()
+        .map(|_| OpenConnection::new());
     let opened = match accepted {
         Accepted::Memory(end) => {
             let config = &endpoint.config;
@@ -392,6 +426,24 @@ mod descriptors {
         pub(super) fn release(&mut self) {
             self.0 = None;
         }
+    }
+}
+
+/// Counts an open connection in the `rpc_server_connections` gauge while
+/// it lives.
+struct OpenConnection(metrics::Gauge);
+
+impl OpenConnection {
+    fn new() -> Self {
+        let gauge = crate::metrics::connections();
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
     }
 }
 

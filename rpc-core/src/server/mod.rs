@@ -19,6 +19,8 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::discovery::Registry;
+use crate::discovery::register::Registrations;
 use crate::error::ServerError;
 use crate::frame::DEFAULT_MAX_FRAME;
 use crate::middleware::{Middleware, TokenAuth};
@@ -66,6 +68,8 @@ pub(crate) struct Endpoint {
     pub(crate) config: Config,
     /// One permit per connection served.
     pub(crate) connections: Arc<Semaphore>,
+    /// Cancelled when the server starts leaving: `/health` answers 503.
+    pub(crate) leaving: CancellationToken,
 }
 
 impl Endpoint {
@@ -84,6 +88,7 @@ impl Endpoint {
                     middleware: Vec::new(),
                     limits,
                     connections: Arc::new(Semaphore::new(1)),
+                    leaving: CancellationToken::new(),
                     config,
                 })
             })
@@ -122,6 +127,7 @@ pub struct ServerBuilder {
     services: Vec<Arc<dyn Service>>,
     middleware: Vec<Arc<dyn Middleware>>,
     config: Config,
+    registrations: Registrations,
 }
 
 #[derive(Clone)]
@@ -145,6 +151,8 @@ pub(crate) struct Config {
     pub(crate) loopback: bool,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// What `GET /metrics` renders, when the server records metrics.
+    pub(crate) metrics: Option<crate::metrics::PrometheusHandle>,
 }
 
 impl std::fmt::Debug for Config {
@@ -184,7 +192,9 @@ impl Default for ServerBuilder {
                 loopback: false,
                 #[cfg(feature = "tls")]
                 tls: None,
+                metrics: None,
             },
+            registrations: Registrations::default(),
         }
     }
 }
@@ -357,6 +367,56 @@ impl ServerBuilder {
         self
     }
 
+    /// Records the calls of this server's methods (by method and outcome,
+    /// with latency), its connections and its calls in flight, and serves
+    /// them at `GET /metrics` in Prometheus's text format (see
+    /// [`crate::metrics`]; get `handle` from
+    /// [`install_prometheus`](crate::metrics::install_prometheus)). Off by
+    /// default, and then free.
+    pub fn metrics(mut self, handle: crate::metrics::PrometheusHandle) -> Self {
+        self.config.metrics = Some(handle);
+        self
+    }
+
+    /// Registers every service of this server in `registry` once it
+    /// listens, under the service's name (the trait's, such as
+    /// `Calculator`) and the [advertised](Self::advertise) address, and
+    /// keeps the registrations alive (every TTL/3; see
+    /// [`registration_ttl`](Self::registration_ttl)), registering again
+    /// when a lease is lost. May be called for several registries.
+    /// [`ServerHandle::shutdown`] deregisters first.
+    pub fn register(mut self, registry: Arc<dyn Registry>) -> Self {
+        self.registrations.registries.push(registry);
+        self
+    }
+
+    /// The address clients reach this server at, as registered (default:
+    /// the bound address). Needed when listening on `0.0.0.0`, or behind a
+    /// container's port mapping: `"server1:7070"`.
+    pub fn advertise(mut self, address: impl Into<String>) -> Self {
+        self.registrations.advertise = Some(address.into());
+        self
+    }
+
+    /// The TTL of the registrations (default
+    /// [`DEFAULT_TTL`](crate::discovery::register::DEFAULT_TTL), 10 s): a
+    /// server that dies without deregistering vanishes from lookups this
+    /// long after its last renewal.
+    pub fn registration_ttl(mut self, ttl: Duration) -> Self {
+        self.registrations.ttl = ttl;
+        self
+    }
+
+    /// How long [`ServerHandle::shutdown`] keeps serving after
+    /// deregistering, with `GET /health` answering 503, before it stops
+    /// accepting connections. Default:
+    /// [`DEFAULT_LEAVE_DELAY`](crate::discovery::register::DEFAULT_LEAVE_DELAY)
+    /// (2 s) for a server that registers anywhere, none otherwise.
+    pub fn leave_delay(mut self, delay: Duration) -> Self {
+        self.registrations.leave_delay = Some(delay);
+        self
+    }
+
     /// Serves TLS instead of plain TCP, with the given rustls configuration
     /// (see [`crate::tls::server_config`]).
     #[cfg(feature = "tls")]
@@ -373,6 +433,7 @@ impl ServerBuilder {
         self,
         addr: impl ToSocketAddrs + std::fmt::Display,
     ) -> Result<ServerHandle, ServerError> {
+        let registrations = self.registrations.clone();
         let endpoint = self.endpoint()?;
         let listener = TcpListener::bind(&addr)
             .await
@@ -380,7 +441,7 @@ impl ServerBuilder {
                 addr: addr.to_string(),
                 source,
             })?;
-        accept::start(listener, endpoint)
+        accept::start(listener, endpoint, registrations)
     }
 
     /// Starts serving on a TCP listener the caller already bound.
@@ -391,12 +452,13 @@ impl ServerBuilder {
     /// Starts serving on any [`Listener`]: a bound TCP listener, or an
     /// in-memory one ([`crate::transport::memory::listener`]).
     pub fn serve_on<L: Listener>(self, listener: L) -> Result<ServerHandle, ServerError> {
+        let registrations = self.registrations.clone();
         let endpoint = self.endpoint()?;
-        accept::start(listener, endpoint)
+        accept::start(listener, endpoint, registrations)
     }
 
     pub(crate) fn endpoint(self) -> Result<Endpoint, ServerError> {
-        let router = Router::new(self.services)?;
+        let router = Router::new(self.services, self.config.metrics.is_some())?;
         let mut middleware = self.middleware;
         if let Some(token) = &self.config.token {
             middleware.insert(0, Arc::new(TokenAuth::new(token.as_bytes())));
@@ -406,6 +468,7 @@ impl ServerBuilder {
             middleware,
             limits: self.config.session_limits(),
             connections: Arc::new(Semaphore::new(self.config.max_connections)),
+            leaving: CancellationToken::new(),
             config: self.config,
         })
     }
@@ -439,6 +502,12 @@ pub struct ServerHandle {
     pub(crate) local_addr: SocketAddr,
     pub(crate) stop: CancellationToken,
     pub(crate) task: tokio::task::JoinHandle<()>,
+    /// Cancelled to start leaving: deregister, `/health` 503.
+    pub(crate) leaving: CancellationToken,
+    /// The task that keeps the registrations, if any.
+    pub(crate) registration: Option<tokio::task::JoinHandle<()>>,
+    /// How long to keep serving after deregistering.
+    pub(crate) leave_delay: Duration,
 }
 
 impl ServerHandle {
@@ -448,11 +517,25 @@ impl ServerHandle {
         self.local_addr
     }
 
-    /// Gracefully stops the server: stops accepting, sends every client an
-    /// `rpc.shutdown` notice, answers new calls with
-    /// [`SHUTTING_DOWN`](crate::code::SHUTTING_DOWN), lets the calls in flight finish
-    /// within the grace period, flushes their responses, then closes.
-    pub async fn shutdown(self) {
+    /// Gracefully stops the server, in phases, so that no client is sent
+    /// to a server that is leaving:
+    /// 1. deregisters from every registry (if it [registered](ServerBuilder::register));
+    /// 2. keeps serving for the [leave delay](ServerBuilder::leave_delay),
+    ///    with `GET /health` answering 503;
+    /// 3. stops accepting, sends every client an `rpc.shutdown` notice,
+    ///    ends open streams, answers new calls with
+    ///    [`SHUTTING_DOWN`](crate::code::SHUTTING_DOWN);
+    /// 4. lets the calls in flight finish within the grace period, flushes
+    ///    their responses, then closes.
+    pub async fn shutdown(mut self) {
+        self.leaving.cancel();
+        if let Some(registration) = self.registration.take() {
+            let _ = registration.await;
+        }
+        if !self.leave_delay.is_zero() {
+            tracing::info!(delay = ?self.leave_delay, "deregistered; serving a little longer before stopping");
+            tokio::time::sleep(self.leave_delay).await;
+        }
         self.stop.cancel();
         let _ = self.task.await;
     }

@@ -8,15 +8,29 @@ use serde_json::value::RawValue;
 use super::builtins;
 use crate::error::ServerError;
 use crate::message::ErrorObject;
+use crate::metrics::MethodMetrics;
 use crate::service::{HandlerFuture, MethodInfo, Service};
 
-/// Where one wire name leads: the index of the service, the method's own
-/// wire name, and whether it is a streaming method.
-type Route = (usize, &'static str, bool);
+/// Where one wire name leads.
+struct Route {
+    /// The index of the service.
+    service: usize,
+    /// The method's own wire name.
+    name: &'static str,
+    streaming: bool,
+    /// Its metrics handles, on a server with metrics.
+    metrics: Option<Arc<MethodMetrics>>,
+}
 
-/// A routed call: the service's name, the method's, its future, and
-/// whether it streams.
-pub(crate) type Routed = (&'static str, &'static str, HandlerFuture, bool);
+/// A routed call: the service's name, the method's, its future, whether
+/// it streams, and its metrics handles if the server has metrics.
+pub(crate) type Routed = (
+    &'static str,
+    &'static str,
+    HandlerFuture,
+    bool,
+    Option<Arc<MethodMetrics>>,
+);
 
 /// Maps wire method names to services; names no service offers fall
 /// through to the [built-ins](super::builtins).
@@ -38,7 +52,7 @@ pub(crate) struct Router {
 impl Router {
     /// Checks that no two services offer the same name and that none uses
     /// the reserved `rpc.` prefix, then builds the table.
-    pub(crate) fn new(services: Vec<Arc<dyn Service>>) -> Result<Self, ServerError> {
+    pub(crate) fn new(services: Vec<Arc<dyn Service>>, metrics: bool) -> Result<Self, ServerError> {
         let mut routes: HashMap<&'static str, Route> = HashMap::default();
         let mut infos: HashMap<&'static str, MethodInfo> = HashMap::default();
         let mut all: Vec<MethodInfo> = Vec::new();
@@ -51,14 +65,29 @@ impl Router {
                             service: service.name(),
                         });
                     }
-                    if let Some(&(first, _, _)) = routes.get(name) {
+                    if let Some(&Route { service: first, .. }) = routes.get(name) {
                         return Err(ServerError::DuplicateMethod {
                             method: name.to_owned(),
                             first: services[first].name(),
                             second: service.name(),
                         });
                     }
-                    routes.insert(name, (index, method.name, method.streaming));
+                    routes.insert(
+                        name,
+                        Route {
+                            service: index,
+                            name: method.name,
+                            streaming: method.streaming,
+                            // One set of handles per method, aliases included.
+                            metrics: metrics.then(|| {
+                                routes
+                                    .values()
+                                    .find(|r| r.name == method.name && r.service == index)
+                                    .and_then(|r| r.metrics.clone())
+                                    .unwrap_or_else(|| Arc::new(MethodMetrics::new(method.name)))
+                            }),
+                        },
+                    );
                     infos.insert(name, method);
                 }
                 all.push(method);
@@ -73,6 +102,11 @@ impl Router {
             methods: all,
             discover: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The names of the services, in the order they were added.
+    pub(crate) fn service_names(&self) -> Vec<&'static str> {
+        self.names.clone()
     }
 
     /// A table with no services: the built-ins only.
@@ -102,17 +136,24 @@ impl Router {
         method: &str,
         params: Option<&RawValue>,
     ) -> Result<Routed, ErrorObject> {
-        if let Some((name, service, streaming)) = self
+        if let Some((route, service)) = self
             .routes
             .get(method)
-            .and_then(|&(i, name, streaming)| Some((name, self.services.get(i)?, streaming)))
+            .and_then(|route| Some((route, self.services.get(route.service)?)))
         {
-            return Ok((service.name(), name, service.call(name, params)?, streaming));
+            let future = service.call(route.name, params)?;
+            return Ok((
+                service.name(),
+                route.name,
+                future,
+                route.streaming,
+                route.metrics.clone(),
+            ));
         }
         let (service, name, future) = builtins::call(method, params, || {
             self.discover
                 .get_or_init(|| crate::openrpc::document(&self.names, &self.methods))
         })?;
-        Ok((service, name, future, false))
+        Ok((service, name, future, false, None))
     }
 }

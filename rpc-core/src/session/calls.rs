@@ -100,6 +100,8 @@ struct State {
     /// The last error the peer sent without an id (it could not tell which
     /// call it concerns); reported if the connection then closes.
     last_unattributed: Option<Box<ErrorObject>>,
+    /// Responses and stream items received: a sign of life (keepalive).
+    heard: u64,
 }
 
 /// The table of this side's calls.
@@ -129,6 +131,18 @@ impl Calls {
     pub(crate) fn is_empty(&self) -> bool {
         let state = self.lock();
         state.pending.is_empty() && state.streams.is_empty()
+    }
+
+    /// Calls awaiting answers.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    /// Calls and streams in flight, and how many responses and items have
+    /// arrived so far.
+    pub(crate) fn activity(&self) -> (usize, u64) {
+        let state = self.lock();
+        (state.pending.len() + state.streams.len(), state.heard)
     }
 
     /// Whether new calls may start on this session.
@@ -266,7 +280,11 @@ impl Calls {
             }
             _ => Answer::Malformed("a response must have exactly one of `result` and `error`"),
         };
-        let waiter = self.lock().pending.remove(&id);
+        let waiter = {
+            let mut state = self.lock();
+            state.heard += 1;
+            state.pending.remove(&id)
+        };
         match waiter {
             Some(waiter) => {
                 if let (Some(sink), Answer::Result(result)) = (waiter.stream, &answer) {
@@ -288,6 +306,7 @@ impl Calls {
     /// server to stop it.
     pub(crate) fn stream_item(&self, stream: u64, value: Bytes) -> Result<(), ()> {
         let mut state = self.lock();
+        state.heard += 1;
         let Some(sink) = state.streams.get(&stream) else {
             // Unsubscribed meanwhile: items already in flight are dropped.
             return Ok(());

@@ -29,6 +29,7 @@ use crate::context::{CallContext, PushTarget};
 use crate::frame::sub_bytes;
 use crate::message::streams::{END, ITEM};
 use crate::message::{self, ErrorObject, Incoming, Parsed, Request, code};
+use crate::metrics::MethodMetrics;
 use crate::middleware::{Admit, CallInfo, PeerState};
 use crate::outbox::{Outbox, QueueError};
 use crate::server::Endpoint;
@@ -429,7 +430,7 @@ impl Responder {
         let router = &self.endpoint.router;
         let routed =
             std::panic::catch_unwind(AssertUnwindSafe(|| router.call(method, request.params)));
-        let (service, method, mut future, streaming) = match routed {
+        let (service, method, mut future, streaming, metrics) = match routed {
             Ok(Ok(routed)) => routed,
             Ok(Err(error)) => return Admitted::Reply(Err(error)),
             Err(panic) => return Admitted::Reply(Err(panicked(method, &*panic))),
@@ -469,6 +470,8 @@ impl Responder {
                 deadline,
                 timeout_ms: request.timeout_ms,
                 opening,
+                metrics,
+                received,
                 _permit: permit,
             },
         })
@@ -556,6 +559,10 @@ enum Work {
         timeout_ms: Option<u64>,
         /// For a streaming method: where its stream goes.
         opening: Option<Arc<Opening>>,
+        /// Its method's metrics, on a server that records them.
+        metrics: Option<Arc<MethodMetrics>>,
+        /// When its message arrived: the start of its latency.
+        received: Instant,
         /// Counts the call against the session's in-flight limit until it
         /// ends (a stream's, until the stream ends).
         _permit: OwnedSemaphorePermit,
@@ -582,19 +589,27 @@ impl Call {
     /// turning a panic into an internal error. (The deadline bounds a
     /// streaming method until it returns its stream, not the stream.)
     async fn run(self, push: Option<PushTarget>) -> Reply {
-        let (span, future, deadline, timeout_ms, opening, permit) = match self.work {
-            Work::Ready(reply) => return reply,
-            Work::Running {
-                span,
-                future,
-                deadline,
-                timeout_ms,
-                opening,
-                _permit,
-            } => (span, future, deadline, timeout_ms, opening, _permit),
-        };
-        // The clock is read only when the span is recorded.
+        let (span, future, deadline, timeout_ms, opening, metrics, received, permit) =
+            match self.work {
+                Work::Ready(reply) => return reply,
+                Work::Running {
+                    span,
+                    future,
+                    deadline,
+                    timeout_ms,
+                    opening,
+                    metrics,
+                    received,
+                    _permit,
+                } => (
+                    span, future, deadline, timeout_ms, opening, metrics, received, _permit,
+                ),
+            };
+        // The clock is read only when the span records it.
         let started = (!span.is_disabled()).then(Instant::now);
+        if let Some(metrics) = &metrics {
+            metrics.started();
+        }
         let context = CallContext::new(deadline)
             .with_push(push)
             .with_opening(opening.clone());
@@ -619,6 +634,10 @@ impl Call {
             None => drop(permit),
         }
         let reply = outcome.unwrap_or_else(|panic| Err(panicked(&self.method, &*panic)));
+        if let Some(metrics) = &metrics {
+            // From the message's arrival: queueing counts as latency.
+            metrics.finished(reply.is_ok(), received.elapsed());
+        }
         if span.is_disabled() {
             return reply;
         }

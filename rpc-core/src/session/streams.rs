@@ -3,7 +3,7 @@
 //! "Streams").
 //!
 //! A streaming call is admitted like any call, with an [`Opening`] that
-//! its handler's [`Stream`](crate::Stream) is handed to
+//! its handler's [`Stream`] is handed to
 //! ([`open_stream`]). When the handler returns, the call's own task opens
 //! the stream (its id in the response), then becomes the stream's sender:
 //! it takes an item from the producer only when the caller has credit for
@@ -266,7 +266,7 @@ impl Opening {
             Ok::<_, Infallible>(())
         });
         if opened.is_ok() {
-            let end = pump(&flow, items, outbox).await;
+            let end = pump(&self.table, &flow, items, outbox).await;
             tracing::debug!(stream = flow.id, ?end, "stream ended");
         }
         self.table.remove(flow.id);
@@ -275,8 +275,9 @@ impl Opening {
 }
 
 /// Sends the stream's items as credit allows, then its end. Returns why it
-/// ended early, if it did.
-async fn pump(flow: &Flow, mut items: Items, outbox: &Outbox) -> Option<End> {
+/// ended early, if it did. The stream leaves `table` before its end is
+/// written: from then on `rpc.unsubscribe` answers `false`.
+async fn pump(table: &Streams, flow: &Flow, mut items: Items, outbox: &Outbox) -> Option<End> {
     let end = loop {
         // The next item is read before there is credit for it, so that the
         // end is seen (and sent) without waiting for credit: the server
@@ -291,6 +292,7 @@ async fn pump(flow: &Flow, mut items: Items, outbox: &Outbox) -> Option<End> {
             last => {
                 let error = last.and_then(Result::err);
                 outbox.wait_for_room().await;
+                table.remove(flow.id);
                 let _ = outbox.push(|buf| {
                     envelope::write_end(buf, flow.id, error.as_ref());
                     Ok::<_, Infallible>(())
@@ -315,6 +317,7 @@ async fn pump(flow: &Flow, mut items: Items, outbox: &Outbox) -> Option<End> {
     // The producer is dropped here, which is how it learns to stop.
     drop(items);
     if end == End::ShuttingDown {
+        table.remove(flow.id);
         let error = ErrorObject::new(
             code::SHUTTING_DOWN,
             "the server is shutting down; the stream ended early: open it again on another server or later",

@@ -206,6 +206,12 @@ impl Reader {
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(FrameError::Io(e).into())),
                 Poll::Pending => {
+                    // Nothing half-read: give the buffer back while waiting,
+                    // so an idle connection holds no read buffer (one
+                    // allocation per burst of messages, not per message).
+                    if self.buf.is_empty() && self.buf.capacity() > 0 {
+                        self.buf = BytesMut::new();
+                    }
                     let deadline = match (self.started, self.frame_timeout) {
                         (Some(started), Some(limit)) => Some(crate::time::at(started, limit)),
                         (Some(_), None) => None,

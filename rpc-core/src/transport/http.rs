@@ -213,6 +213,16 @@ impl Post {
         if request.uri().path().starts_with("/api/") {
             return self.rest(request).await;
         }
+        if request.method() == Method::GET && request.uri().path() == "/metrics" {
+            return self
+                .foreign(request.headers())
+                .unwrap_or_else(|| self.metrics());
+        }
+        if request.method() == Method::GET && request.uri().path() == "/health" {
+            return self
+                .foreign(request.headers())
+                .unwrap_or_else(|| self.health());
+        }
         if request.method() == Method::GET {
             if let Some(page) = self.page(request.uri().path()) {
                 return self.foreign(request.headers()).unwrap_or(page);
@@ -449,6 +459,51 @@ impl Post {
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Full::new(body))
             .ok()
+    }
+
+    /// `GET /metrics`: the Prometheus text format, or `404` saying how to
+    /// turn metrics on.
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        match &self.endpoint.config.metrics {
+            Some(handle) => Response::builder()
+                .status(StatusCode::OK)
+                .header(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(Full::new(Bytes::from(handle.render())))
+                .unwrap_or_default(),
+            None => refusal(
+                StatusCode::NOT_FOUND,
+                code::METHOD_NOT_FOUND,
+                "this server records no metrics; build it with ServerBuilder::metrics",
+            ),
+        }
+    }
+
+    /// `GET /health`: `200` `{"status":"serving"}` while the server serves,
+    /// `503` `{"status":"leaving"}` (with `Retry-After`) once its shutdown
+    /// has begun, so a load balancer or a container's health check stops
+    /// sending it clients.
+    fn health(&self) -> Response<Full<Bytes>> {
+        let leaving = self.endpoint.leaving.is_cancelled() || self.stop.is_cancelled();
+        let (status, body) = if leaving {
+            (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"leaving"}"#)
+        } else {
+            (StatusCode::OK, r#"{"status":"serving"}"#)
+        };
+        let mut response = json_response(status, Bytes::from_static(body.as_bytes()));
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-cache"),
+        );
+        if leaving {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, http::HeaderValue::from_static("5"));
+        }
+        response
     }
 
     /// `403` for a `Host` this server does not answer to (DNS rebinding),

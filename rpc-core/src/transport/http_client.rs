@@ -149,8 +149,11 @@ impl HttpConnector {
     }
 
     /// Whether messages that wait for a free connection are merged into
-    /// one JSON-RPC batch `POST` (default `true`; see the [module
-    /// docs](self)). Turn it off for a server that refuses batches, which
+    /// one JSON-RPC batch `POST` (default `true`). Merging happens only
+    /// when all [`MAX_CONNECTIONS`] connections are busy, up to 256 KiB of
+    /// requests per `POST`; the calls merged are answered together, when
+    /// the slowest of them is done (JSON-RPC 2.0, section 6: a server must
+    /// accept batches). Turn it off for a server that refuses batches, which
     /// JSON-RPC 2.0 requires servers to accept, or when one slow call must
     /// never delay the answers of others queued behind it; calls then wait
     /// for a connection of their own. Use the connector with

@@ -175,6 +175,19 @@ pub(crate) fn expand(service: &Service<'_>, krate: &syn::Path) -> TokenStream {
                 ::core::result::Result::Ok(Self::new(#krate::Client::connect(addr).await?))
             }
 
+            /// A client for every live instance of service `name` in
+            /// `registry`, with the default options: calls are spread over
+            /// the instances and go elsewhere when one fails (see
+            /// `rpc_core::ClientBuilder::discover`).
+            #vis async fn discover(
+                registry: ::std::sync::Arc<dyn #krate::discovery::Registry>,
+                name: &str,
+            ) -> ::core::result::Result<Self, #krate::RpcError> {
+                ::core::result::Result::Ok(Self::new(
+                    #krate::Client::builder().discover(registry, name).await?,
+                ))
+            }
+
             /// Wraps an existing connection; several generated clients may
             /// share one: `OtherClient::from(this.inner().clone())`.
             #vis fn new(client: #krate::Client) -> Self {

@@ -1,7 +1,7 @@
 #[rpc_core::service]
 pub trait Service {
     #[rpc(name = "rpc.discover")]
-    async fn discover(&self) -> String;
+    async fn describe(&self) -> String;
 }
 
 fn main() {}

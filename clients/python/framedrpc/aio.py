@@ -1,0 +1,342 @@
+"""The asyncio client: ``proxy = await aconnect(url)``, then
+``await proxy.add(2, 3)``.
+
+It shares the sans-IO core (:mod:`framedrpc.core`) with the threaded
+client: the same frames, ids, batches and error classes. Over ``tcp://``
+and ``tls://`` one connection carries every call, read by one task.
+Cancelling a call's task sends ``rpc.cancel``. Over ``http://`` each call
+is a POST run in a worker thread (cancelling it cannot stop the server).
+"""
+
+import asyncio
+import math
+import time
+from typing import Any, List, Optional
+
+from .client import DEFAULT_TIMEOUT, _UNSET, Client
+from .core import DEFAULT_MAX_FRAME, Catalog, FrameDecoder, Session, encode_frame
+from .errors import DeadlineExceeded, MethodNotFound, ProtocolError
+from .proxy import Namespace, tree_of
+from .transport import Address, fresh, tls_context
+
+__all__ = ["aconnect", "AsyncClient", "AsyncProxy"]
+
+
+class _Waiter:
+    __slots__ = ("future", "on_notification")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_notification: Any = None) -> None:
+        self.future = loop.create_future()
+        self.on_notification = on_notification
+
+    def resolve(self, value: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+
+    def reject(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+def _budget_ms(deadline: Optional[float]) -> Optional[int]:
+    return None if deadline is None else max(0, math.ceil((deadline - time.monotonic()) * 1000))
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, max_frame: int) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.session = Session(max_frame)
+        self.decoder = FrameDecoder(max_frame)
+        self.dead: Optional[BaseException] = None
+        self.task = asyncio.ensure_future(self._read_loop())
+
+    @property
+    def usable(self) -> bool:
+        return self.dead is None and not self.session.draining
+
+    def send(self, body: bytes) -> None:
+        if self.dead is not None:
+            raise fresh(self.dead)
+        self.writer.write(encode_frame(body))
+
+    async def _read_loop(self) -> None:
+        error: BaseException
+        try:
+            while True:
+                data = await self.reader.read(256 * 1024)
+                if not data:
+                    break
+                for body in self.decoder.feed(data):
+                    for reply in self.session.receive(body):
+                        self.send(reply)
+            error = ConnectionResetError(
+                "the server closed the connection" + (" in the middle of a frame" if self.decoder.pending_bytes else "")
+            )
+        except asyncio.CancelledError:
+            error = ConnectionAbortedError("the connection was closed by the client")
+        except (ProtocolError, OSError) as e:
+            error = e
+        if self.session.closing_error is not None and not isinstance(error, ConnectionAbortedError):
+            error = self.session.closing_error
+        self.end(error)
+
+    def end(self, error: BaseException) -> None:
+        if self.dead is None:
+            self.dead = error
+        self.writer.close()
+        dead = self.dead
+        self.session.fail_all(lambda: fresh(dead))
+
+
+class AsyncClient:
+    """The asyncio counterpart of :class:`framedrpc.Client`, with the same
+    arguments; every method is a coroutine. Must be used from one event
+    loop."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: Optional[str] = None,
+        ca_file: Optional[str] = None,
+        ssl_context: Any = None,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+        connect_timeout: Optional[float] = 10.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.address = Address(url)
+        self.token = token
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_frame_size = max_frame_size
+        self._context = tls_context(ca_file, ssl_context) if self.address.secure else None
+        self._sync: Optional[Client] = None
+        if not self.address.framed:
+            self._sync = Client(
+                url, token=token, ssl_context=self._context, timeout=timeout,
+                connect_timeout=connect_timeout, max_frame_size=max_frame_size,
+            )
+        self._conn: Optional[_Connection] = None
+        self._dial: Optional[asyncio.Lock] = None
+
+    async def _connection(self) -> _Connection:
+        conn = self._conn
+        if conn is not None and conn.usable:
+            return conn
+        if self._dial is None:
+            self._dial = asyncio.Lock()
+        async with self._dial:
+            conn = self._conn
+            if conn is not None and conn.usable:
+                return conn
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self.address.host, self.address.port, ssl=self._context,
+                    server_hostname=self.address.host if self._context else None,
+                ),
+                self.connect_timeout,
+            )
+            conn = _Connection(reader, writer, self.max_frame_size)
+            if self.token is not None:
+                try:
+                    await self._framed_call(conn, "rpc.auth", {"token": self.token}, self.connect_timeout, None)
+                except BaseException:
+                    conn.task.cancel()
+                    conn.end(ConnectionAbortedError("authentication failed"))
+                    raise
+            self._conn = conn
+            return conn
+
+    async def call(
+        self, method: str, params: Any = None, *, timeout: Any = _UNSET, on_notification: Any = None
+    ) -> Any:
+        """As :meth:`framedrpc.Client.call`. Cancelling the awaiting task
+        sends ``rpc.cancel`` (framed transports), so the server stops the
+        method."""
+        timeout = self.timeout if timeout is _UNSET else timeout
+        if self._sync is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                None, lambda: self._sync.call(method, params, timeout=timeout)  # type: ignore[union-attr]
+            )
+        conn = await self._connection()
+        return await self._framed_call(conn, method, params, timeout, on_notification)
+
+    async def _framed_call(
+        self, conn: _Connection, method: str, params: Any, timeout: Optional[float], on_notification: Any
+    ) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = _Waiter(asyncio.get_running_loop(), on_notification)
+        request_id, body = conn.session.request(method, params, waiter, _budget_ms(deadline))
+        try:
+            conn.send(body)
+        except OSError:
+            conn.session.forget(request_id)
+            raise
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+        except asyncio.TimeoutError:
+            if conn.session.forget(request_id):
+                self._cancel(conn, request_id)
+            raise DeadlineExceeded(
+                -32002, f"deadline exceeded: no answer to `{method}` within {timeout} s (client timeout)", local=True
+            ) from None
+        except asyncio.CancelledError:
+            if conn.session.forget(request_id):
+                self._cancel(conn, request_id)
+            raise
+
+    @staticmethod
+    def _cancel(conn: _Connection, request_id: Any) -> None:
+        try:
+            conn.send(conn.session.cancel(request_id))
+        except OSError:
+            pass
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        """Sends a notification."""
+        if self._sync is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._sync.notify, method, params)
+            return
+        conn = await self._connection()
+        conn.send(conn.session.notification(method, params))
+        await conn.writer.drain()
+
+    async def send_batch(self, entries: List["AsyncPendingCall"], timeout: Any = _UNSET) -> None:
+        """Sends ``entries`` as one batch and waits for its answer."""
+        timeout = self.timeout if timeout is _UNSET else timeout
+        loop = asyncio.get_running_loop()
+        if self._sync is not None:
+            from .client import PendingCall
+
+            calls = [PendingCall(c.method, c.params, c.notification) for c in entries]
+            await loop.run_in_executor(None, lambda: self._sync.send_batch(calls, timeout))  # type: ignore[union-attr]
+            for mine, theirs in zip(entries, calls):
+                theirs._sent = True
+                if not mine.notification:
+                    try:
+                        mine._waiter.resolve(theirs.result())
+                    except Exception as e:
+                        mine._waiter.reject(e)
+            return
+        conn = await self._connection()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        items = [(c.method, c.params, None if c.notification else c._waiter) for c in entries]
+        ids, body = conn.session.batch(items, _budget_ms(deadline))
+        conn.send(body)
+        futures = [c._waiter.future for c in entries if not c.notification]
+        if not futures:
+            return
+        done, _ = await asyncio.wait(futures, timeout=timeout)
+        if len(done) < len(futures):
+            for request_id, call in zip(ids, entries):
+                if request_id is not None and conn.session.forget(request_id):
+                    call._waiter.reject(DeadlineExceeded(-32002, f"no answer to the batch within {timeout} s", local=True))
+
+    async def close(self) -> None:
+        """Closes the connection; calls still waiting fail with ``ConnectionAbortedError``."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.task.cancel()
+            conn.end(ConnectionAbortedError("the connection was closed by the client"))
+        if self._sync is not None:
+            self._sync.close()
+
+
+class AsyncPendingCall:
+    """One call of an :class:`AsyncBatch`; :meth:`result` after the block."""
+
+    def __init__(self, method: str, params: Any, notification: bool = False) -> None:
+        self.method = method
+        self.params = params
+        self.notification = notification
+        self._waiter = _Waiter(asyncio.get_running_loop())
+
+    def result(self) -> Any:
+        """The result, or raises the call's error (``asyncio.InvalidStateError`` before the batch is sent)."""
+        if self.notification:
+            return None
+        return self._waiter.future.result()
+
+
+class AsyncBatch(Namespace):
+    """``async with aproxy.batch() as b: x = b.add(1, 2)``; then ``x.result()``."""
+
+    def __init__(self, client: AsyncClient, catalog: Optional[Catalog], timeout: Any) -> None:
+        entries: List[AsyncPendingCall] = []
+
+        def invoke(method: str, params: Any) -> AsyncPendingCall:
+            call = AsyncPendingCall(method, params)
+            entries.append(call)
+            return call
+
+        super().__init__(tree_of(catalog), invoke)
+        self.__dict__.update(_client=client, _entries=entries, _timeout=timeout)
+
+    def notify(self, method: str, params: Any = None) -> None:
+        """Adds a notification."""
+        self.__dict__["_entries"].append(AsyncPendingCall(method, params, notification=True))
+
+    async def __aenter__(self) -> "AsyncBatch":
+        return self
+
+    async def __aexit__(self, kind: Any, *rest: Any) -> None:
+        if kind is None and self.__dict__["_entries"]:
+            await self.__dict__["_client"].send_batch(self.__dict__["_entries"], self.__dict__["_timeout"])
+
+
+class AsyncProxy(Namespace):
+    """As :class:`framedrpc.Proxy`, but each remote method returns a
+    coroutine: ``await aproxy.add(2, 3)``."""
+
+    def __init__(self, client: AsyncClient, catalog: Optional[Catalog], timeout: Any = _UNSET) -> None:
+        def invoke(method: str, params: Any) -> Any:
+            return client.call(method, params, timeout=timeout)
+
+        super().__init__(tree_of(catalog), invoke)
+        self.__dict__.update(client=client, catalog=catalog, _timeout=timeout)
+
+    async def call(self, method: str, params: Any = None, *, timeout: Any = _UNSET, on_notification: Any = None) -> Any:
+        """Calls a method by wire name, unchecked."""
+        if timeout is _UNSET:
+            timeout = self.__dict__["_timeout"]
+        return await self.__dict__["client"].call(method, params, timeout=timeout, on_notification=on_notification)
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        """Sends a notification."""
+        await self.__dict__["client"].notify(method, params)
+
+    def batch(self, timeout: Any = _UNSET) -> AsyncBatch:
+        """An :class:`AsyncBatch` (``async with``)."""
+        return AsyncBatch(self.__dict__["client"], self.__dict__["catalog"],
+                          self.__dict__["_timeout"] if timeout is _UNSET else timeout)
+
+    def with_timeout(self, timeout: Optional[float]) -> "AsyncProxy":
+        """A proxy on the same connection whose calls have ``timeout`` seconds."""
+        return AsyncProxy(self.__dict__["client"], self.__dict__["catalog"], timeout)
+
+    async def close(self) -> None:
+        """Closes the connection."""
+        await self.__dict__["client"].close()
+
+    async def __aenter__(self) -> "AsyncProxy":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+async def aconnect(url: str, *, discover_methods: bool = True, **options: Any) -> AsyncProxy:
+    """The asyncio :func:`framedrpc.connect`: ``proxy = await aconnect(url)``."""
+    client = AsyncClient(url, **options)
+    catalog = None
+    try:
+        if discover_methods:
+            try:
+                catalog = Catalog(await client.call("rpc.discover"))
+            except MethodNotFound:
+                catalog = None
+    except BaseException:
+        await client.close()
+        raise
+    return AsyncProxy(client, catalog)

@@ -1,0 +1,380 @@
+"""The package against a real `rpc-demo serve` (started per test class)."""
+
+import asyncio
+import json
+import threading
+import unittest
+
+import framedrpc
+from framedrpc import errors
+
+from .support import LIMIT, DemoServer, FakeServer, read_request, frame, tls_files
+
+
+class Calls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = DemoServer()
+        cls.proxies = {s: framedrpc.connect(cls.server.url(s), timeout=LIMIT) for s in ("tcp", "http")}
+
+    @classmethod
+    def tearDownClass(cls):
+        for p in cls.proxies.values():
+            p.close()
+        cls.server.__exit__()
+
+    def each(self):
+        for scheme, proxy in self.proxies.items():
+            with self.subTest(scheme=scheme):
+                yield proxy
+
+    def test_every_demo_method_by_position_and_by_name(self):
+        for p in self.each():
+            self.assertEqual(p.add(2, 3), 5)
+            self.assertEqual(p.add(a=2, b=3), 5)
+            self.assertEqual(p.sub(2, 3), -1)
+            self.assertEqual(p.sub(b=3, a=2), -1)
+            self.assertEqual(p.mul(4, 5), 20)
+            self.assertEqual(p.div(1, 4), 0.25)
+            self.assertEqual(p.pow(2, 10), 1024)
+            self.assertEqual(p.hello("Zé"), "Olá, Zé!")
+            self.assertEqual(p.hello(name="João"), "Olá, João!")
+            self.assertEqual(p.echo("fim ☃"), "fim ☃")
+            self.assertEqual(p.sleep(1), 1)
+            self.assertEqual(p.soma(1, 2), 3)  # aliases
+            self.assertEqual(p.mult(2, 3), 6)
+            self.assertEqual(p.pot(2, 3), 8)
+            self.assertEqual(p.call("rpc.ping"), "pong")
+
+    def test_discovery_gives_dir_help_and_local_type_errors(self):
+        p = self.proxies["tcp"]
+        for name in ("add", "sub", "mul", "div", "pow", "hello", "echo", "sleep", "soma", "mult", "pot"):
+            self.assertIn(name, dir(p))
+        import inspect
+        import pydoc
+
+        self.assertEqual(str(inspect.signature(p.add)), "(a: float, b: float) -> float")
+        text = pydoc.render_doc(p.div, renderer=pydoc.plaintext)
+        self.assertIn("DivisionByZero", text)
+        self.assertIn("div(a: float, b: float)", text)
+        for bad in (lambda: p.add(1), lambda: p.add(1, 2, 3), lambda: p.add(1, b=2, c=3), lambda: p.hello()):
+            with self.assertRaises(TypeError):
+                bad()
+        with self.assertRaises(AttributeError):
+            p.nope
+
+    def test_errors_the_server_answers(self):
+        for p in self.each():
+            with self.assertRaises(errors.ApplicationError) as e:
+                p.div(1, 0)
+            self.assertEqual((e.exception.code, e.exception.data, e.exception.kind), (1000, "DivisionByZero", "DivisionByZero"))
+            with self.assertRaises(errors.ApplicationError) as e:
+                p.pow(10, 400)
+            self.assertEqual(e.exception.kind, "NotFinite")
+            self.assertEqual(e.exception.value, {"operation": "pow"})
+            with self.assertRaises(errors.MethodNotFound) as e:
+                p.call("nope")
+            self.assertEqual(e.exception.code, -32601)
+            with self.assertRaises(errors.InvalidParams) as e:
+                p.call("add", [1, "x"])
+            self.assertIn("`b`", e.exception.message)
+            with self.assertRaises(errors.InvalidParams):
+                p.call("add", {"a": 1, "c": 2})
+            with self.assertRaises(errors.DeadlineExceeded):
+                p.with_timeout(0.2).sleep(3000)
+            self.assertEqual(p.add(1, 1), 2)  # the connection is still good
+
+    def test_eight_threads_of_a_thousand_calls_on_one_proxy(self):
+        p = self.proxies["tcp"]
+        failures = []
+
+        def work(t):
+            try:
+                for i in range(1000):
+                    got = p.add(t, i) if i % 2 else p.add(a=t, b=i)
+                    if got != t + i:
+                        failures.append((t, i, got))
+            except BaseException as e:
+                failures.append(e)
+
+        threads = [threading.Thread(target=work, args=(t * 10000,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertFalse(any(t.is_alive() for t in threads), "a thread hung")
+        self.assertEqual(failures, [])
+
+    def test_batches(self):
+        for p in self.each():
+            with p.batch() as b:
+                x = b.add(1, 2)
+                y = b.div(1, 0)
+                b.notify("echo", ["ignored"])
+                z = b.hello(name="Ana")
+                with self.assertRaises(RuntimeError):
+                    x.result()  # not sent yet
+            self.assertEqual(x.result(), 3)
+            with self.assertRaises(errors.ApplicationError):
+                y.result()
+            self.assertEqual(z.result(), "Olá, Ana!")
+            with self.assertRaises(TypeError):
+                with p.batch() as b:
+                    b.add(1)
+
+    def test_notifications(self):
+        for p in self.each():
+            self.assertIsNone(p.notify("add", [1, 2]))
+            self.assertIsNone(p.notify("nope"))  # not even an error
+            self.assertEqual(p.add(1, 2), 3)
+
+    def test_timeouts_run_concurrently_with_other_calls(self):
+        p = self.proxies["tcp"]
+        results = []
+        slow = threading.Thread(target=lambda: results.append(p.sleep(300)))
+        slow.start()
+        self.assertEqual(p.add(1, 1), 2)  # not queued behind the slow call
+        slow.join(LIMIT)
+        self.assertEqual(results, [300])
+
+
+class AsyncCalls(unittest.TestCase):
+    def test_asyncio_proxy(self):
+        with DemoServer() as server:
+            async def main():
+                for scheme in ("tcp", "http"):
+                    p = await framedrpc.aconnect(server.url(scheme), timeout=LIMIT)
+                    self.assertIn("add", dir(p))
+                    self.assertEqual(await p.add(2, 3), 5)
+                    self.assertEqual(await p.hello(name="Zé"), "Olá, Zé!")
+                    got = await asyncio.gather(*(p.add(i, i) for i in range(200)))
+                    self.assertEqual(got, [2 * i for i in range(200)])
+                    with self.assertRaises(errors.ApplicationError):
+                        await p.div(1, 0)
+                    with self.assertRaises(TypeError):
+                        p.add(1)
+                    async with p.batch() as b:
+                        x = b.add(1, 2)
+                        y = b.div(1, 0)
+                    self.assertEqual(x.result(), 3)
+                    with self.assertRaises(errors.ApplicationError):
+                        y.result()
+                    with self.assertRaises(errors.DeadlineExceeded):
+                        await p.with_timeout(0.2).sleep(3000)
+                    await p.close()
+
+            asyncio.run(asyncio.wait_for(main(), 60))
+
+
+class Cancellation(unittest.TestCase):
+    def test_cancelling_an_asyncio_call_sends_rpc_cancel(self):
+        seen = []
+        arrived = threading.Event()
+
+        def script(conn):
+            request = read_request(conn)  # the call; never answered
+            seen.append(request)
+            arrived.set()
+            seen.append(read_request(conn))  # what follows: the cancel
+
+        with FakeServer(script) as fake:
+            async def main():
+                p = await framedrpc.aconnect(fake.url, discover_methods=False, timeout=LIMIT)
+                task = asyncio.ensure_future(p.work(1))
+                await asyncio.get_running_loop().run_in_executor(None, arrived.wait, LIMIT)
+                task.cancel()
+                with self.assertRaises(asyncio.CancelledError):
+                    await task
+                await p.close()
+
+            asyncio.run(asyncio.wait_for(main(), 30))
+            fake.thread.join(LIMIT)
+        call, cancel = seen
+        self.assertEqual(call["method"], "work")
+        self.assertEqual(cancel, {"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": call["id"]}})
+
+    def test_a_local_timeout_sends_rpc_cancel_and_timeout_ms(self):
+        seen = []
+
+        def script(conn):
+            seen.append(read_request(conn))
+            seen.append(read_request(conn))
+
+        with FakeServer(script) as fake:
+            p = framedrpc.connect(fake.url, discover_methods=False)
+            with self.assertRaises(errors.DeadlineExceeded) as e:
+                p.with_timeout(0.3).work()
+            self.assertTrue(e.exception.local)
+            fake.thread.join(LIMIT)
+            p.close()
+        call, cancel = seen
+        self.assertTrue(0 < call["timeout_ms"] <= 300, call)
+        self.assertEqual(cancel["method"], "rpc.cancel")
+        self.assertEqual(cancel["params"], {"id": call["id"]})
+        self.assertNotIn("id", cancel)
+
+
+class Security(unittest.TestCase):
+    def test_token_over_tcp_and_http(self):
+        with DemoServer(token="s3cret") as server:
+            for scheme in ("tcp", "http"):
+                with self.subTest(scheme=scheme):
+                    with framedrpc.connect(server.url(scheme), token="s3cret") as p:
+                        self.assertEqual(p.add(2, 3), 5)
+                    with self.assertRaises(errors.Unauthorized) as e:
+                        framedrpc.connect(server.url(scheme), token="wrong")
+                    self.assertEqual(e.exception.code, -32003)
+                    with self.assertRaises(errors.Unauthorized):
+                        framedrpc.connect(server.url(scheme))
+
+    def test_tls_and_https_with_a_ca_file(self):
+        ca, _, _ = tls_files()
+        with DemoServer(tls=True, token="t") as server:
+            for scheme in ("tls", "https"):
+                with self.subTest(scheme=scheme):
+                    with framedrpc.connect(server.url(scheme), ca_file=ca, token="t") as p:
+                        self.assertEqual(p.hello("TLS"), "Olá, TLS!")
+                        with p.batch() as b:
+                            x = b.add(1, 2)
+                        self.assertEqual(x.result(), 3)
+            import ssl
+
+            with self.assertRaises(ssl.SSLCertVerificationError):
+                framedrpc.connect(server.url("tls"), token="t")  # the system CAs do not know this one
+            with self.assertRaises(ConnectionError) as e:
+                framedrpc.connect(server.url("tcp"), token="t", timeout=LIMIT)  # plain TCP on a TLS port
+            async def main():
+                p = await framedrpc.aconnect(server.url("tls"), ca_file=ca, token="t")
+                self.assertEqual(await p.add(1, 2), 3)
+                await p.close()
+
+            asyncio.run(asyncio.wait_for(main(), 30))
+
+
+class Limits(unittest.TestCase):
+    def test_busy_too_many_connections_and_frame_too_large(self):
+        with DemoServer(extra=["--max-in-flight", "2", "--max-connections", "1", "--max-frame", "32768"]) as server:
+            p = framedrpc.connect(server.url("tcp"), timeout=LIMIT)
+            outcomes = []
+            threads = [threading.Thread(target=lambda: outcomes.append(_outcome(lambda: p.sleep(500)))) for _ in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(LIMIT)
+            self.assertEqual(sorted(map(str, outcomes)).count("500"), 2, outcomes)
+            self.assertEqual([type(o) for o in outcomes if not isinstance(o, int)], [errors.ServerBusy])
+            with self.assertRaises(errors.TooManyConnections):
+                framedrpc.connect(server.url("tcp"), timeout=LIMIT)
+            with self.assertRaises(errors.FrameTooLarge):
+                p.echo("x" * 40000)
+            p.close()
+
+
+class Draining(unittest.TestCase):
+    def test_after_the_shutdown_notice_calls_in_flight_finish_and_new_ones_go_elsewhere(self):
+        import signal
+
+        server = DemoServer()
+        try:
+            p = framedrpc.connect(server.url("tcp"), timeout=LIMIT)
+            out = []
+            slow = threading.Thread(target=lambda: out.append(_outcome(lambda: p.sleep(1000))))
+            slow.start()
+            self.assertEqual(p.add(1, 1), 2)  # answered: the sleep's earlier frame has been read
+            conn = p.client._conn
+            server.process.send_signal(signal.SIGINT)  # graceful stop: rpc.shutdown, then a grace period
+            waited = threading.Event()
+            deadline = LIMIT
+            while not conn.session.draining and deadline > 0:
+                waited.wait(0.01)
+                deadline -= 0.01
+            self.assertTrue(conn.session.draining, "no rpc.shutdown notice arrived")
+            before = next(conn.session._ids)
+            try:
+                p.add(1, 2)  # not sent on the draining connection: a new one is dialled
+            except (ConnectionError, errors.ShuttingDown):
+                pass  # the server no longer accepts, or refuses during its grace period
+            self.assertEqual(next(conn.session._ids), before + 1, "a new call went to the draining connection")
+            slow.join(LIMIT)
+            self.assertEqual(out, [1000])
+            self.assertEqual(server.process.wait(LIMIT), 0)
+        finally:
+            server.__exit__()
+
+
+def _outcome(f):
+    try:
+        return f()
+    except Exception as e:
+        return e
+
+
+class Reconnecting(unittest.TestCase):
+    def test_the_next_call_redials_after_the_server_restarts(self):
+        server = DemoServer()
+        port = server.port
+        try:
+            for scheme in ("tcp", "http"):
+                with self.subTest(scheme=scheme):
+                    p = framedrpc.connect(server.url(scheme), timeout=LIMIT)
+                    self.assertEqual(p.add(1, 2), 3)
+                    server.__exit__()
+                    with self.assertRaises(ConnectionError):
+                        p.add(1, 2)
+                    server = DemoServer(port=port)
+                    self.assertEqual(p.add(2, 2), 4)
+                    p.close()
+        finally:
+            server.__exit__()
+
+
+class Faults(unittest.TestCase):
+    def run_fake(self, answer):
+        def script(conn):
+            read_request(conn)
+            conn.sendall(answer)
+
+        with FakeServer(script) as fake:
+            p = framedrpc.connect(fake.url, discover_methods=False, timeout=LIMIT)
+            try:
+                p.anything()
+            finally:
+                p.close()
+
+    def test_garbage_frames_oversized_frames_and_closing_mid_call(self):
+        with self.assertRaisesRegex(framedrpc.ProtocolError, "not JSON"):
+            self.run_fake(frame(b"\x00garbage"))
+        with self.assertRaisesRegex(framedrpc.ProtocolError, "exceeds the maximum"):
+            self.run_fake(b"\x7f\xff\xff\xff")
+        with self.assertRaisesRegex(ConnectionResetError, "middle of a frame"):
+            self.run_fake(b"\x00\x00\x00\x10{}")
+        with self.assertRaisesRegex(ConnectionResetError, "closed the connection"):
+            self.run_fake(b"")
+        with self.assertRaisesRegex(framedrpc.ProtocolError, "speaks HTTP"):
+            self.run_fake(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    def test_namespaced_methods_from_a_described_server(self):
+        doc = {"openrpc": "1.3.2", "info": {"title": "t", "version": "1"},
+               "methods": [{"name": "calc.add", "params": [{"name": "a", "required": True}, {"name": "b", "required": True}]}]}
+
+        def script(conn):
+            while True:
+                request = read_request(conn)
+                if request is None:
+                    return
+                if request["method"] == "rpc.discover":
+                    result = doc
+                else:
+                    result = {"method": request["method"], "params": request["params"]}
+                conn.sendall(frame({"jsonrpc": "2.0", "result": result, "id": request["id"]}))
+
+        with FakeServer(script) as fake:
+            with framedrpc.connect(fake.url, timeout=LIMIT) as p:
+                self.assertEqual(dir(p.calc), ["add"])
+                self.assertEqual(p.calc.add(1, b=2), {"method": "calc.add", "params": {"a": 1, "b": 2}})
+                with self.assertRaises(TypeError):
+                    p.calc.add(1)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,106 @@
+"""The stub generator (with mypy) and the examples, as programs."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+
+from .support import LIMIT, DemoServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(args, stdin="", cwd=None):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run(
+        args, input=stdin, capture_output=True, text=True, timeout=120, cwd=cwd, env=env
+    )
+
+
+class Stubgen(unittest.TestCase):
+    def test_the_generated_module_works_and_mypy_accepts_it(self):
+        try:
+            import mypy  # noqa: F401
+        except ImportError:
+            self.fail("mypy is not installed: `.ci/run` installs it (python3 -m pip install mypy)")
+        with DemoServer() as server, tempfile.TemporaryDirectory() as tmp:
+            url = server.url("tcp")
+            gen = run([sys.executable, "-m", "framedrpc", "stubgen", url])
+            self.assertEqual(gen.returncode, 0, gen.stderr)
+            source = gen.stdout
+            for expected in ("class CalculatorGreeterEchoChatLiveClient:", "def add(self, a: float, b: float) -> float:",
+                             "def hello(self, name: str) -> str:", "def sleep(self, ms: int) -> int:",
+                             'CalcError = Union[Literal["DivisionByZero"], ', "(TypedDict):", "Returns `a + b`."):
+                self.assertIn(expected, source)
+            with open(os.path.join(tmp, "calc_client.py"), "w") as f:
+                f.write(source)
+            with open(os.path.join(tmp, "use_calc.py"), "w") as f:
+                f.write(textwrap.dedent('''\
+                    import sys
+                    import framedrpc
+                    from calc_client import CalcError, CalculatorGreeterEchoChatLiveClient
+
+                    with CalculatorGreeterEchoChatLiveClient(sys.argv[1]) as calc:
+                        total: float = calc.add(2, 3)
+                        greeting: str = calc.hello("Zé")
+                        try:
+                            calc.div(1, 0)
+                        except framedrpc.ApplicationError as e:
+                            error: CalcError = e.data
+                            print(total, greeting, error)
+                    '''))
+            with open(os.path.join(tmp, "misuse.py"), "w") as f:
+                f.write("from calc_client import CalculatorGreeterEchoChatLiveClient\n"
+                        "x: str = CalculatorGreeterEchoChatLiveClient('tcp://h:1').add('2', 3)\n")
+            checked = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "calc_client.py", "use_calc.py"], cwd=tmp)
+            self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+            # mypy is really checking: a wrong use is refused.
+            wrong = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "misuse.py"], cwd=tmp)
+            self.assertNotEqual(wrong.returncode, 0, wrong.stdout)
+            self.assertIn("incompatible type", wrong.stdout)
+            ran = run([sys.executable, "use_calc.py", url], cwd=tmp)
+            self.assertEqual(ran.returncode, 0, ran.stderr)
+            self.assertEqual(ran.stdout.strip(), "5.0 Olá, Zé! DivisionByZero")
+
+
+class Examples(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = DemoServer()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.__exit__()
+
+    def example(self, name, stdin, scheme="tcp"):
+        out = run([sys.executable, os.path.join(ROOT, "examples", name), self.server.url(scheme)], stdin)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        return out.stdout
+
+    def test_hello(self):
+        self.assertEqual(self.example("hello_client.py", "João\n"), "Digite seu nome: Olá, João!\n")
+
+    def test_echo_stops_at_fim(self):
+        out = self.example("echo_client.py", "um\ndois três\nfim\nnão enviado\n")
+        self.assertIn("Server recebeu: um\n", out)
+        self.assertIn("Server recebeu: dois três\n", out)
+        self.assertNotIn("não enviado", out)
+        self.assertTrue(out.endswith("Fim...\n"))
+
+    def test_calculator(self):
+        out = self.example("calculator_client.py", "15\n10\n")
+        self.assertIn("Somar: 25.0", out)
+        self.assertIn("Potência: 576650390625.0", out)
+        out = self.example("calculator_client.py", "1\n0\n")
+        self.assertIn("Dividir: erro (DivisionByZero: division by zero)", out)
+
+    def test_rest_exercise(self):
+        out = self.example("rest_exercise_client.py", "mult\n8\n5\n", scheme="http")
+        self.assertIn("operação: mult", out)
+        self.assertIn("{'A multiplicação': 40.0}", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
