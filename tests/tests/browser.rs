@@ -597,6 +597,31 @@ async fn rpc_js_streams_hold_the_server_to_their_credit_and_leaving_the_loop_uns
         json!({"who": ["rust"], "send": {"code": 1000, "data": "NotInRoom"}})
     );
 
+    // Credit counts the bytes of UTF-8 (accents, a 4-byte emoji, escapes)
+    // in full: with a 128-byte window, about one post fits, so a count one
+    // byte short per item would stall the stream within these 60 posts.
+    // (A count over would only widen the window.)
+    page.eval(
+        r#"(async () => {
+            const events = await window.streamTest.stream("live.watch", [], { window: 128 });
+            window.utf = (async () => {
+                const texts = [];
+                for await (const e of events) { texts.push(e.text); if (texts.length === 60) break; }
+                return texts;
+            })().catch((e) => `failed: ${e.message}`);
+            return true;
+        })()"#,
+    )
+    .await;
+    let live = LiveClient::new(fx.client().await);
+    let texts: Vec<String> = (0..60)
+        .map(|i| format!("{i} olá, ação € 🎉 \"aspas\" \\ \t fim"))
+        .collect();
+    for text in &texts {
+        within("a post", live.publish(text.clone())).await.unwrap();
+    }
+    assert_eq!(page.eval("window.utf").await, json!(texts));
+
     // A stream the server ends with an error throws it from the loop: at
     // shutdown, every stream ends with -32005.
     page.eval(
@@ -612,6 +637,7 @@ async fn rpc_js_streams_hold_the_server_to_their_credit_and_leaving_the_loop_uns
     .await;
     drop(watcher);
     drop(chat);
+    drop(live);
     let stopping = tokio::spawn(fx.shutdown());
     let end = page.eval("window.streamEnd").await;
     assert_eq!(end, json!({"name": "RpcError", "code": -32005}));
