@@ -3,7 +3,8 @@
 //!
 //! - The calculator: it types two numbers, clicks an operation, and reads
 //!   what the page shows: the result, or the typed division-by-zero error.
-//! - `/live`: posts published from Rust appear on the page, in order.
+//! - `/live`: posts published from Rust, and lines typed at `rpc-demo
+//!   serve`'s terminal (tmux), appear on the page, in order.
 //! - `/chat`: the page and `rpc-demo chat` in a terminal (tmux) talk both
 //!   ways.
 //! - `/rpc.js` streams themselves, from a script in the page: credit holds
@@ -61,7 +62,9 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Starts headless chromium and returns it with its DevTools address.
 fn start_browser() -> (Browser, String) {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let profile = std::env::temp_dir().join(format!(
+    // Under the target directory: should chromium's helpers still write as
+    // the profile is removed, what is left does not litter /tmp.
+    let profile = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "rpc-browser-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
@@ -355,9 +358,29 @@ struct Tmux {
 
 impl Tmux {
     fn new() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
         Self {
-            socket: format!("rpc-browser-chat-{}", std::process::id()),
+            socket: format!(
+                "rpc-browser-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
         }
+    }
+
+    /// Starts `command` in a new window named `name`, 160 columns wide.
+    fn start(&self, name: &str, command: &str) {
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "160",
+            "-y",
+            "40",
+            command,
+        ]);
     }
 
     fn run(&self, args: &[&str]) -> String {
@@ -410,6 +433,42 @@ impl Drop for Tmux {
     }
 }
 
+/// The course's example 2 as it was shown: the operator types lines at the
+/// server's terminal (`rpc-demo serve`, prompting `Mensagem: `), and the
+/// page lists them as they come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_typed_at_the_servers_terminal_appear_on_the_live_page() {
+    let _one = ONE_BROWSER.lock().await;
+    let tmux = Tmux::new();
+    tmux.start(
+        "server",
+        &format!("{} serve --listen 127.0.0.1:0", demo_binary().display()),
+    );
+    // (tmux drops the prompt's trailing space.)
+    tmux.wait_for("server", "Mensagem:").await;
+    let screen = tmux.screen("server");
+    let port = screen
+        .split_once(" on 127.0.0.1:")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|port| port.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("the server names its address: {screen}"));
+
+    let (browser, devtools) = start_browser();
+    let mut page = Page::open(&devtools, &format!("http://127.0.0.1:{port}/live")).await;
+    page.wait_for("document.body && document.body.dataset.watching === 'true'")
+        .await;
+    let lines = ["Olá", "Bom dia", "Boa tarde"];
+    for line in lines {
+        tmux.run(&["send-keys", "-t", "server", line, "Enter"]);
+    }
+    page.wait_for("document.querySelectorAll('#posts li.post').length >= 3")
+        .await;
+    assert_eq!(page.texts("#posts li.post .text").await, lines, "in order");
+    page.screenshot("live-typed.png").await;
+    drop(browser);
+    // tmux's kill-server (on drop) ends the server with its terminal.
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chat_page_and_a_terminal_chat_talk_both_ways() {
     let _one = ONE_BROWSER.lock().await;
@@ -418,20 +477,13 @@ async fn the_chat_page_and_a_terminal_chat_talk_both_ways() {
 
     // Bia, at a terminal: `rpc-demo chat` in a pseudo-terminal.
     let tmux = Tmux::new();
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
+    tmux.start(
         "bia",
-        "-x",
-        "160",
-        "-y",
-        "40",
         &format!(
             "{} chat --nick bia --room lab --server {addr}",
             demo_binary().display()
         ),
-    ]);
+    );
     tmux.wait_for("bia", "In room lab as bia").await;
 
     // Ana, in the browser.
