@@ -23,8 +23,9 @@
 //   - The opening's refusal rejects the promise (`code`, `message`, `data`,
 //     as for `call`).
 //   - The loop ends when the server ends the stream. An end with an error
-//     throws an `RpcError` from the loop; so does the connection closing
-//     (a plain `Error`), after the items already received.
+//     throws an `RpcError` from the loop (`code`, `message`, `data`); the
+//     connection closing throws a plain `Error`. Either comes after the
+//     items already received.
 //   - Leaving the loop early (`break`, `return`, an exception; or calling
 //     `events.return()` / `events.close()`) sends `rpc.unsubscribe`: the
 //     server stops producing.
