@@ -435,7 +435,8 @@ impl Drop for Tmux {
 
 /// The course's example 2 as it was shown: the operator types lines at the
 /// server's terminal (`rpc-demo serve`, prompting `Mensagem: `), and the
-/// page lists them as they come.
+/// page lists them as they come; when the server dies, the page's stream
+/// fails and the page says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_typed_at_the_servers_terminal_appear_on_the_live_page() {
     let _one = ONE_BROWSER.lock().await;
@@ -464,9 +465,18 @@ async fn lines_typed_at_the_servers_terminal_appear_on_the_live_page() {
     page.wait_for("document.querySelectorAll('#posts li.post').length >= 3")
         .await;
     assert_eq!(page.texts("#posts li.post .text").await, lines, "in order");
+
+    // The server dies with its terminal: the page's stream fails with the
+    // lost connection, and the page says so.
+    tmux.run(&["kill-session", "-t", "server"]);
+    page.wait_for("document.getElementById('status').className === 'error'")
+        .await;
+    let status = page
+        .eval("document.getElementById('status').textContent")
+        .await;
+    assert_eq!(status, "the connection to the server closed");
     page.screenshot("live-typed.png").await;
     drop(browser);
-    // tmux's kill-server (on drop) ends the server with its terminal.
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
