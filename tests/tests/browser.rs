@@ -8,8 +8,8 @@
 //! - `/chat`: the page and `rpc-demo chat` in a terminal (tmux) talk both
 //!   ways.
 //! - `/rpc.js` streams themselves, from a script in the page: credit holds
-//!   the server back, leaving the loop unsubscribes, errors carry their
-//!   code and data.
+//!   the server back and counts UTF-8 bytes exactly, leaving the loop or
+//!   an idle timeout unsubscribes, errors carry their code and data.
 //!
 //! A screenshot per test goes to `target/test-output/browser/`.
 //!
@@ -687,6 +687,25 @@ async fn rpc_js_streams_hold_the_server_to_their_credit_and_leaving_the_loop_uns
         within("a post", live.publish(text.clone())).await.unwrap();
     }
     assert_eq!(page.eval("window.utf").await, json!(texts));
+
+    // An idle timeout fails the loop and unsubscribes: asked afterwards on
+    // the same connection, the server says the stream is no longer open.
+    let idle = page
+        .eval(
+            r#"(async () => {
+                const rpc = window.streamTest;
+                const quiet = await rpc.stream("live.watch", [], { idleTimeoutMs: 300 });
+                let error;
+                try { for await (const e of quiet) {} } catch (e) { error = e.message; }
+                const open = await rpc.call("rpc.unsubscribe", { stream: quiet.id });
+                return { error, open, streams: rpc.streams.size };
+            })()"#,
+        )
+        .await;
+    assert_eq!(
+        idle,
+        json!({"error": "no item from live.watch within 300 ms", "open": false, "streams": 0})
+    );
 
     // A stream the server ends with an error throws it from the loop: at
     // shutdown, every stream ends with -32005.
