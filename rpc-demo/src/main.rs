@@ -339,7 +339,9 @@ fn main() -> ExitCode {
             None => tour::run().await,
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Calc(args)) => {
-                interactive::calc(&args.server, connect_to(&args, "Calculator").await?).await
+                let discovering = args.binder.is_some();
+                let client = connect_to(&args, "Calculator").await?;
+                interactive::calc(&args.server, client, discovering).await
             }
             Some(Command::Hello(args)) => {
                 interactive::hello(connect_to(&args, "Greeter").await?).await

@@ -6,7 +6,9 @@
 //!   picked at random, the less busy one wins), or round robin
 //!   ([`Balance`]).
 //! - **Failover**: an instance whose connection fails (or cannot be
-//!   opened) is marked down for a backoff (50 ms doubling to 5 s) and new
+//!   opened; dialling gets no longer than the [`Keepalive`](super::Keepalive)'s
+//!   silence, so a host that drops packets does not hold the call until
+//!   its deadline) is marked down for a backoff (50 ms doubling to 5 s) and new
 //!   calls go to the others. Calls that were in flight on it fail with
 //!   [`RpcError::Closed`], as on any connection; only `#[rpc(idempotent)]`
 //!   calls are sent again, once, to another instance.
@@ -275,8 +277,32 @@ impl Balancer {
         if let Some(link) = member.usable() {
             return Ok(link);
         }
+        // An instance whose host went silent (its link cut, powered off)
+        // drops the SYN: connecting would wait for the whole call's
+        // deadline while other instances could answer. Dialling gets the
+        // keepalive's silence, as a call in flight does, then the instance
+        // is down and another is tried.
+        let dial_deadline = match self.config.keepalive {
+            Some(keepalive) => deadline.min(crate::time::after(keepalive.silence())),
+            None => deadline,
+        };
         let opened = match self.config.connector_for(&member.address) {
-            Ok(connector) => self.config.open(&*connector, deadline).await,
+            Ok(connector) => match self.config.open(&*connector, dial_deadline).await {
+                Err(RpcError::Timeout(_)) if dial_deadline < deadline => Err(RpcError::Connect {
+                    addr: member.address.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no answer within {:?} (the keepalive's silence)",
+                            self.config
+                                .keepalive
+                                .map(|k| k.silence())
+                                .unwrap_or_default()
+                        ),
+                    ),
+                }),
+                other => other,
+            },
             Err(e) => Err(e),
         };
         match opened {

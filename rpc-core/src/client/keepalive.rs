@@ -35,6 +35,17 @@ impl Default for Keepalive {
     }
 }
 
+impl Keepalive {
+    /// How long a connection may stay silent, with calls in flight, before
+    /// it is declared dead: one interval, then `misses` more. A
+    /// discovering client gives dialling an instance no longer either.
+    pub fn silence(&self) -> std::time::Duration {
+        self.interval
+            .max(Duration::from_millis(1))
+            .saturating_mul(self.misses.saturating_add(1))
+    }
+}
+
 /// Watches `session` until it ends; closes it (and aborts its task) when
 /// it stays silent, with calls in flight, past the keepalive's misses.
 pub(crate) async fn watch(
