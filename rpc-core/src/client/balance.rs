@@ -74,14 +74,18 @@ impl Member {
             .map_or(0, |link| link.session.calls.in_flight())
     }
 
-    /// Forgets its connection if it closed; whether it had one.
-    fn drop_closed(&self) -> bool {
+    /// Forgets its connection if it closed: `None` if it had none or it is
+    /// open, else whether it failed (an I/O error, a dead link) rather than
+    /// closed in good order.
+    fn drop_closed(&self) -> Option<bool> {
         let mut link = lock(&self.link);
-        let closed = link.as_ref().is_some_and(|l| !l.session.calls.usable());
-        if closed {
-            *link = None;
-        }
-        closed
+        let closed = link.as_ref().filter(|l| !l.session.calls.usable())?;
+        let failed = matches!(
+            closed.session.calls.closed_error(),
+            RpcError::Closed(crate::error::CloseReason::Io(_))
+        );
+        *link = None;
+        Some(failed)
     }
 
     /// Its connection if it is open and usable.
@@ -187,10 +191,16 @@ impl Balancer {
             if let Some(link) = member.usable() {
                 return Ok(link);
             }
-            if member.drop_closed() {
-                // Its connection failed (or the server left): down for a
-                // moment, so the next calls go to the others.
-                lock(&member.down_until).get_or_insert(Instant::now() + super::BACKOFF_BASE);
+            if let Some(failed) = member.drop_closed() {
+                // Its connection closed: down for a moment, so the next calls
+                // go to the others; for a while if it failed (a dead link
+                // would make the next dial wait for its whole limit).
+                let pause = if failed {
+                    super::BACKOFF_MAX
+                } else {
+                    super::BACKOFF_BASE
+                };
+                lock(&member.down_until).get_or_insert(Instant::now() + pause);
                 if self
                     .choose()
                     .is_some_and(|other| !Arc::ptr_eq(&other, &member))

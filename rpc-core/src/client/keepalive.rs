@@ -7,6 +7,10 @@
 //! more intervals, the connection is declared dead and closed, its calls
 //! fail with [`RpcError::Closed`](crate::RpcError::Closed), and the next
 //! call reconnects (a discovering client picks another instance).
+//!
+//! Not over `http://`: each POST has its own time limit there
+//! ([`Limits::exchange_timeout`](crate::transport::Limits)), and a pool
+//! whose connections all carry slow calls has none left for a ping.
 
 use std::sync::Weak;
 use std::time::Duration;
