@@ -137,6 +137,56 @@ impl Etcd {
         )
     }
 
+    /// One HTTP/1.0 exchange with etcd, by hand (no chunking, then the
+    /// connection closes): `GET` when `body` is `None`, else `POST`. The
+    /// answer's body.
+    async fn raw(&self, path: &str, body: Option<&str>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.url.trim_start_matches("http://").parse().unwrap();
+        let mut stream = common::connect(addr).await;
+        let request = match body {
+            None => format!("GET {path} HTTP/1.0\r\n\r\n"),
+            Some(body) => format!(
+                "POST {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        };
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        within(path, stream.read_to_string(&mut answer))
+            .await
+            .unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.0 200"), "{path}: {head}");
+        body.to_owned()
+    }
+
+    /// The watchers etcd has open (its `/metrics`).
+    async fn watchers(&self) -> u64 {
+        let metrics = self.raw("/metrics", None).await;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+            .expect("etcd's metrics count its watchers")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Revokes every lease: what a registry that lost its state looks like
+    /// to the servers.
+    async fn revoke_every_lease(&self) -> usize {
+        let leases: serde_json::Value =
+            serde_json::from_str(&self.raw("/v3/lease/leases", Some("{}")).await).unwrap();
+        let leases = leases["leases"].as_array().cloned().unwrap_or_default();
+        for lease in &leases {
+            let id = lease["ID"].as_str().unwrap();
+            self.raw("/v3/lease/revoke", Some(&format!(r#"{{"ID":"{id}"}}"#)))
+                .await;
+        }
+        leases.len()
+    }
+
     /// Kills etcd at once (SIGKILL, by its PID).
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -369,6 +419,60 @@ async fn watches_yield_each_change_deregistering_is_immediate_and_a_dead_etcd_en
         Err(RegistryError::Unreachable(RpcError::Connect { .. })) => {}
         other => panic!("expected Unreachable, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_lease_is_lost_registers_again_at_its_next_heartbeat() {
+    let etcd = Etcd::start().await;
+    let registry = etcd.registry(DEFAULT_PREFIX).await;
+    let server = Server::builder()
+        .service(WhoamiServer::new(Me(1)))
+        .register(registry.clone())
+        .registration_ttl(Duration::from_secs(3))
+        .leave_delay(Duration::ZERO)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut watch = registry
+        .clone()
+        .watch("Whoami", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut set = next(&mut watch, "the registration").await;
+    if set.is_empty() {
+        set = next(&mut watch, "the registration").await;
+    }
+    assert_eq!(addresses(&set), [server.local_addr().to_string()]);
+
+    assert_eq!(etcd.revoke_every_lease().await, 1);
+    assert!(next(&mut watch, "the revocation").await.is_empty());
+    // The next heartbeat (every TTL/3) finds the lease gone and registers
+    // again.
+    let again = next(&mut watch, "the registration again").await;
+    assert_eq!(addresses(&again), [server.local_addr().to_string()]);
+    server.shutdown().await;
+    assert!(next(&mut watch, "the deregistration").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_watch_leaves_etcd() {
+    let etcd = Etcd::start().await;
+    let registry = etcd.registry(DEFAULT_PREFIX).await;
+    assert_eq!(etcd.watchers().await, 0);
+    let mut watch = registry
+        .clone()
+        .watch("Calc", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(next(&mut watch, "the empty set").await.is_empty());
+    assert_eq!(etcd.watchers().await, 1);
+    drop(watch);
+    within("etcd to close the watch", async {
+        while etcd.watchers().await > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
