@@ -507,3 +507,108 @@ fn xml_response(status: StatusCode, body: String) -> Response<Full<Bytes>> {
         .body(Full::new(Bytes::from(body)))
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> Value {
+        json!({
+            "methods": [
+                {
+                    "name": "add",
+                    "description": "Returns `a + b`.",
+                    "params": [
+                        {"name": "a", "schema": {"type": "number"}},
+                        {"name": "b", "schema": {"$ref": "#/components/schemas/B"}}
+                    ],
+                    "result": {"name": "result", "schema": {"type": ["integer", "null"]}},
+                    "x-aliases": ["soma"]
+                },
+                {"name": "any", "params": [], "result": {"name": "result", "schema": {}}}
+            ],
+            "components": {"schemas": {"B": {"type": "object"}}}
+        })
+    }
+
+    #[test]
+    fn methods_are_listed_with_their_aliases_and_the_system_ones() {
+        let listed = introspect(LIST_METHODS, &[], &doc()).unwrap();
+        assert_eq!(
+            listed,
+            json!([
+                "add",
+                "soma",
+                "any",
+                LIST_METHODS,
+                METHOD_HELP,
+                METHOD_SIGNATURE,
+                MULTICALL
+            ])
+        );
+        let error = introspect(LIST_METHODS, &[json!(1)], &doc()).unwrap_err();
+        assert_eq!(error.code, code::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn help_and_signatures_come_from_the_description() {
+        let d = doc();
+        assert_eq!(
+            introspect(METHOD_HELP, &[json!("soma")], &d),
+            Ok(json!("Returns `a + b`."))
+        );
+        assert_eq!(introspect(METHOD_HELP, &[json!("any")], &d), Ok(json!("")));
+        assert_eq!(
+            introspect(METHOD_SIGNATURE, &[json!("add")], &d),
+            Ok(json!([["int", "double", "struct"]]))
+        );
+        assert_eq!(
+            introspect(METHOD_SIGNATURE, &[json!("any")], &d),
+            Ok(json!([["undef"]]))
+        );
+        assert_eq!(
+            introspect(METHOD_SIGNATURE, &[json!(MULTICALL)], &d),
+            Ok(json!([["array", "array"]]))
+        );
+        let missing = introspect(METHOD_HELP, &[json!("nope")], &d).unwrap_err();
+        assert_eq!(missing.code, code::METHOD_NOT_FOUND);
+        let wrong = introspect(METHOD_SIGNATURE, &[json!(1)], &d).unwrap_err();
+        assert_eq!(wrong.code, code::INVALID_PARAMS);
+    }
+
+    #[test]
+    fn a_fault_string_carries_the_data_as_json() {
+        let mut error = ErrorObject::new(1000, "division by zero");
+        assert_eq!(fault_string(&error), "division by zero");
+        error.data = Some(json!("DivisionByZero"));
+        assert_eq!(
+            fault_string(&error),
+            "division by zero; data: \"DivisionByZero\""
+        );
+    }
+
+    #[test]
+    fn answers_are_matched_to_calls_by_id() {
+        assert_eq!(
+            outcome_of(&json!({"result": null, "id": 0})),
+            Ok(Value::Null)
+        );
+        let error = outcome_of(&json!({"error": {"code": -32601, "message": "m"}, "id": 0}));
+        assert_eq!(error.unwrap_err().code, code::METHOD_NOT_FOUND);
+        assert_eq!(
+            outcome_of(&json!({"id": 0})).unwrap_err().code,
+            code::INTERNAL_ERROR
+        );
+    }
+
+    #[test]
+    fn xml_content_types_are_recognised() {
+        let ok = |v: &str| xml_content_type(Some(&HeaderValue::from_str(v).unwrap()));
+        assert!(xml_content_type(None));
+        assert!(ok("text/xml"));
+        assert!(ok("Text/XML; charset=UTF-8"));
+        assert!(ok("application/xml;charset=\"us-ascii\""));
+        assert!(!ok("application/json"));
+        assert!(!ok("text/xml; charset=iso-8859-1"));
+    }
+}

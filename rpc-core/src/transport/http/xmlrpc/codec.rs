@@ -115,8 +115,12 @@ pub(crate) fn parse_call(body: &[u8]) -> Result<Call, ParseError> {
                 loop {
                     match p.structural()? {
                         Token::Start { name, empty } if name == "param" && !empty => {
-                            p.open("value")?;
-                            params.push(p.value_after_open(false, 0)?);
+                            match p.structural()? {
+                                Token::Start { name, empty } if name == "value" => {
+                                    params.push(p.value_after_open(empty, 0)?);
+                                }
+                                other => return Err(p.unexpected(other, "<value>")),
+                            }
                             p.close("param")?;
                         }
                         Token::End(name) if name == "params" => break,
@@ -612,4 +616,328 @@ fn escape(out: &mut String, text: &str) -> Result<(), Unrepresentable> {
 }
 
 #[cfg(test)]
-mod tests {}
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// A `<methodCall>` of `m` with `params` written by [`write_value`].
+    fn call_of(params: &[Value]) -> String {
+        let mut doc =
+            String::from("<?xml version=\"1.0\"?><methodCall><methodName>m</methodName><params>");
+        for p in params {
+            doc.push_str("<param>");
+            write_value(&mut doc, p).expect("representable");
+            doc.push_str("</param>");
+        }
+        doc.push_str("</params></methodCall>");
+        doc
+    }
+
+    fn one(value_xml: &str) -> Result<Value, ParseError> {
+        let doc = format!(
+            "<methodCall><methodName>m</methodName><params><param>{value_xml}</param></params></methodCall>"
+        );
+        parse_call(doc.as_bytes()).map(|mut c| c.params.remove(0))
+    }
+
+    #[test]
+    fn a_python_call_is_read() {
+        // What `xmlrpc.client` sends for `s.add(15, 10)`.
+        let body = "<?xml version='1.0'?>\n<methodCall>\n<methodName>add</methodName>\n<params>\n<param>\n<value><int>15</int></value>\n</param>\n<param>\n<value><int>10</int></value>\n</param>\n</params>\n</methodCall>\n";
+        let call = parse_call(body.as_bytes()).unwrap();
+        assert_eq!(call.method, "add");
+        assert_eq!(call.params, vec![json!(15), json!(10)]);
+        let none =
+            parse_call(b"<methodCall><methodName> system.listMethods </methodName></methodCall>")
+                .unwrap();
+        assert_eq!(none.method, "system.listMethods");
+        assert!(none.params.is_empty());
+        let empty =
+            parse_call(b"<methodCall><methodName>x</methodName><params/></methodCall>").unwrap();
+        assert!(empty.params.is_empty());
+    }
+
+    #[test]
+    fn every_type_maps_to_json() {
+        assert_eq!(one("<value><i4>-7</i4></value>"), Ok(json!(-7)));
+        assert_eq!(one("<value><int> +7 </int></value>"), Ok(json!(7)));
+        assert_eq!(
+            one("<value><i8>9007199254740993</i8></value>"),
+            Ok(json!(9_007_199_254_740_993_i64))
+        );
+        assert_eq!(
+            one("<value><double>1e+100</double></value>"),
+            Ok(json!(1e100))
+        );
+        assert_eq!(one("<value><double>-0.5</double></value>"), Ok(json!(-0.5)));
+        assert_eq!(one("<value><boolean>1</boolean></value>"), Ok(json!(true)));
+        assert_eq!(one("<value><boolean>0</boolean></value>"), Ok(json!(false)));
+        assert_eq!(one("<value>bare text </value>"), Ok(json!("bare text ")));
+        assert_eq!(one("<value/>"), Ok(json!("")));
+        assert_eq!(one("<value><string/></value>"), Ok(json!("")));
+        assert_eq!(one("<value><nil/></value>"), Ok(Value::Null));
+        assert_eq!(
+            one("<value><ex:nil xmlns:ex='x'/></value>"),
+            Ok(Value::Null)
+        );
+        assert_eq!(
+            one("<value><dateTime.iso8601> 19980717T14:08:55 </dateTime.iso8601></value>"),
+            Ok(json!("19980717T14:08:55"))
+        );
+        assert_eq!(
+            one("<value><base64>aGVs\n bG8=</base64></value>"),
+            Ok(json!("aGVsbG8="))
+        );
+        assert_eq!(
+            one(
+                "<value><array><data><value><int>1</int></value><value>a</value></data></array></value>"
+            ),
+            Ok(json!([1, "a"]))
+        );
+        assert_eq!(one("<value><array><data/></array></value>"), Ok(json!([])));
+        assert_eq!(
+            one(
+                "<value><struct><member><name>a</name><value><struct/></value></member><member><value><nil/></value><name>b</name></member></struct></value>"
+            ),
+            Ok(json!({"a": {}, "b": null}))
+        );
+    }
+
+    #[test]
+    fn text_is_unescaped() {
+        assert_eq!(
+            one(
+                "<value><string>&lt;&gt;&amp;&apos;&quot; &#233;&#x1F600; <![CDATA[<raw>&amp;]]></string></value>"
+            ),
+            Ok(json!("<>&'\" é😀 <raw>&amp;"))
+        );
+        assert_eq!(one("<value>a&#13;\r\nb</value>"), Ok(json!("a\r\nb")));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_code() {
+        let code_of = |xml: &str| one(xml).unwrap_err().code();
+        assert_eq!(
+            code_of("<value><int>2147483648</int></value>"),
+            code::PARSE_ERROR
+        );
+        assert_eq!(code_of("<value><int>x</int></value>"), code::PARSE_ERROR);
+        assert_eq!(code_of("<value><int/></value>"), code::PARSE_ERROR);
+        assert_eq!(
+            code_of("<value><boolean>true</boolean></value>"),
+            code::PARSE_ERROR
+        );
+        assert_eq!(
+            code_of("<value><base64>a*b</base64></value>"),
+            code::PARSE_ERROR
+        );
+        assert_eq!(
+            code_of("<value><float>1</float></value>"),
+            code::PARSE_ERROR
+        );
+        assert_eq!(
+            code_of("<value><string>a<b/></string></value>"),
+            code::INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of("<value>x<int>1</int></value>"),
+            code::INVALID_REQUEST
+        );
+        for non_finite in ["inf", "-inf", "nan", "NaN", "infinity", "1e999"] {
+            let error = one(&format!("<value><double>{non_finite}</double></value>")).unwrap_err();
+            assert_eq!(error.code(), code::INVALID_PARAMS, "{non_finite}");
+            assert!(matches!(error, ParseError::NotFinite(_)), "{error}");
+        }
+        assert!(matches!(
+            one("<value><string>&custom;</string></value>"),
+            Err(ParseError::Malformed(m)) if m.contains("unknown entity")
+        ));
+        assert!(matches!(
+            one("<value><string>&#1;</string></value>"),
+            Err(ParseError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn documents_that_are_not_calls_are_refused() {
+        let err = |doc: &str| parse_call(doc.as_bytes()).unwrap_err();
+        assert_eq!(
+            err("<methodCall><methodName>m</methodName>"),
+            ParseError::NotACall(
+                "expected <params> or </methodCall>, found the end of the document (at byte 38)"
+                    .into()
+            )
+        );
+        assert!(matches!(
+            err("<methodCall><methodName>m</b>"),
+            ParseError::Malformed(_)
+        ));
+        assert!(matches!(err("not xml at all"), ParseError::NotACall(_)));
+        assert!(matches!(err(""), ParseError::NotACall(_)));
+        assert!(matches!(err("<methodResponse/>"), ParseError::NotACall(_)));
+        assert!(matches!(
+            err("<methodCall><methodName/></methodCall>"),
+            ParseError::NotACall(_)
+        ));
+        assert!(matches!(
+            err("<methodCall><methodName> </methodName></methodCall>"),
+            ParseError::NotACall(_)
+        ));
+        assert!(matches!(
+            err("<methodCall><methodName>m</methodName></methodCall><methodCall/>"),
+            ParseError::NotACall(_)
+        ));
+        assert!(matches!(
+            err("<methodCall><methodName>m</methodName></methodCall>junk"),
+            ParseError::NotACall(_)
+        ));
+        assert!(matches!(
+            parse_call(b"<methodCall><methodName>\xff</methodName></methodCall>"),
+            Err(ParseError::Malformed(m)) if m.contains("UTF-8")
+        ));
+        assert_eq!(err("<methodCall>").code(), code::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn a_doctype_is_refused_before_any_entity_is_read() {
+        let billion_laughs = r#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><methodCall><methodName>&lol2;</methodName></methodCall>"#;
+        let error = parse_call(billion_laughs.as_bytes()).unwrap_err();
+        assert_eq!(error, ParseError::Doctype);
+        assert_eq!(error.code(), code::PARSE_ERROR);
+    }
+
+    #[test]
+    fn nesting_is_limited() {
+        let nested = |depth: usize| {
+            format!(
+                "{}<value><int>1</int></value>{}",
+                "<value><array><data>".repeat(depth),
+                "</data></array></value>".repeat(depth)
+            )
+        };
+        assert!(one(&nested(MAX_DEPTH)).is_ok());
+        assert_eq!(one(&nested(MAX_DEPTH + 1)), Err(ParseError::TooDeep));
+        let mut structs = String::from("<value/>");
+        for _ in 0..=MAX_DEPTH {
+            structs =
+                format!("<value><struct><member><name>a</name>{structs}</member></struct></value>");
+        }
+        assert_eq!(one(&structs), Err(ParseError::TooDeep));
+        // Far deeper than the limit: refused without recursing that deep.
+        assert_eq!(one(&nested(100_000)), Err(ParseError::TooDeep));
+    }
+
+    #[test]
+    fn numbers_are_written_by_their_width() {
+        let xml = |v: Value| {
+            let mut out = String::new();
+            write_value(&mut out, &v).unwrap();
+            out
+        };
+        assert_eq!(xml(json!(5)), "<value><int>5</int></value>");
+        assert_eq!(
+            xml(json!(-2147483648_i64)),
+            "<value><int>-2147483648</int></value>"
+        );
+        assert_eq!(
+            xml(json!(2147483648_i64)),
+            "<value><i8>2147483648</i8></value>"
+        );
+        assert_eq!(
+            xml(json!(u64::MAX)),
+            "<value><double>18446744073709552000.0</double></value>"
+        );
+        assert_eq!(xml(json!(5.0)), "<value><double>5.0</double></value>");
+        assert_eq!(xml(json!(0.1)), "<value><double>0.1</double></value>");
+        let big = xml(json!(1e300));
+        let digits = &big["<value><double>".len()..big.len() - "</double></value>".len()];
+        assert!(
+            digits.bytes().all(|b| b.is_ascii_digit() || b == b'.'),
+            "{big}"
+        );
+        assert_eq!(xml(Value::Null), "<value><nil/></value>");
+        assert_eq!(xml(json!(true)), "<value><boolean>1</boolean></value>");
+        assert_eq!(
+            xml(json!("a<b&c>\r")),
+            "<value><string>a&lt;b&amp;c&gt;&#13;</string></value>"
+        );
+        assert_eq!(
+            xml(json!({"k<": []})),
+            "<value><struct><member><name>k&lt;</name><value><array><data></data></array></value></member></struct></value>"
+        );
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_are_refused_in_answers_and_replaced_in_faults() {
+        assert_eq!(
+            write_response(&json!(["ok", "\u{1}"])),
+            Err(Unrepresentable(1))
+        );
+        assert_eq!(
+            write_response(&json!({"\u{FFFF}": 1})),
+            Err(Unrepresentable(0xFFFF))
+        );
+        let fault = write_fault(-32603, "bad \u{0} byte");
+        assert!(fault.contains("bad \u{FFFD} byte"), "{fault}");
+    }
+
+    #[test]
+    fn a_fault_is_a_struct_of_code_and_string() {
+        assert_eq!(
+            write_fault(1000, "division by zero; data: \"DivisionByZero\""),
+            "<?xml version=\"1.0\"?>\n<methodResponse><fault><value><struct><member><name>faultCode</name><value><int>1000</int></value></member><member><name>faultString</name><value><string>division by zero; data: \"DivisionByZero\"</string></value></member></struct></value></fault></methodResponse>\n"
+        );
+    }
+
+    /// Any JSON value XML can carry (finite numbers, XML characters).
+    fn json_value() -> impl Strategy<Value = Value> {
+        let text = proptest::collection::vec(
+            any::<char>().prop_filter("an XML char", |c| xml_char(*c)),
+            0..12,
+        )
+        .prop_map(|chars| chars.into_iter().collect::<String>());
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter_map("finite", |f| Number::from_f64(f).map(Value::Number)),
+            text.clone().prop_map(Value::String),
+            Just(json!("<&>\r\n\t ]]> é 😀")),
+        ];
+        leaf.prop_recursive(6, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(text.clone(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn values_round_trip_through_xml(params in proptest::collection::vec(json_value(), 0..4)) {
+            let call = parse_call(call_of(&params).as_bytes()).expect("what we write, we read");
+            prop_assert_eq!(call.params, params);
+        }
+
+        #[test]
+        fn no_input_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_call(&bytes);
+        }
+
+        #[test]
+        fn no_xml_shaped_input_panics(parts in proptest::collection::vec(prop_oneof![
+            Just("<methodCall>"), Just("</methodCall>"), Just("<methodName>"), Just("</methodName>"),
+            Just("<params>"), Just("</params>"), Just("<param>"), Just("</param>"), Just("<value>"),
+            Just("</value>"), Just("<array>"), Just("<data>"), Just("</data>"), Just("</array>"),
+            Just("<struct>"), Just("<member>"), Just("<name>"), Just("</name>"), Just("</member>"),
+            Just("</struct>"), Just("<int>"), Just("</int>"), Just("<double>"), Just("</double>"),
+            Just("<nil/>"), Just("1"), Just("x"), Just("&amp;"), Just("&#0;"), Just("&#xD800;"),
+            Just("<![CDATA["), Just("]]>"), Just("<!--"), Just("-->"), Just("<?pi?>"), Just(" "),
+        ], 0..40)) {
+            let _ = parse_call(parts.concat().as_bytes());
+        }
+    }
+}
