@@ -54,6 +54,32 @@ pub(crate) async fn registry(addr: &str) -> Result<Arc<dyn Registry>, DemoError>
     }
 }
 
+/// A connection to etcd at `url`, under the library's default prefix.
+pub(crate) async fn etcd(url: &str) -> Result<Arc<dyn Registry>, DemoError> {
+    use rpc_core::discovery::etcd::{DEFAULT_PREFIX, EtcdRegistry};
+    match EtcdRegistry::connect(url, DEFAULT_PREFIX).await {
+        Ok(registry) => Ok(Arc::new(registry)),
+        Err(e) => Err(DemoError::Other(format!(
+            "no etcd at {url} ({e}); start one, or give its client URL (http://HOST:2379)"
+        ))),
+    }
+}
+
+/// Prints `name`'s instances in `registry`, one per line.
+pub(crate) async fn lookup_in(registry: Arc<dyn Registry>, name: &str) -> Result<(), DemoError> {
+    let instances = registry
+        .lookup(name)
+        .await
+        .map_err(|e| DemoError::Other(e.to_string()))?;
+    if instances.is_empty() {
+        say!("nothing registered as {name}");
+    }
+    for instance in instances {
+        say!("{}  {}", instance.name, instance.address);
+    }
+    Ok(())
+}
+
 /// Prints every registration, or `name`'s, one per line: `NAME ADDRESS`.
 pub(crate) async fn lookup(binder: &str, name: Option<&str>) -> Result<(), DemoError> {
     let client = BinderClient::new(rpc_core::Client::connect(binder).await?);

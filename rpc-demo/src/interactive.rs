@@ -1,7 +1,9 @@
 //! The interactive clients of the course's labs: `calc`, `hello`, `echo`.
 //!
 //! Bad input from the keyboard gets one line saying what was wrong and the
-//! program asks again; only a lost server ends it with an error.
+//! program asks again; only a lost server ends it with an error. (With
+//! `--binder`, `calc` has other servers: a call lost with one server's
+//! connection gets one line, and the next call goes to another.)
 
 use rpc_core::RpcError;
 use rpc_demo::services::{CalcError, CalculatorClient, EchoClient, GreeterClient};
@@ -79,7 +81,14 @@ fn operation(text: &str) -> Option<&'static str> {
     })
 }
 
-pub(crate) async fn calc(server: &str, client: rpc_core::Client) -> Result<(), DemoError> {
+/// The interactive calculator. `discovering`: the client finds servers
+/// through a binder, so losing one server's connection loses only the call
+/// in flight on it, which is reported; the next call goes to another.
+pub(crate) async fn calc(
+    server: &str,
+    client: rpc_core::Client,
+    discovering: bool,
+) -> Result<(), DemoError> {
     let calc = CalculatorClient::new(client);
     let mut term = Terminal::new();
     say!("Calculator at {server}: operations add, sub, mul, div, pow; `fim` to leave");
@@ -107,6 +116,7 @@ pub(crate) async fn calc(server: &str, client: rpc_core::Client) -> Result<(), D
         match result {
             Ok(value) => say!("{op}({a}, {b}) = {value}"),
             Err(RpcError::Application(e)) => say!("{op}({a}, {b}): {}", describe(&e)),
+            Err(e @ RpcError::Closed(_)) if discovering => say!("{op}({a}, {b}): no answer: {e}"),
             Err(e) => return Err(DemoError::Other(e.to_string())),
         }
     }

@@ -70,11 +70,14 @@ struct BinderArgs {
 
 #[derive(Debug, Args)]
 struct LookupArgs {
-    /// A service name (`Calculator`); all of them if left out.
+    /// A service name (`Calculator`); all of them if left out (binder only).
     name: Option<String>,
     /// The binder's address.
     #[arg(long, default_value = discovery::DEFAULT_BINDER)]
     binder: String,
+    /// Look in etcd at this URL (`http://127.0.0.1:2379`) instead.
+    #[arg(long, value_name = "URL", requires = "name")]
+    etcd: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +145,9 @@ struct ConnectOptions {
     /// Calculator add 2 3`).
     #[arg(long, value_name = "ADDR", default_value = discovery::DEFAULT_BINDER)]
     binder: String,
+    /// Or etcd at this URL, for a target given as a service name.
+    #[arg(long, value_name = "URL")]
+    etcd: Option<String>,
     /// Seconds to wait for the answer.
     #[arg(long, value_name = "SECS", default_value_t = rpc_core::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout: f64,
@@ -161,9 +167,14 @@ impl ConnectOptions {
     fn client_args(self, target: &str) -> Result<ClientArgs, DemoError> {
         if !target.contains(':') {
             // A service name: found through the binder.
+            let (binder, etcd) = match self.etcd {
+                Some(etcd) => (None, Some(etcd)),
+                None => (Some(self.binder), None),
+            };
             return Ok(ClientArgs {
                 server: target.to_owned(),
-                binder: Some(self.binder),
+                binder,
+                etcd,
                 timeout: self.timeout,
                 token: self.token,
                 tls_ca: self.tls_ca,
@@ -189,6 +200,7 @@ impl ConnectOptions {
         Ok(ClientArgs {
             server,
             binder: None,
+            etcd: None,
             timeout: self.timeout,
             token: self.token,
             tls_ca: self.tls_ca,
@@ -221,9 +233,12 @@ struct ServeArgs {
     /// binder`), and keep the registrations alive.
     #[arg(long, value_name = "ADDR")]
     binder: Option<String>,
+    /// Register every service in etcd at this URL (`http://127.0.0.1:2379`).
+    #[arg(long, value_name = "URL")]
+    etcd: Option<String>,
     /// The address clients reach this server at, as registered (default:
     /// the listening address; needed when listening on 0.0.0.0).
-    #[arg(long, value_name = "ADDR", requires = "binder")]
+    #[arg(long, value_name = "ADDR")]
     advertise: Option<String>,
     /// Serve TLS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, value_name = "PEM", requires = "tls_key")]
@@ -242,6 +257,9 @@ struct ClientArgs {
     /// spreading calls over every instance.
     #[arg(long, value_name = "ADDR", conflicts_with = "server")]
     binder: Option<String>,
+    /// Find the servers through etcd at this URL (`http://127.0.0.1:2379`).
+    #[arg(long, value_name = "URL", conflicts_with_all = ["server", "binder"])]
+    etcd: Option<String>,
     /// Seconds to wait for each answer.
     #[arg(long, value_name = "SECS", default_value_t = rpc_core::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout: f64,
@@ -339,7 +357,9 @@ fn main() -> ExitCode {
             None => tour::run().await,
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Calc(args)) => {
-                interactive::calc(&args.server, connect_to(&args, "Calculator").await?).await
+                let discovering = args.binder.is_some();
+                let client = connect_to(&args, "Calculator").await?;
+                interactive::calc(&args.server, client, discovering).await
             }
             Some(Command::Hello(args)) => {
                 interactive::hello(connect_to(&args, "Greeter").await?).await
@@ -348,9 +368,13 @@ fn main() -> ExitCode {
                 interactive::echo(&args.server, connect_to(&args, "Echo").await?).await
             }
             Some(Command::Binder(args)) => discovery::binder(&args.listen).await,
-            Some(Command::Lookup(args)) => {
-                discovery::lookup(&args.binder, args.name.as_deref()).await
-            }
+            Some(Command::Lookup(args)) => match &args.etcd {
+                Some(etcd) => {
+                    let name = args.name.as_deref().unwrap_or_default();
+                    discovery::lookup_in(discovery::etcd(etcd).await?, name).await
+                }
+                None => discovery::lookup(&args.binder, args.name.as_deref()).await,
+            },
             Some(Command::Health(args)) => {
                 discovery::health(&args.target, Duration::from_secs_f64(args.timeout)).await
             }
@@ -407,13 +431,12 @@ fn main() -> ExitCode {
 /// Connects as the client options say: to `--server`, or through
 /// `--binder` to every instance of `service`.
 async fn connect_to(args: &ClientArgs, service: &str) -> Result<rpc_core::Client, DemoError> {
-    match &args.binder {
-        Some(binder) => {
-            let registry = discovery::registry(binder).await?;
-            Ok(client_builder(args)?.discover(registry, service).await?)
-        }
-        None => Ok(client_builder(args)?.connect(args.server.as_str()).await?),
-    }
+    let registry = match (&args.binder, &args.etcd) {
+        (Some(binder), _) => discovery::registry(binder).await?,
+        (None, Some(etcd)) => discovery::etcd(etcd).await?,
+        (None, None) => return Ok(client_builder(args)?.connect(args.server.as_str()).await?),
+    };
+    Ok(client_builder(args)?.discover(registry, service).await?)
 }
 
 /// Connects to `list` or `call`'s target: an address, or a service name
@@ -467,9 +490,12 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
     }
     if let Some(binder) = &args.binder {
         builder = builder.register(discovery::registry(binder).await?);
-        if let Some(advertise) = args.advertise {
-            builder = builder.advertise(advertise);
-        }
+    }
+    if let Some(etcd) = &args.etcd {
+        builder = builder.register(discovery::etcd(etcd).await?);
+    }
+    if let Some(advertise) = args.advertise {
+        builder = builder.advertise(advertise);
     }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {

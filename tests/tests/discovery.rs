@@ -454,3 +454,70 @@ async fn a_name_nobody_registered_is_a_clear_error_and_a_static_list_works() {
     server.shutdown().await;
     binder.shutdown().await;
 }
+
+/// An address where connecting hangs: a listener whose accept queue is
+/// full (it never accepts), so the kernel drops every new SYN, as a host
+/// whose link was cut does. The listener and the queued connections.
+async fn black_hole() -> (
+    SocketAddr,
+    tokio::net::TcpListener,
+    Vec<std::net::TcpStream>,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => queued.push(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+            Err(e) => panic!("filling the accept queue: {e}"),
+        }
+        assert!(queued.len() < 64, "the accept queue never fills");
+    }
+    (addr, listener, queued)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_cannot_be_dialled_is_left_for_another_by_the_ping_rule() {
+    let server = Server::builder()
+        .service(WhoamiServer::new(Me(7)))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let (hole, _listener, _queued) = black_hole().await;
+    // The dead instance first: round robin dials it first.
+    let fixed: Arc<dyn Registry> = Arc::new(StaticRegistry::new(
+        "Whoami",
+        [hole.to_string(), server.local_addr().to_string()],
+    ));
+    let keepalive = Keepalive {
+        interval: Duration::from_millis(100),
+        misses: 2,
+    };
+    let started = std::time::Instant::now();
+    let client = WhoamiClient::new(
+        within(
+            "a discovering client",
+            Client::builder()
+                .balance(Balance::RoundRobin)
+                .keepalive(Some(keepalive))
+                .timeout(Duration::from_secs(20))
+                .discover(fixed, "Whoami"),
+        )
+        .await
+        .unwrap(),
+    );
+    for _ in 0..4 {
+        assert_eq!(within("a call", client.id()).await.unwrap(), 7);
+    }
+    // Each dial of the dead instance gave up after the keepalive's
+    // silence (300 ms), not the 20 s call timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    server.shutdown().await;
+}

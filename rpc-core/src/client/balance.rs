@@ -6,7 +6,9 @@
 //!   picked at random, the less busy one wins), or round robin
 //!   ([`Balance`]).
 //! - **Failover**: an instance whose connection fails (or cannot be
-//!   opened) is marked down for a backoff (50 ms doubling to 5 s) and new
+//!   opened; dialling gets no longer than the [`Keepalive`](super::Keepalive)'s
+//!   silence, so a host that drops packets does not hold the call until
+//!   its deadline) is marked down for a backoff (50 ms doubling to 5 s) and new
 //!   calls go to the others. Calls that were in flight on it fail with
 //!   [`RpcError::Closed`], as on any connection; only `#[rpc(idempotent)]`
 //!   calls are sent again, once, to another instance.
@@ -72,14 +74,18 @@ impl Member {
             .map_or(0, |link| link.session.calls.in_flight())
     }
 
-    /// Forgets its connection if it closed; whether it had one.
-    fn drop_closed(&self) -> bool {
+    /// Forgets its connection if it closed: `None` if it had none or it is
+    /// open, else whether it failed (an I/O error, a dead link) rather than
+    /// closed in good order.
+    fn drop_closed(&self) -> Option<bool> {
         let mut link = lock(&self.link);
-        let closed = link.as_ref().is_some_and(|l| !l.session.calls.usable());
-        if closed {
-            *link = None;
-        }
-        closed
+        let closed = link.as_ref().filter(|l| !l.session.calls.usable())?;
+        let failed = matches!(
+            closed.session.calls.closed_error(),
+            RpcError::Closed(crate::error::CloseReason::Io(_))
+        );
+        *link = None;
+        Some(failed)
     }
 
     /// Its connection if it is open and usable.
@@ -185,10 +191,16 @@ impl Balancer {
             if let Some(link) = member.usable() {
                 return Ok(link);
             }
-            if member.drop_closed() {
-                // Its connection failed (or the server left): down for a
-                // moment, so the next calls go to the others.
-                lock(&member.down_until).get_or_insert(Instant::now() + super::BACKOFF_BASE);
+            if let Some(failed) = member.drop_closed() {
+                // Its connection closed: down for a moment, so the next calls
+                // go to the others; for a while if it failed (a dead link
+                // would make the next dial wait for its whole limit).
+                let pause = if failed {
+                    super::BACKOFF_MAX
+                } else {
+                    super::BACKOFF_BASE
+                };
+                lock(&member.down_until).get_or_insert(Instant::now() + pause);
                 if self
                     .choose()
                     .is_some_and(|other| !Arc::ptr_eq(&other, &member))
@@ -275,8 +287,32 @@ impl Balancer {
         if let Some(link) = member.usable() {
             return Ok(link);
         }
+        // An instance whose host went silent (its link cut, powered off)
+        // drops the SYN: connecting would wait for the whole call's
+        // deadline while other instances could answer. Dialling gets the
+        // keepalive's silence, as a call in flight does, then the instance
+        // is down and another is tried.
+        let dial_deadline = match self.config.keepalive {
+            Some(keepalive) => deadline.min(crate::time::after(keepalive.silence())),
+            None => deadline,
+        };
         let opened = match self.config.connector_for(&member.address) {
-            Ok(connector) => self.config.open(&*connector, deadline).await,
+            Ok(connector) => match self.config.open(&*connector, dial_deadline).await {
+                Err(RpcError::Timeout(_)) if dial_deadline < deadline => Err(RpcError::Connect {
+                    addr: member.address.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no answer within {:?} (the keepalive's silence)",
+                            self.config
+                                .keepalive
+                                .map(|k| k.silence())
+                                .unwrap_or_default()
+                        ),
+                    ),
+                }),
+                other => other,
+            },
             Err(e) => Err(e),
         };
         match opened {

@@ -7,6 +7,10 @@
 //! more intervals, the connection is declared dead and closed, its calls
 //! fail with [`RpcError::Closed`](crate::RpcError::Closed), and the next
 //! call reconnects (a discovering client picks another instance).
+//!
+//! Not over `http://`: each POST has its own time limit there
+//! ([`Limits::exchange_timeout`](crate::transport::Limits)), and a pool
+//! whose connections all carry slow calls has none left for a ping.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -32,6 +36,17 @@ impl Default for Keepalive {
             interval: Duration::from_secs(2),
             misses: 3,
         }
+    }
+}
+
+impl Keepalive {
+    /// How long a connection may stay silent, with calls in flight, before
+    /// it is declared dead: one interval, then `misses` more. A
+    /// discovering client gives dialling an instance no longer either.
+    pub fn silence(&self) -> std::time::Duration {
+        self.interval
+            .max(Duration::from_millis(1))
+            .saturating_mul(self.misses.saturating_add(1))
     }
 }
 

@@ -488,6 +488,9 @@ struct Link {
 
 impl Link {
     fn start(transport: Transport, keepalive: Option<Keepalive>) -> Arc<Link> {
+        // Over HTTP each POST has its own time limit and a busy pool leaves
+        // no connection for a ping: silence there is not death.
+        let keepalive = keepalive.filter(|_| transport.info.transport != "http");
         let (session, run) = session::open(transport, Endpoint::client(), None);
         let task = tokio::spawn(run).abort_handle();
         if let Some(keepalive) = keepalive {

@@ -5,7 +5,7 @@
 //! Three registries:
 //! - the **binder** ([`binder`]), a `#[service]` of this library that
 //!   holds registrations in memory, for one machine or a small cluster;
-//! - **etcd** (feature `etcd`), for more than one machine;
+//! - **etcd** ([`etcd`], feature `etcd`), for more than one machine;
 //! - a **static list** of addresses ([`StaticRegistry`]), for tests and
 //!   fixed deployments.
 //!
@@ -15,6 +15,8 @@
 //! contrast, keeps dead entries until someone removes them.
 
 pub mod binder;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod register;
 
 pub use crate::client::FOLLOW_POLL;

@@ -14,7 +14,7 @@
 //! |---|---|
 //! | 400 | a body that is not valid UTF-8, or a request hyper cannot parse |
 //! | 401 | a server with a token, and no `Authorization: Bearer` with it |
-//! | 404 | a path other than `/rpc` |
+//! | 404 | a path other than `/rpc` (and `/RPC2`, XML-RPC: `http/xmlrpc.rs`) |
 //! | 405 | `/rpc` with a method other than `POST` |
 //! | 413 | a body over the message limit, refused before it is read whole |
 //! | 415 | a content type other than `application/json` (charset `utf-8` or none) |
@@ -44,6 +44,8 @@ use crate::outbox::{Drain, Framing, Outbox, Taken};
 use crate::server::Endpoint;
 
 mod rest;
+#[cfg(feature = "xmlrpc")]
+mod xmlrpc;
 
 /// POSTs waiting for the session before the connection stops reading more.
 const QUEUE: usize = 16;
@@ -212,6 +214,10 @@ impl Post {
         }
         if request.uri().path().starts_with("/api/") {
             return self.rest(request).await;
+        }
+        #[cfg(feature = "xmlrpc")]
+        if request.uri().path() == xmlrpc::PATH {
+            return self.xmlrpc(request).await;
         }
         if request.method() == Method::GET && request.uri().path() == "/metrics" {
             return self
@@ -510,17 +516,21 @@ impl Post {
     /// or an `Origin` that is neither the server's own nor allowed (a page
     /// on another site).
     fn foreign(&self, headers: &http::HeaderMap) -> Option<Response<Full<Bytes>>> {
+        self.foreign_reason(headers)
+            .map(|why| refusal(StatusCode::FORBIDDEN, code::UNAUTHORIZED, why))
+    }
+
+    /// Why [`foreign`](Self::foreign) refuses a request, if it does.
+    fn foreign_reason(&self, headers: &http::HeaderMap) -> Option<&'static str> {
         let config = &self.endpoint.config;
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("");
         if !host_allowed(host, config.loopback, &config.hosts) {
-            return Some(refusal(
-                StatusCode::FORBIDDEN,
-                code::UNAUTHORIZED,
+            return Some(
                 "forbidden: this server does not answer to that Host name; add it with `ServerBuilder::allowed_hosts`",
-            ));
+            );
         }
         let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
         if let Some(origin) = origin {
@@ -533,11 +543,9 @@ impl Post {
                     .iter()
                     .any(|o| o.eq_ignore_ascii_case(origin))
             {
-                return Some(refusal(
-                    StatusCode::FORBIDDEN,
-                    code::UNAUTHORIZED,
+                return Some(
                     "forbidden: pages from this origin may not call this server; allow it with `ServerBuilder::allowed_origins`",
-                ));
+                );
             }
         }
         None

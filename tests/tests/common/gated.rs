@@ -40,9 +40,14 @@ impl Gate {
 
 impl Gated for Gate {
     async fn slow(&self) -> String {
+        // Waiting on the gate before saying it started: once the test has
+        // seen `started`, each `open.notify_one()` lets exactly one through.
+        let opened = self.open.notified();
+        let mut opened = std::pin::pin!(opened);
+        opened.as_mut().enable();
         self.started.fetch_add(1, Ordering::SeqCst);
         self.entered.notify_one();
-        self.open.notified().await;
+        opened.await;
         "done".to_owned()
     }
 
