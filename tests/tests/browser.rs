@@ -21,6 +21,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -41,6 +42,12 @@ struct Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        // The whole process group (chromium and its helpers, which would
+        // otherwise go on writing into the profile as it is removed).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -85,6 +92,7 @@ fn start_browser() -> (Browser, String) {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("chromium starts (apt-get install chromium; .ci/run installs it)");
     let stderr = child.stderr.take().unwrap();
