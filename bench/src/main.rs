@@ -43,7 +43,7 @@ struct RunArgs {
     /// How many times to run the whole matrix.
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// Scenarios to run, comma-separated: seq, pipe, conns, big, fanin.
+    /// Scenarios to run, comma-separated: seq, pipe, conns, big, fanin, stream.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Systems to run, comma-separated: rpc, baseline, tarpc, jsonrpsee-ws, jsonrpsee-http.
@@ -209,7 +209,7 @@ fn matrix(args: &RunArgs) {
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
         .collect();
     if scenarios.is_empty() {
-        exit("--only matches no scenario; expected some of seq, pipe, conns, big, fanin");
+        exit("--only matches no scenario; expected some of seq, pipe, conns, big, fanin, stream");
     }
     let limit = mem::raise_fd_limit();
     println!(
@@ -229,7 +229,7 @@ fn matrix(args: &RunArgs) {
     for run in 1..=args.runs {
         let mut outcomes = Vec::new();
         for scenario in &scenarios {
-            for &system in &systems {
+            for &system in systems.iter().filter(|s| scenario.runs_on(**s)) {
                 eprint!("run {run}: {} / {} … ", scenario.name, system.name());
                 let outcome = scenario::run(
                     system,
