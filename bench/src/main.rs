@@ -130,6 +130,10 @@ enum CallgrindRole {
         /// Calls kept in flight (the `pipe` scenario's 64).
         #[arg(long, default_value_t = 64)]
         in_flight: u64,
+        /// Instead of N calls, read N items of one `count` stream (the
+        /// `stream` scenario), each checked.
+        #[arg(long)]
+        stream: bool,
         /// Give up (exit status 1) after this many seconds.
         #[arg(long, default_value_t = 600)]
         max_secs: u64,
@@ -185,8 +189,16 @@ fn main() {
         Some(Cmd::Callgrind(CallgrindRole::Client {
             addr,
             calls,
+            in_flight: _,
+            stream,
+            max_secs,
+        })) if stream => callgrind::stream_client(&addr, calls, max_secs),
+        Some(Cmd::Callgrind(CallgrindRole::Client {
+            addr,
+            calls,
             in_flight,
             max_secs,
+            ..
         })) => callgrind::client(&addr, calls, in_flight, max_secs),
         Some(Cmd::Serve { system, threads }) => {
             mem::serve(System::parse(&system).unwrap_or_else(|e| exit(&e)), threads)
