@@ -140,3 +140,43 @@ pub fn client(addr: &str, calls: u64, in_flight: u64, max_secs: u64) {
         Err(e) => fail(&e),
     }
 }
+
+/// `callgrind client ADDR N --stream`: opens one `count` stream, reads `n`
+/// items and checks each is the next counter, drops the stream, then asks
+/// the server to stop. Exit status 0 only if all `n` came, in order, within
+/// `max_secs`.
+pub fn stream_client(addr: &str, n: u64, max_secs: u64) {
+    use futures::StreamExt;
+    let outcome = runtime().block_on(async {
+        let client = BenchServiceClient::connect(addr)
+            .await
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        let read = async {
+            let mut stream = client
+                .count(0)
+                .await
+                .map_err(|e| format!("opening the stream: {e}"))?;
+            for expected in 0..n {
+                match stream.next().await {
+                    Some(Ok(item)) if item == expected => {}
+                    other => return Err(format!("item {expected}: got {other:?}")),
+                }
+            }
+            Ok::<u64, String>(n)
+        };
+        let done = tokio::time::timeout(Duration::from_secs(max_secs), read)
+            .await
+            .unwrap_or_else(|_| Err(format!("items not read within {max_secs} s")));
+        let stop = ControlClient::new(client.inner().clone())
+            .with_timeout(Duration::from_secs(10))
+            .stop()
+            .await;
+        let done = done?;
+        stop.map_err(|e| format!("callgrind.stop: {e}"))?;
+        Ok::<u64, String>(done)
+    });
+    match outcome {
+        Ok(done) => eprintln!("{done} items read in order"),
+        Err(e) => fail(&e),
+    }
+}

@@ -44,7 +44,7 @@ struct RunArgs {
     /// How many times to run the whole matrix.
     #[arg(long, default_value_t = 1)]
     runs: usize,
-    /// Scenarios to run, comma-separated: seq, pipe, conns, big, fanin.
+    /// Scenarios to run, comma-separated: seq, pipe, conns, big, fanin, stream.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Systems to run, comma-separated: rpc, baseline, tarpc, jsonrpsee-ws, jsonrpsee-http.
@@ -158,6 +158,10 @@ enum CallgrindRole {
         /// Calls kept in flight (the `pipe` scenario's 64).
         #[arg(long, default_value_t = 64)]
         in_flight: u64,
+        /// Instead of N calls, read N items of one `count` stream (the
+        /// `stream` scenario), each checked.
+        #[arg(long)]
+        stream: bool,
         /// Give up (exit status 1) after this many seconds.
         #[arg(long, default_value_t = 600)]
         max_secs: u64,
@@ -224,8 +228,16 @@ fn main() {
         Some(Cmd::Callgrind(CallgrindRole::Client {
             addr,
             calls,
+            in_flight: _,
+            stream,
+            max_secs,
+        })) if stream => callgrind::stream_client(&addr, calls, max_secs),
+        Some(Cmd::Callgrind(CallgrindRole::Client {
+            addr,
+            calls,
             in_flight,
             max_secs,
+            ..
         })) => callgrind::client(&addr, calls, in_flight, max_secs),
         Some(Cmd::WsCrates {
             rounds,
@@ -265,7 +277,7 @@ fn matrix(args: &RunArgs) {
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| o == s.name))
         .collect();
     if scenarios.is_empty() {
-        exit("--only matches no scenario; expected some of seq, pipe, conns, big, fanin");
+        exit("--only matches no scenario; expected some of seq, pipe, conns, big, fanin, stream");
     }
     let limit = mem::raise_fd_limit();
     println!(
@@ -285,7 +297,7 @@ fn matrix(args: &RunArgs) {
     for run in 1..=args.runs {
         let mut outcomes = Vec::new();
         for scenario in &scenarios {
-            for &system in &systems {
+            for &system in systems.iter().filter(|s| scenario.runs_on(**s)) {
                 eprint!("run {run}: {} / {} … ", scenario.name, system.name());
                 let outcome = scenario::run(
                     system,

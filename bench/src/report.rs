@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::scenario::Outcome;
+use crate::scenario::{Call, Outcome};
 use crate::systems::System;
 
 fn find<'a>(outcomes: &'a [Outcome], scenario: &str, system: System) -> Option<&'a Outcome> {
@@ -67,17 +67,26 @@ pub fn table(outcomes: &[Outcome], systems: &[System]) -> String {
                 Some((r, false)) => format!("{r:.2}*"),
                 None => "–".into(),
             };
+            // A stream's items are not requested one by one: no latency.
+            let latency = |us: f64| match o.scenario.call {
+                Call::Stream => "–".to_owned(),
+                _ => format!("{us:.1}"),
+            };
+            let cpu = |us: f64| match o.scenario.call {
+                Call::Stream => format!("{us:.2}"),
+                _ => format!("{us:.1}"),
+            };
             let _ = write!(
                 out,
-                "| {scenario} | {} | {:.0} | {:.1} | {:.1} | {} | {} | {server} | {:.1}+{:.1} |",
+                "| {scenario} | {} | {:.0} | {} | {} | {} | {} | {server} | {}+{} |",
                 o.system.name(),
                 o.calls_per_sec(),
-                o.p50_us,
-                o.p99_us,
+                latency(o.p50_us),
+                latency(o.p99_us),
                 opt(o.mib_per_sec(), 1),
                 opt(o.client_msgs_per_write, 2),
-                o.server_cpu_us,
-                o.client_cpu_us,
+                cpu(o.server_cpu_us),
+                cpu(o.client_cpu_us),
             );
             for p in &peers {
                 let cell = find(outcomes, scenario, *p).map_or("–".into(), |peer| {
@@ -93,7 +102,10 @@ pub fn table(outcomes: &[Outcome], systems: &[System]) -> String {
     out.push_str(
         "\n`*`: counted from the kernel's data segments received by the clients \
          (`TCP_INFO`), since the library's server sockets cannot be wrapped; \
-         meaningful for small messages only (a 1 MiB write is many segments).\n",
+         meaningful for small messages only (a 1 MiB write is many segments).\n\
+         `stream`: one stream of `u64` counters read for the whole run; a \
+         \"call\" is one item (calls/s are items/s, CPU is per item, \
+         resp/write is items per server write).\n",
     );
     out
 }
@@ -171,6 +183,18 @@ pub fn targets(outcomes: &[Outcome]) -> String {
         "big rpc ÷ baseline (MiB/s)",
         tput("big", System::Rpc, System::Baseline),
         2.0,
+        true,
+    );
+    check(
+        "stream rpc ÷ jsonrpsee-ws",
+        tput("stream", System::Rpc, System::JsonrpseeWs),
+        3.0,
+        true,
+    );
+    check(
+        "stream rpc-ws ÷ jsonrpsee-ws",
+        tput("stream", System::RpcWs, System::JsonrpseeWs),
+        3.0,
         true,
     );
     let p50 = (|| Some(get("seq", System::Rpc)?.p50_us / get("seq", System::Baseline)?.p50_us))();

@@ -21,6 +21,10 @@ pub enum Call {
     Add,
     /// `echo(s)` of a string of this many bytes, checked byte for byte.
     Echo(usize),
+    /// One `count` stream (rpc-core's streams, jsonrpsee's subscriptions)
+    /// read for the whole run, every item checked to be the next counter;
+    /// a "call" is one item. Only for the systems with streams.
+    Stream,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +35,7 @@ pub struct Scenario {
     pub call: Call,
 }
 
-pub const SCENARIOS: [Scenario; 5] = [
+pub const SCENARIOS: [Scenario; 6] = [
     Scenario {
         name: "seq",
         conns: 1,
@@ -62,7 +66,20 @@ pub const SCENARIOS: [Scenario; 5] = [
         in_flight: 1,
         call: Call::Add,
     },
+    Scenario {
+        name: "stream",
+        conns: 1,
+        in_flight: 1,
+        call: Call::Stream,
+    },
 ];
+
+impl Scenario {
+    /// Whether `system` can run this scenario (`stream` needs streams).
+    pub fn runs_on(&self, system: System) -> bool {
+        !matches!(self.call, Call::Stream) || system.streams()
+    }
+}
 
 /// A call that has not answered this long after the end of the run counts
 /// as failed and ends its slot, so no scenario outlives its time by more.
@@ -106,7 +123,7 @@ impl Outcome {
     pub fn mib_per_sec(&self) -> Option<f64> {
         match self.scenario.call {
             Call::Echo(bytes) => Some(self.calls_per_sec() * bytes as f64 / (1 << 20) as f64),
-            Call::Add => None,
+            Call::Add | Call::Stream => None,
         }
     }
 
@@ -247,6 +264,9 @@ fn counters(conns: &[Connection], server: &RunningServer) -> Counters {
 #[derive(Default)]
 struct Slot {
     latencies_ns: Vec<u64>,
+    /// Stream items received in the measured window (no latency: items
+    /// are not requested one by one).
+    items: u64,
     errors: u64,
     first_error: Option<String>,
 }
@@ -280,6 +300,7 @@ async fn run_slot(
                     .then_some(())
                     .ok_or_else(|| "echo answered a different string".to_owned())
             }),
+            Call::Stream => Err("`stream` is not a call".to_owned()),
         };
         let took = t0.elapsed();
         match outcome {
@@ -293,6 +314,61 @@ async fn run_slot(
                 }
             }
         }
+    }
+}
+
+/// Items read between two looks at the clock: often enough that the
+/// window's edges are off by microseconds, rarely enough that the clock
+/// costs the client nothing measurable.
+const CLOCK_EVERY: u64 = 64;
+
+/// The `stream` scenario's reader: opens a `count` stream from a seed,
+/// reads it until `end`, checks that each item is the next counter (in
+/// order, none missing), and counts those that arrive from `measure_from`.
+/// Dropping the stream at the end unsubscribes.
+async fn read_stream(
+    slot: &mut Slot,
+    client: &systems::Client,
+    measure_from: Instant,
+    end: Instant,
+) {
+    const FROM: u64 = 1_000_000_007;
+    let mut stream = match client.count(FROM).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            slot.errors += 1;
+            slot.first_error = Some(format!("opening the stream: {e}"));
+            return;
+        }
+    };
+    let mut expected = FROM;
+    let (mut measuring, mut measured_from) = (false, FROM);
+    loop {
+        if (expected - FROM).is_multiple_of(CLOCK_EVERY) {
+            let now = Instant::now();
+            if now >= end {
+                break;
+            }
+            if !measuring && now >= measure_from {
+                measuring = true;
+                measured_from = expected;
+            }
+        }
+        let why = match stream.next().await {
+            Some(Ok(n)) if n == expected => {
+                expected += 1;
+                continue;
+            }
+            Some(Ok(n)) => format!("item {n} where {expected} was due"),
+            Some(Err(e)) => format!("after {} items: {e}", expected - FROM),
+            None => format!("the stream ended after {} items", expected - FROM),
+        };
+        slot.errors += 1;
+        slot.first_error = Some(why);
+        return;
+    }
+    if measuring {
+        slot.items = expected - measured_from;
     }
 }
 
@@ -326,13 +402,30 @@ async fn drive(
         Call::Echo(bytes) => (0..bytes)
             .map(|i| (b'a' + (i % 26) as u8) as char)
             .collect(),
-        Call::Add => String::new(),
+        Call::Add | Call::Stream => String::new(),
     });
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + secs;
     let mut slots = Vec::new();
+    if let Call::Stream = scenario.call {
+        let client = conns[0].client.clone();
+        slots.push(tokio::spawn(async move {
+            let mut slot = Slot::default();
+            let deadline = tokio::time::Instant::from_std(end + GRACE);
+            let read = read_stream(&mut slot, &client, measure_from, end);
+            if tokio::time::timeout_at(deadline, read).await.is_err() {
+                slot.errors += 1;
+                slot.first_error
+                    .get_or_insert_with(|| "the stream stalled".to_owned());
+            }
+            slot
+        }));
+    }
     for (c, conn) in conns.iter().enumerate() {
+        if let Call::Stream = scenario.call {
+            break;
+        }
         for s in 0..scenario.in_flight {
             let client = conn.client.clone();
             let payload = payload.clone();
@@ -365,9 +458,11 @@ async fn drive(
     let cpu_before = cpu::now();
     let mut latencies = Vec::new();
     let (mut errors, mut first_error) = (0, None);
+    let mut items = 0;
     for slot in slots {
         match slot.await {
             Ok(slot) => {
+                items += slot.items;
                 latencies.extend(slot.latencies_ns);
                 errors += slot.errors;
                 if first_error.is_none() {
@@ -384,7 +479,7 @@ async fn drive(
     let after = counters(&conns, server);
     drop(conns);
     latencies.sort_unstable();
-    let calls = latencies.len() as u64;
+    let calls = latencies.len() as u64 + items;
     let pct = |p: usize| {
         latencies
             .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))

@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use jsonrpsee::core::client::ClientT;
+use jsonrpsee::PendingSubscriptionSink;
+use jsonrpsee::core::client::{ClientT, Subscription, SubscriptionClientT};
+use jsonrpsee::core::{SubscriptionResult, to_json_raw_value};
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::rpc_params;
 use jsonrpsee::server::{ServerConfig, serve_with_graceful_shutdown, stop_channel};
@@ -25,6 +27,10 @@ use crate::counting::{CountingIo, WriteCounter};
 /// Bytes allowed in one request or response, both ways: room for `big`.
 const MAX_MESSAGE: u32 = 16 << 20;
 
+/// Items a subscription may hold unread on the client (default 1024); see
+/// [`connect_ws`].
+const SUBSCRIPTION_BUFFER: usize = 1 << 24;
+
 #[rpc(server)]
 pub trait Bench {
     /// `a + b`.
@@ -33,6 +39,10 @@ pub trait Bench {
     /// Returns `s` unchanged.
     #[method(name = "echo")]
     async fn echo(&self, s: String) -> Result<String, ErrorObjectOwned>;
+    /// `from, from + 1, …` without end, as fast as the sink takes them
+    /// (the `stream` scenario): jsonrpsee's subscriptions.
+    #[subscription(name = "subscribeCount" => "count", unsubscribe = "unsubscribeCount", item = u64)]
+    async fn count(&self, from: u64) -> SubscriptionResult;
 }
 
 struct BenchImpl;
@@ -46,10 +56,33 @@ impl BenchServer for BenchImpl {
     async fn echo(&self, s: String) -> Result<String, ErrorObjectOwned> {
         Ok(s)
     }
+
+    async fn count(&self, pending: PendingSubscriptionSink, from: u64) -> SubscriptionResult {
+        let sink = pending.accept().await?;
+        // `send` waits while the connection's buffer is full, and fails
+        // once the subscriber is gone: the same producer as rpc's.
+        for n in from.. {
+            if sink.send(to_json_raw_value(&n)?).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
 }
 
 pub type WsClient = Arc<jsonrpsee_ws_client::WsClient>;
 pub type HttpClient = jsonrpsee_http_client::HttpClient;
+
+/// The items of a `count` subscription, as the client receives them.
+pub type Counter = Subscription<u64>;
+
+/// Subscribes to `count` from `from`.
+pub async fn count(client: &jsonrpsee_ws_client::WsClient, from: u64) -> Result<Counter, String> {
+    client
+        .subscribe("subscribeCount", rpc_params![from], "unsubscribeCount")
+        .await
+        .map_err(|e| e.to_string())
+}
 
 pub async fn start_server() -> RunningServer {
     let listener = listen().await;
@@ -99,6 +132,12 @@ pub async fn connect_ws(addr: SocketAddr) -> Result<Connection, String> {
         .max_request_size(MAX_MESSAGE)
         .max_response_size(MAX_MESSAGE)
         .max_concurrent_requests(1024)
+        // Subscriptions have no flow control from reader to server: the
+        // client's task puts each item in a bounded queue and, when the
+        // reader falls behind, drops the item and closes the subscription.
+        // With the default 1024 the `stream` scenario fails within a
+        // second (a gap in the counters); this queue holds a whole run.
+        .max_buffer_capacity_per_subscription(SUBSCRIPTION_BUFFER)
         .build_with_stream(format!("ws://{addr}"), io)
         .await
         .map_err(|e| e.to_string())?;

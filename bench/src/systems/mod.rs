@@ -59,6 +59,12 @@ impl System {
         }
     }
 
+    /// Whether the system has server-to-client streams (the `stream`
+    /// scenario): rpc-core's streams, jsonrpsee's subscriptions.
+    pub fn streams(self) -> bool {
+        matches!(self, System::Rpc | System::RpcWs | System::JsonrpseeWs)
+    }
+
     pub fn parse(name: &str) -> Result<System, String> {
         System::ALL
             .into_iter()
@@ -155,6 +161,20 @@ impl Client {
         }
     }
 
+    /// Opens a `count` stream from `from`; `Err` for a system without
+    /// streams (see [`System::streams`]).
+    pub async fn count(&self, from: u64) -> Result<Counter, String> {
+        match self {
+            Client::Rpc(c) => c
+                .count(from)
+                .await
+                .map(Counter::Rpc)
+                .map_err(|e| e.to_string()),
+            Client::Ws(c) => jsonrpsee::count(c, from).await.map(Counter::Ws),
+            _ => Err("this system has no streams".into()),
+        }
+    }
+
     pub async fn echo(&self, s: String) -> Result<String, String> {
         match self {
             Client::Rpc(c) => c.echo(s).await.map_err(|e| e.to_string()),
@@ -162,6 +182,24 @@ impl Client {
             Client::Tarpc(c) => tarpc::echo(c, s).await,
             Client::Ws(c) => jsonrpsee::echo(&**c, s).await,
             Client::Http(c) => jsonrpsee::echo(c, s).await,
+        }
+    }
+}
+
+/// The client's end of a `count` stream: rpc-core's `RemoteStream` or a
+/// jsonrpsee `Subscription`.
+pub enum Counter {
+    Rpc(rpc::Counter),
+    Ws(jsonrpsee::Counter),
+}
+
+impl Counter {
+    /// The next item; `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<Result<u64, String>> {
+        use futures::StreamExt;
+        match self {
+            Counter::Rpc(s) => s.next().await.map(|i| i.map_err(|e| e.to_string())),
+            Counter::Ws(s) => s.next().await.map(|i| i.map_err(|e| e.to_string())),
         }
     }
 }

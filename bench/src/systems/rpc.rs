@@ -13,6 +13,9 @@ pub trait BenchService {
     async fn add(&self, a: i64, b: i64) -> i64;
     /// Returns `s` unchanged.
     async fn echo(&self, s: String) -> String;
+    /// `from, from + 1, …` without end, as fast as the caller's credit
+    /// allows (the `stream` scenario).
+    async fn count(&self, from: u64) -> rpc_core::Stream<u64>;
 }
 
 /// The implementation every `rpc` run serves (also `rpc-bench callgrind server`).
@@ -26,9 +29,16 @@ impl BenchService for Bench {
     async fn echo(&self, s: String) -> String {
         s
     }
+
+    async fn count(&self, from: u64) -> rpc_core::Stream<u64> {
+        rpc_core::Stream::new(futures::stream::iter(from..))
+    }
 }
 
 pub type Client = BenchServiceClient;
+
+/// The items of a `count` stream, as the client receives them.
+pub type Counter = rpc_core::RemoteStream<u64>;
 
 /// The server, with the library's defaults. Its sockets cannot be wrapped
 /// (the library accepts them itself), so its writes are counted from the

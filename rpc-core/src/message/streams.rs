@@ -42,6 +42,36 @@ pub(crate) fn write_item(buf: &mut BytesMut, stream: u64, value: &str) {
     buf.put_slice(b"}}");
 }
 
+/// The start of every `rpc.item` [`write_item`] writes.
+const ITEM_HEAD: &[u8] = br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":"#;
+
+/// Reads an `rpc.item` written byte for byte as [`write_item`] writes it
+/// (no whitespace, members in that order): its stream and its value.
+/// `None` for anything else, which then takes the general parser: this
+/// only spares a stream's items the full parse of their envelope (twice:
+/// the message, then its params), the bulk of a small item's cost.
+///
+/// The result is what the general parser would find: the value is checked
+/// to be exactly one JSON value, so the whole body is the message above
+/// and nothing else (a value such as `1},"id":{"a":1` is refused here and
+/// left to the general parser).
+pub(crate) fn parse_item(body: &[u8]) -> Option<(u64, &str)> {
+    let rest = body.strip_prefix(ITEM_HEAD)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    // JSON numbers have no leading zeros; a u64 has at most 20 digits.
+    if digits == 0 || digits > 20 || (digits > 1 && rest[0] == b'0') {
+        return None;
+    }
+    let stream: u64 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let value = rest[digits..]
+        .strip_prefix(br#","value":"#)?
+        .strip_suffix(b"}}")?;
+    let value = std::str::from_utf8(value).ok()?;
+    let raw: &serde_json::value::RawValue = serde_json::from_str(value).ok()?;
+    // No whitespace around the value: the general parser would leave it out.
+    (raw.get().len() == value.len()).then_some((stream, value))
+}
+
 /// `rpc.end` with `{"stream":N}`, or `{"stream":N,"error":{...}}`.
 pub(crate) fn write_end(buf: &mut BytesMut, stream: u64, error: Option<&ErrorObject>) {
     buf.put_slice(br#"{"jsonrpc":"2.0","method":"rpc.end","params":{"stream":"#);
@@ -71,4 +101,45 @@ pub(crate) fn write_unsubscribe(buf: &mut BytesMut, stream: u64) {
     buf.put_slice(br#"{"jsonrpc":"2.0","method":"rpc.unsubscribe","params":{"stream":"#);
     buf.put_slice(itoa::Buffer::new().format(stream).as_bytes());
     buf.put_slice(b"}}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(stream: u64, value: &str) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        write_item(&mut buf, stream, value);
+        buf.to_vec()
+    }
+
+    #[test]
+    fn parse_item_reads_what_write_item_writes() {
+        for (stream, value) in [
+            (1, "0"),
+            (7, "18446744073709551615"),
+            (u64::MAX, r#"{"a":[1,"}}"],"b":null}"#),
+            (12, r#""é\"}}""#),
+        ] {
+            assert_eq!(parse_item(&item(stream, value)), Some((stream, value)));
+        }
+    }
+
+    #[test]
+    fn parse_item_leaves_anything_else_to_the_parser() {
+        for body in [
+            br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":01,"value":1}}"#.as_slice(),
+            br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":1,"value":1},"id":{"a":1}}"#,
+            br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":1,"value": 1}}"#,
+            br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":1,"value":1 }}"#,
+            br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":1,"value":}}"#,
+            br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":,"value":1}}"#,
+            br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":1,"value":[1}}"#,
+            br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":1,"value":1}} "#,
+            br#"{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":99999999999999999999,"value":1}}"#,
+            br#"{"jsonrpc":"2.0","method":"rpc.end","params":{"stream":1}}"#,
+        ] {
+            assert_eq!(parse_item(body), None, "{}", String::from_utf8_lossy(body));
+        }
+    }
 }

@@ -159,6 +159,12 @@ impl Responder {
         if authenticated {
             self.peer.set_authenticated();
         }
+        // A stream's items, as this library's server writes them, skip the
+        // general parser (the same outcome, at a fraction of the cost).
+        if let Some((stream, value)) = message::streams::parse_item(&body) {
+            self.deliver_item(stream, sub_bytes(&body, value));
+            return;
+        }
         match message::parse_body(&body) {
             Incoming::Single(Err(rejected)) => {
                 let id = rejected.id.map(|id| keep_id(&body, id));
@@ -259,13 +265,17 @@ impl Responder {
             tracing::debug!("ignored an `rpc.item` without a stream and a value");
             return;
         };
-        let value = sub_bytes(body, item.value.get());
-        if self.session.calls.stream_item(item.stream, value).is_err() {
+        self.deliver_item(item.stream, sub_bytes(body, item.value.get()));
+    }
+
+    /// Hands item `value` (its encoded value) to stream `stream`.
+    fn deliver_item(&self, stream: u64, value: Bytes) {
+        if self.session.calls.stream_item(stream, value).is_err() {
             tracing::warn!(
-                stream = item.stream,
+                stream,
                 "the peer sent more than a stream's credit; unsubscribing"
             );
-            self.session.unsubscribe(item.stream);
+            self.session.unsubscribe(stream);
         }
     }
 
