@@ -36,8 +36,17 @@ pub async fn list(client: rpc_core::Client) -> Result<(), DemoError> {
             (None, false) => String::new(),
         };
         let summary = summary(method["description"].as_str().unwrap_or(""));
+        let aliases: Vec<&str> = method["x-aliases"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let aliases = if aliases.is_empty() {
+            String::new()
+        } else {
+            format!(" (also {})", aliases.join(", "))
+        };
         say!(
-            "{name}({}){result}{}{summary}",
+            "{name}({}){result}{aliases}{}{summary}",
             params.join(", "),
             if summary.is_empty() { "" } else { "  " }
         );

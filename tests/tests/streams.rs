@@ -379,6 +379,22 @@ async fn a_streaming_method_is_refused_in_a_batch_over_http_and_as_a_notificatio
         other => panic!("expected a refusal over HTTP, got {other:?}"),
     }
 
+    // Over REST, by GET or POST: the same advice.
+    for request in [
+        "GET /api/count/3 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".to_owned(),
+        "POST /api/count HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 3\r\nConnection: close\r\n\r\n[3]".to_owned(),
+    ] {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut http = common::connect(fx.addr()).await;
+        http.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        within("the REST answer", http.read_to_string(&mut answer))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("WebSocket"), "{answer}");
+    }
+
     // As a notification: nothing is opened, the connection goes on.
     send_json(
         &mut raw,

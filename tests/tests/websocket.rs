@@ -326,3 +326,29 @@ async fn a_sockets_session_knows_the_headers_of_its_upgrade() {
     drop(ws);
     fx.shutdown().await;
 }
+
+/// RFC 6455 §5.5.1: a close the client starts is answered with a close.
+#[tokio::test]
+async fn a_close_from_the_client_is_answered_with_a_close() {
+    let fx = TestServer::demo().await;
+    let mut ws = open(&fx, None).await.unwrap();
+    send(
+        &mut ws,
+        &json!({"jsonrpc":"2.0","method":"rpc.ping","id":1}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["result"], "pong");
+    within(
+        "the close to be sent",
+        ws.send(Message::Close(Some(
+            tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            },
+        ))),
+    )
+    .await
+    .unwrap();
+    assert_eq!(close_code(&mut ws).await, Some(CloseCode::Normal));
+    fx.shutdown().await;
+}

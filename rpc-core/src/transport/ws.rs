@@ -298,16 +298,31 @@ impl Drain for SocketDrain {
     }
 
     async fn close(&mut self, why: Closing) -> std::io::Result<()> {
-        // Send the close frame, with the code for why, and flush; do not
-        // wait for the peer's reply (the session has stopped reading, so it
-        // would never be seen). The JSON-RPC error that explains a limit
-        // went out just before, as a text message.
+        // A close the peer started was answered by tungstenite as it was
+        // read (RFC 6455 §5.5.1); the reply waits in its write buffer, and
+        // this flush sends it. Then no second close may follow.
+        match self.0.flush().await {
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                return Ok(());
+            }
+            Err(e) => return Err(io_error(e)),
+            Ok(()) => {}
+        }
+        // Otherwise this side closes: the close frame, with the code for
+        // why, flushed; not waiting for the peer's reply (the session has
+        // stopped reading, so it would never be seen). The JSON-RPC error
+        // that explains a limit went out just before, as a text message.
         let (code, reason) = close_code(why);
         let frame = Frame::Close(Some(CloseFrame {
             code,
             reason: reason.into(),
         }));
-        self.0.feed(frame).await.map_err(io_error)?;
+        match self.0.feed(frame).await {
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                return Ok(());
+            }
+            other => other.map_err(io_error)?,
+        }
         self.0.flush().await.map_err(io_error)
     }
 }

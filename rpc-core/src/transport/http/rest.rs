@@ -52,6 +52,17 @@ impl Post {
                 &crate::service::method_not_found(&method),
             );
         };
+        if info.streaming {
+            return rest_error(
+                StatusCode::BAD_REQUEST,
+                &ErrorObject::new(
+                    code::INVALID_REQUEST,
+                    format!(
+                        "`{method}` is a streaming method: REST has no channel for its items; call it over WebSocket (ws://HOST:PORT/ws) or framed TCP"
+                    ),
+                ),
+            );
+        }
         let params = if request.method() == Method::GET {
             if !info.read_only {
                 let mut response = rest_error(
