@@ -64,8 +64,11 @@ step "image rpc-demo (FROM scratch)"
 # A context of the binary alone: the target directory may be anywhere.
 stage=$(mktemp -d)
 cp "$binary" "$stage/rpc-demo"
-podman build -q -f Dockerfile --build-arg BINARY=rpc-demo -t rpc-demo "$stage" >/dev/null
-podman image prune -f >/dev/null # the build's nameless intermediate
+previous=$(podman image inspect -f '{{.Id}}' rpc-demo 2>/dev/null || true)
+# One layer, no cached intermediates; the image it replaces is removed.
+podman build -q --layers=false -f Dockerfile --build-arg BINARY=rpc-demo -t rpc-demo "$stage" >/dev/null
+[ -z "$previous" ] || [ "$previous" = "$(podman image inspect -f '{{.Id}}' rpc-demo)" ] ||
+  podman rmi "$previous" >/dev/null 2>&1 || true
 took
 
 step "compose up: binder, server1, server2, client"
