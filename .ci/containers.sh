@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The container check: builds rpc-demo's image (Dockerfile) and runs
 # compose.yaml with rootful podman: a binder, two servers and a client that
-# must print 5.0 and exit 0; then stops one server (SIGTERM: it must leave
-# the binder and stop gracefully, quickly) and runs the client again, which
-# must reach the other. Everything is built here: no image is pulled.
+# must print 5.0 and exit 0; then the course's hello in a client container
+# (`Olá, João!`); then stops one server (SIGTERM: it must leave the binder
+# and stop gracefully, quickly) and runs the client again, which must reach
+# the other. Everything is built here: no image is pulled.
 # Needs podman, runc and podman-compose (.ci/run installs them); tears the
 # containers and their network down however it ends.
 set -euo pipefail
@@ -99,6 +100,14 @@ echo "   printed $output, exit status 0"
 registered=$(podman exec "$(container binder)" /rpc-demo lookup Calculator --binder 127.0.0.1:7000)
 echo "$registered" | grep -q 'server1:7070' && echo "$registered" | grep -q 'server2:7070' ||
   fail "both servers should be registered: $registered"
+took
+
+step "the course's first RPC: hello, typed into a client container"
+network=$(podman inspect -f '{{range $name, $_ := .NetworkSettings.Networks}}{{$name}}{{end}}' "$client")
+output=$(echo João | timeout 60 podman run --rm -i --network "$network" rpc-demo hello --binder binder:7000 2>&1) ||
+  fail "hello failed: $output"
+[ "$output" = "Digite seu nome: Olá, João!" ] || fail "hello printed '$output'"
+echo "   $output"
 took
 
 step "podman stop server1 (SIGTERM to PID 1): graceful, then the client again"
