@@ -357,15 +357,15 @@ fn main() -> ExitCode {
             None => tour::run().await,
             Some(Command::Serve(args)) => serve(args).await,
             Some(Command::Calc(args)) => {
-                let discovering = args.binder.is_some();
+                let discovering = args.binder.is_some() || args.etcd.is_some();
                 let client = connect_to(&args, "Calculator").await?;
-                interactive::calc(&args.server, client, discovering).await
+                interactive::calc(&where_from(&args), client, discovering).await
             }
             Some(Command::Hello(args)) => {
                 interactive::hello(connect_to(&args, "Greeter").await?).await
             }
             Some(Command::Echo(args)) => {
-                interactive::echo(&args.server, connect_to(&args, "Echo").await?).await
+                interactive::echo(&where_from(&args), connect_to(&args, "Echo").await?).await
             }
             Some(Command::Binder(args)) => discovery::binder(&args.listen).await,
             Some(Command::Lookup(args)) => match &args.etcd {
@@ -425,6 +425,16 @@ fn main() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Where a client's server is, in words: its address, or the registry it
+/// is found through.
+fn where_from(args: &ClientArgs) -> String {
+    match (&args.binder, &args.etcd) {
+        (Some(binder), _) => format!("the servers the binder at {binder} knows"),
+        (None, Some(etcd)) => format!("the servers etcd at {etcd} knows"),
+        (None, None) => args.server.clone(),
     }
 }
 

@@ -259,7 +259,8 @@ fn list_and_call_speak_to_any_server_of_the_protocol() {
     assert_eq!(out.stdout.trim(), "20.0", "{}", out.stderr);
     let out = run(&["list", &format!("ws://{addr}/ws")], "");
     assert!(
-        out.stdout.contains("add(a: number, b: number) -> number (also soma)"),
+        out.stdout
+            .contains("add(a: number, b: number) -> number (also soma)"),
         "{}",
         out.stderr
     );
