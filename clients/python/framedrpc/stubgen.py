@@ -260,7 +260,7 @@ def generate(document: Dict[str, Any], url: Optional[str] = None, class_name: Op
 
 
 def main(argv: List[str]) -> int:
-    """``stubgen URL [--class NAME] [--token T] [--ca-file F]``: prints the module."""
+    """``stubgen URL [--class-name NAME] [--token T] [--ca-file F]``: prints the module."""
     import argparse
     import sys
 
@@ -268,7 +268,10 @@ def main(argv: List[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m framedrpc stubgen", description="Write a typed client module for a server.")
     parser.add_argument("url")
-    parser.add_argument("--class", dest="class_name")
+    parser.add_argument(
+        "--class-name", "--class", dest="class_name", metavar="NAME",
+        help="the generated class's name (default: the server's title in CamelCase plus Client)",
+    )
     parser.add_argument("--token")
     parser.add_argument("--ca-file")
     args = parser.parse_args(argv)

@@ -253,7 +253,8 @@ class Security(unittest.TestCase):
 
 class Limits(unittest.TestCase):
     def test_busy_too_many_connections_and_frame_too_large(self):
-        with DemoServer(extra=["--max-in-flight", "2", "--max-connections", "1", "--max-frame", "8192"]) as server:
+        with DemoServer(extra=["--max-in-flight", "2", "--max-connections", "1", "--max-frame", "32768"]) as server:
+            # 32 KiB: the rpc.discover document (about 10 KB) fits, an echo of 40 000 bytes does not.
             p = framedrpc.connect(server.url("tcp"), timeout=LIMIT)
             outcomes = []
             threads = [threading.Thread(target=lambda: outcomes.append(_outcome(lambda: p.sleep(500)))) for _ in range(3)]
@@ -266,7 +267,7 @@ class Limits(unittest.TestCase):
             with self.assertRaises(errors.TooManyConnections):
                 framedrpc.connect(server.url("tcp"), timeout=LIMIT)
             with self.assertRaises(errors.FrameTooLarge):
-                p.echo("x" * 9000)
+                p.echo("x" * 40000)
             p.close()
 
 

@@ -7,6 +7,9 @@ import tempfile
 import textwrap
 import unittest
 
+import framedrpc
+from framedrpc.stubgen import python_name
+
 from .support import LIMIT, DemoServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,10 +30,16 @@ class Stubgen(unittest.TestCase):
             self.fail("mypy is not installed: `.ci/run` installs it (python3 -m pip install mypy)")
         with DemoServer() as server, tempfile.TemporaryDirectory() as tmp:
             url = server.url("tcp")
-            gen = run([sys.executable, "-m", "framedrpc", "stubgen", url])
+            default = run([sys.executable, "-m", "framedrpc", "stubgen", url])
+            self.assertEqual(default.returncode, 0, default.stderr)
+            # The default name comes from the server's title, whatever services it lists.
+            with framedrpc.connect(url, timeout=LIMIT) as p:
+                title = p.call("rpc.discover")["info"]["title"]
+            self.assertIn(f"class {python_name(title, cls=True)}Client:", default.stdout)
+            gen = run([sys.executable, "-m", "framedrpc", "stubgen", url, "--class-name", "CalcClient"])
             self.assertEqual(gen.returncode, 0, gen.stderr)
             source = gen.stdout
-            for expected in ("class CalculatorGreeterEchoClient:", "def add(self, a: float, b: float) -> float:",
+            for expected in ("class CalcClient:", "def add(self, a: float, b: float) -> float:",
                              "def hello(self, name: str) -> str:", "def sleep(self, ms: int) -> int:",
                              'CalcError = Union[Literal["DivisionByZero"], ', "(TypedDict):", "Returns `a + b`."):
                 self.assertIn(expected, source)
@@ -40,9 +49,9 @@ class Stubgen(unittest.TestCase):
                 f.write(textwrap.dedent('''\
                     import sys
                     import framedrpc
-                    from calc_client import CalcError, CalculatorGreeterEchoClient
+                    from calc_client import CalcError, CalcClient
 
-                    with CalculatorGreeterEchoClient(sys.argv[1]) as calc:
+                    with CalcClient(sys.argv[1]) as calc:
                         total: float = calc.add(2, 3)
                         greeting: str = calc.hello("Zé")
                         try:
@@ -52,8 +61,8 @@ class Stubgen(unittest.TestCase):
                             print(total, greeting, error)
                     '''))
             with open(os.path.join(tmp, "misuse.py"), "w") as f:
-                f.write("from calc_client import CalculatorGreeterEchoClient\n"
-                        "x: str = CalculatorGreeterEchoClient('tcp://h:1').add('2', 3)\n")
+                f.write("from calc_client import CalcClient\n"
+                        "x: str = CalcClient('tcp://h:1').add('2', 3)\n")
             checked = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "calc_client.py", "use_calc.py"], cwd=tmp)
             self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
             # mypy is really checking: a wrong use is refused.
