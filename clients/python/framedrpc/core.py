@@ -32,7 +32,7 @@ import itertools
 import json
 import keyword
 import struct
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .errors import (
     ProtocolError,
@@ -666,7 +666,10 @@ class MethodSpec:
                 )
             )
         result_schema = self.result.get("schema") if isinstance(self.result, dict) else None
-        return inspect.Signature(parameters, return_annotation=schema_annotation(result_schema))
+        returns = schema_annotation(result_schema)
+        if self.raw.get("x-stream") is True:
+            returns = Iterator[returns]  # type: ignore[valid-type]  # a Stream of items
+        return inspect.Signature(parameters, return_annotation=returns)
 
     def _doc(self, document: Optional[Dict[str, Any]]) -> str:
         lines = []

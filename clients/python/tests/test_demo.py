@@ -303,6 +303,26 @@ class Draining(unittest.TestCase):
             server.__exit__()
 
 
+class DrainingStreams(unittest.TestCase):
+    def test_a_graceful_shutdown_ends_open_streams_with_shutting_down(self):
+        import signal
+
+        server = DemoServer()
+        try:
+            p = framedrpc.connect(server.url("tcp"), timeout=LIMIT)
+            posts = p.stream("live.watch", idle_timeout=LIMIT)
+            self.assertEqual(p.live.publish("antes"), 1)
+            server.process.send_signal(signal.SIGINT)
+            self.assertEqual(next(posts)["text"], "antes")
+            with self.assertRaises(errors.ShuttingDown):
+                next(posts)
+            self.assertTrue(posts.closed)
+            p.close()
+            self.assertEqual(server.process.wait(LIMIT), 0)
+        finally:
+            server.__exit__()
+
+
 def _outcome(f):
     try:
         return f()
@@ -415,6 +435,9 @@ class Streams(unittest.TestCase):
         self.assertEqual(_wait_until(lambda: self.q.live.publish("after") == 0), True)
 
     def test_chat_join_and_send_round_trip(self):
+        import inspect
+
+        self.assertEqual(str(inspect.signature(self.p.chat.join)), "(room: str, nick: str) -> Iterator[Any]")
         with self.p.chat.join("sala", "ana") as events:
             self.assertEqual(next(events)["kind"], "joined")
             self.assertIsNone(self.q.chat.send("sala", "ana", "olá ☃"))
