@@ -144,25 +144,20 @@ class Stream(Generic[T]):
     def __next__(self) -> T:
         buffer = self._buffer
         with buffer.condition:
+            ready = buffer.condition.wait_for(
+                lambda: bool(self._closed or buffer.items or buffer.ended), self.idle_timeout
+            )
             if self._closed:
                 raise StopIteration
-            if not buffer.items and not buffer.ended:
-                timeout = self.idle_timeout
-                if not buffer.condition.wait_for(lambda: buffer.items or buffer.ended, timeout):
-                    idle = True
-                else:
-                    idle = False
-            else:
-                idle = False
-            if not idle and buffer.items:
+            if buffer.items:
                 value, size = buffer.items.popleft()
-            elif not idle:
-                error, buffer.end = buffer.end, None
+            elif ready:  # the end
                 self._closed = True
+                error, buffer.end = buffer.end, None
                 if error is not None:
                     raise fresh(error)
                 raise StopIteration
-        if idle:
+        if not ready:
             self.close()
             raise DeadlineExceeded(
                 -32002, f"no item of the stream `{self.method}` within {self.idle_timeout} s (idle timeout)", local=True
@@ -174,12 +169,14 @@ class Stream(Generic[T]):
 
     def close(self) -> None:
         """Ends the stream here and on the server (``rpc.unsubscribe``),
-        unless it has ended; items not yet read are dropped. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        unless it has ended; items not yet read are dropped, and a thread
+        waiting in ``next()`` stops. Idempotent."""
         with self._buffer.condition:
+            if self._closed:
+                return
+            self._closed = True
             self._buffer.items.clear()
+            self._buffer.condition.notify_all()
         body = self._conn.session.unsubscribe(self.id)
         if body is not None:
             self._conn.send_quietly(body)

@@ -471,6 +471,17 @@ class Streams(unittest.TestCase):
         stream.close()  # idempotent
         self.assertEqual(list(stream), [])
         self.assertEqual(_wait_until(lambda: self.q.chat.who("saida") == []), True)
+        # close() from another thread stops a thread waiting for an item.
+        stream = self.p.chat.join("saida", "davi")
+        self.assertEqual(next(stream)["kind"], "joined")
+        waited = []
+        reader = threading.Thread(target=lambda: waited.append(list(stream)))
+        reader.start()
+        threading.Event().wait(0.1)
+        stream.close()
+        reader.join(LIMIT)
+        self.assertEqual(waited, [[]])
+        self.assertEqual(_wait_until(lambda: self.q.chat.who("saida") == []), True)
         self.assertEqual(self.p.client._conn.session.open_streams, 0)
         self.assertEqual(self.p.add(1, 2), 3)  # the connection is still good
 
