@@ -91,6 +91,13 @@ class AsyncStream(Generic[T]):
         buffer = self._buffer
         if self._closed:
             raise StopAsyncIteration
+        if not buffer.items and not buffer.ended:
+            credit = self._conn.session.starved(self.id)  # see StreamCredit.starved
+            if credit is not None:
+                try:
+                    self._conn.send(credit)
+                except OSError:
+                    pass
         while not buffer.items and not buffer.ended:
             buffer.wakeup.clear()
             try:

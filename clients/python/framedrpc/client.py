@@ -107,8 +107,8 @@ class Stream(Generic[T]):
       with ``kind``, :class:`ShuttingDown`, ...); a lost connection raises
       a ``ConnectionError``.
     - Reading an item grants its bytes back to the server (``rpc.credit``,
-      each time what was read reaches half the window), which then sends
-      more: the server never has more than the window outstanding, so the
+      each time what was read reaches half the window, and when the items
+      received run out), which then sends more: the server never has more than the window outstanding, so the
       items buffered here are bounded by it. A server that exceeds it
       breaks the protocol: the stream raises :class:`ProtocolError` and is
       unsubscribed.
@@ -143,6 +143,12 @@ class Stream(Generic[T]):
 
     def __next__(self) -> T:
         buffer = self._buffer
+        with buffer.condition:
+            starved = not (self._closed or buffer.items or buffer.ended)
+        if starved:  # grant what was read before waiting (see StreamCredit.starved)
+            credit = self._conn.session.starved(self.id)
+            if credit is not None:
+                self._conn.send_quietly(credit)
         with buffer.condition:
             ready = buffer.condition.wait_for(
                 lambda: bool(self._closed or buffer.items or buffer.ended), self.idle_timeout

@@ -213,6 +213,19 @@ class StreamCredit:
             return grant
         return 0
 
+    def starved(self) -> int:
+        """The application has read every item received and waits for
+        more: the bytes to grant now (what was read and not yet granted).
+
+        Granting only at half the window can stall: after a small item the
+        server's allowance may be short of a larger next one (it waits
+        for ``min(item, window)`` bytes) while what was read is short of
+        half the window. Granting the rest when out of items makes the
+        whole window available again, so the next item always fits."""
+        grant, self.unacknowledged = self.unacknowledged, 0
+        self.granted += grant
+        return grant
+
 
 class _OpenStream:
     __slots__ = ("sink", "credit", "id")
@@ -322,6 +335,19 @@ class Session:
         if stream is None:
             return None
         grant = stream.credit.read(size)
+        if not grant:
+            return None
+        return _dumps({"jsonrpc": "2.0", "method": "rpc.credit", "params": {"stream": stream_id, "bytes": grant}})
+
+    def starved(self, stream_id: Any) -> Optional[bytes]:
+        """The application has read every item of the stream received so
+        far and waits for more: the ``rpc.credit`` body to send first (what
+        was read and not yet granted; see :meth:`StreamCredit.starved`), or
+        ``None``."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return None
+        grant = stream.credit.starved()
         if not grant:
             return None
         return _dumps({"jsonrpc": "2.0", "method": "rpc.credit", "params": {"stream": stream_id, "bytes": grant}})

@@ -254,6 +254,14 @@ class Streams(unittest.TestCase):
         self.assertIsNone(session.unsubscribe(1))  # ended: nothing to unsubscribe
         self.assertEqual(session.open_streams, 0)
 
+    def test_running_out_of_items_grants_what_was_read(self):
+        session, _, sink, request_id = self.open(credit=150)
+        session.receive(b'{"jsonrpc":"2.0","result":{"stream":1},"id":%d}' % request_id)
+        session.receive(_item(1, b'"' + b"a" * 54 + b'"'))
+        self.assertIsNone(session.consumed(1, 56))  # under half the window
+        self.assertEqual(session.starved(1), b'{"jsonrpc":"2.0","method":"rpc.credit","params":{"stream":1,"bytes":56}}')
+        self.assertIsNone(session.starved(1))  # nothing more to grant
+
     def test_item_sizes_are_measured_in_the_frame(self):
         session, _, sink, request_id = self.open()
         session.receive(b'{"jsonrpc":"2.0","result":{"stream":3},"id":%d}' % request_id)
