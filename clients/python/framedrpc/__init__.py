@@ -8,12 +8,14 @@ Quick start::
     print(calc.add(a=2, b=3))      # 5.0, by name
 
 ``connect`` takes ``tcp://``, ``tls://``, ``http://`` and ``https://`` URLs;
-``aconnect`` is the asyncio variant. Errors are the classes of
+``aconnect`` is the asyncio variant. A streaming method returns a
+:class:`Stream` to iterate (``for event in proxy.live.watch(): ...``; an
+:class:`AsyncStream` with ``async for`` in asyncio). Errors are the classes of
 :mod:`framedrpc.errors`. ``python -m framedrpc stubgen URL`` writes a typed
 client module.
 """
 
-from .client import Batch, Client, PendingCall, Proxy, connect
+from .client import Batch, Client, PendingCall, Proxy, Stream, connect
 from .core import DEFAULT_MAX_FRAME
 from .errors import (
     ApplicationError,
@@ -43,6 +45,8 @@ __all__ = [
     "Proxy",
     "Batch",
     "PendingCall",
+    "Stream",
+    "AsyncStream",
     "DEFAULT_MAX_FRAME",
     "RpcError",
     "ParseError",
@@ -64,7 +68,7 @@ __all__ = [
 
 
 def __getattr__(name):  # the asyncio client is imported only when used
-    if name in ("aconnect", "AsyncClient", "AsyncProxy", "AsyncBatch"):
+    if name in ("aconnect", "AsyncClient", "AsyncProxy", "AsyncBatch", "AsyncStream"):
         from . import aio
 
         return getattr(aio, name)

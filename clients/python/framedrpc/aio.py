@@ -9,17 +9,20 @@ is a POST run in a worker thread (cancelling it cannot stop the server).
 """
 
 import asyncio
+import collections
 import math
 import time
-from typing import Any, List, Optional
+from typing import Any, Deque, Generic, List, Optional, Tuple, TypeVar
 
-from .client import DEFAULT_TIMEOUT, _UNSET, Client
-from .core import DEFAULT_MAX_FRAME, Catalog, FrameDecoder, Session, encode_frame
+from .client import DEFAULT_TIMEOUT, _UNSET, Client, streaming_methods
+from .core import DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Catalog, FrameDecoder, Session, encode_frame
 from .errors import DeadlineExceeded, MethodNotFound, ProtocolError
 from .proxy import Namespace, tree_of
 from .transport import Address, fresh, tls_context
 
-__all__ = ["aconnect", "AsyncClient", "AsyncProxy"]
+__all__ = ["aconnect", "AsyncClient", "AsyncProxy", "AsyncStream"]
+
+T = TypeVar("T")
 
 
 class _Waiter:
@@ -36,6 +39,130 @@ class _Waiter:
     def reject(self, error: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(error)
+
+
+class _StreamBuffer:
+    """A stream's sink for the reading task (same event loop)."""
+
+    __slots__ = ("items", "end", "ended", "wakeup")
+
+    def __init__(self) -> None:
+        self.items: Deque[Tuple[Any, int]] = collections.deque()
+        self.end: Optional[BaseException] = None
+        self.ended = False
+        self.wakeup = asyncio.Event()
+
+    def on_item(self, value: Any, size: int) -> None:
+        self.items.append((value, size))
+        self.wakeup.set()
+
+    def on_end(self, error: Optional[BaseException]) -> None:
+        if not self.ended:
+            self.ended = True
+            self.end = error
+        self.wakeup.set()
+
+
+class AsyncStream(Generic[T]):
+    """The asyncio :class:`framedrpc.Stream`: ``async for event in await
+    aproxy.live.watch(): ...``, or ``async with await aproxy.live.watch()
+    as events:``. The same semantics: items in order, credit granted as
+    they are read, an error end raised, a lost connection a
+    ``ConnectionError``; :meth:`aclose` (or ``close``, leaving the
+    ``async with`` block, or dropping the stream after a ``break``) sends
+    ``rpc.unsubscribe``; ``idle_timeout`` raises :class:`DeadlineExceeded`."""
+
+    def __init__(
+        self, conn: "_Connection", method: str, stream_id: int, buffer: _StreamBuffer,
+        window: int, idle_timeout: Optional[float] = None,
+    ) -> None:
+        self.method = method
+        self.id = stream_id
+        self.window = window
+        self.idle_timeout = idle_timeout
+        self._conn = conn
+        self._buffer = buffer
+        self._closed = False
+
+    def __aiter__(self) -> "AsyncStream[T]":
+        return self
+
+    async def __anext__(self) -> T:
+        buffer = self._buffer
+        if self._closed:
+            raise StopAsyncIteration
+        if not buffer.items and not buffer.ended:
+            credit = self._conn.session.starved(self.id)  # see StreamCredit.starved
+            if credit is not None:
+                try:
+                    self._conn.send(credit)
+                except OSError:
+                    pass
+        while not buffer.items and not buffer.ended:
+            buffer.wakeup.clear()
+            try:
+                await asyncio.wait_for(buffer.wakeup.wait(), self.idle_timeout)
+            except asyncio.TimeoutError:
+                self.close()
+                raise DeadlineExceeded(
+                    -32002, f"no item of the stream `{self.method}` within {self.idle_timeout} s (idle timeout)",
+                    local=True,
+                ) from None
+            if self._closed:
+                raise StopAsyncIteration
+        if buffer.items:
+            value, size = buffer.items.popleft()
+            credit = self._conn.session.consumed(self.id, size)
+            if credit is not None:
+                try:
+                    self._conn.send(credit)
+                except OSError:
+                    pass
+            return value  # type: ignore[no-any-return]
+        self._closed = True
+        error, buffer.end = buffer.end, None
+        if error is not None:
+            raise fresh(error)
+        raise StopAsyncIteration
+
+    def close(self) -> None:
+        """Ends the stream here and on the server (``rpc.unsubscribe``),
+        unless it has ended. Idempotent; needs no ``await``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer.items.clear()
+        self._buffer.wakeup.set()
+        body = self._conn.session.unsubscribe(self.id)
+        if body is not None:
+            try:
+                self._conn.send(body)
+            except (OSError, RuntimeError):  # RuntimeError: the event loop is closed
+                pass
+
+    async def aclose(self) -> None:
+        """:meth:`close`, awaitable (as async generators have it)."""
+        self.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream has ended, failed or been closed."""
+        return self._closed
+
+    async def __aenter__(self) -> "AsyncStream[T]":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"<AsyncStream {self.method} id={self.id}{' closed' if self._closed else ''}>"
 
 
 def _budget_ms(deadline: Optional[float]) -> Optional[int]:
@@ -186,6 +313,50 @@ class AsyncClient:
                 self._cancel(conn, request_id)
             raise
 
+    async def stream(
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        credit: Optional[int] = None,
+        timeout: Any = _UNSET,
+        idle_timeout: Optional[float] = None,
+    ) -> "AsyncStream[Any]":
+        """As :meth:`framedrpc.Client.stream`: opens a stream and returns
+        an :class:`AsyncStream` (``async for``). Cancelling the task while
+        the stream opens sends ``rpc.cancel``."""
+        if self._sync is not None:
+            raise ValueError(f"streams need a framed connection (tcp:// or tls://), not {self.address.scheme}://")
+        timeout = self.timeout if timeout is _UNSET else timeout
+        conn = await self._connection()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = _Waiter(asyncio.get_running_loop())
+        buffer = _StreamBuffer()
+        request_id, body = conn.session.stream_request(method, params, waiter, buffer, _budget_ms(deadline), credit)
+        try:
+            conn.send(body)
+        except OSError:
+            conn.session.forget(request_id)
+            raise
+        try:
+            stream_id = await asyncio.wait_for(asyncio.shield(waiter.future), timeout)
+        except asyncio.TimeoutError:
+            if conn.session.forget(request_id):
+                self._cancel(conn, request_id)
+            raise DeadlineExceeded(
+                -32002, f"deadline exceeded: no answer to `{method}` within {timeout} s (client timeout)", local=True
+            ) from None
+        except asyncio.CancelledError:
+            if conn.session.forget(request_id):
+                self._cancel(conn, request_id)
+            elif waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
+                # Opened just as we were cancelled: nobody will read it.
+                unsubscribe = conn.session.unsubscribe(waiter.future.result())
+                if unsubscribe is not None:
+                    conn.send(unsubscribe)
+            raise
+        return AsyncStream(conn, method, stream_id, buffer, DEFAULT_WINDOW if credit is None else credit, idle_timeout)
+
     @staticmethod
     def _cancel(conn: _Connection, request_id: Any) -> None:
         try:
@@ -264,8 +435,11 @@ class AsyncBatch(Namespace):
 
     def __init__(self, client: AsyncClient, catalog: Optional[Catalog], timeout: Any) -> None:
         entries: List[AsyncPendingCall] = []
+        streaming = streaming_methods(catalog)
 
         def invoke(method: str, params: Any) -> AsyncPendingCall:
+            if method in streaming:
+                raise TypeError(f"`{method}` is a streaming method: call it on its own, not in a batch")
             call = AsyncPendingCall(method, params)
             entries.append(call)
             return call
@@ -290,7 +464,11 @@ class AsyncProxy(Namespace):
     coroutine: ``await aproxy.add(2, 3)``."""
 
     def __init__(self, client: AsyncClient, catalog: Optional[Catalog], timeout: Any = _UNSET) -> None:
+        streaming = streaming_methods(catalog)
+
         def invoke(method: str, params: Any) -> Any:
+            if method in streaming:
+                return client.stream(method, params, timeout=timeout)
             return client.call(method, params, timeout=timeout)
 
         super().__init__(tree_of(catalog), invoke)
@@ -301,6 +479,17 @@ class AsyncProxy(Namespace):
         if timeout is _UNSET:
             timeout = self.__dict__["_timeout"]
         return await self.__dict__["client"].call(method, params, timeout=timeout, on_notification=on_notification)
+
+    async def stream(
+        self, method: str, params: Any = None, *, credit: Optional[int] = None, timeout: Any = _UNSET,
+        idle_timeout: Optional[float] = None,
+    ) -> AsyncStream[Any]:
+        """Opens a stream by wire name, unchecked, with options; see :meth:`AsyncClient.stream`."""
+        if timeout is _UNSET:
+            timeout = self.__dict__["_timeout"]
+        return await self.__dict__["client"].stream(
+            method, params, credit=credit, timeout=timeout, idle_timeout=idle_timeout
+        )
 
     async def notify(self, method: str, params: Any = None) -> None:
         """Sends a notification."""

@@ -6,18 +6,21 @@ by a reader thread; over ``http://`` and ``https://`` each call is a POST on
 a pooled keep-alive connection.
 """
 
+import collections
 import math
 import socket
 import threading
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Deque, Generic, Iterator, List, Optional, Tuple, TypeVar
 
-from .core import DEFAULT_MAX_FRAME, Catalog
+from .core import DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Catalog
 from .errors import DeadlineExceeded, MethodNotFound
 from .proxy import Namespace, tree_of
 from .transport import Address, FramedConnection, HttpTransport, fresh, tls_context
 
-__all__ = ["connect", "Client", "Proxy", "Batch", "PendingCall"]
+__all__ = ["connect", "Client", "Proxy", "Batch", "PendingCall", "Stream"]
+
+T = TypeVar("T")
 
 #: The default timeout of a call, in seconds (as the Rust client's).
 DEFAULT_TIMEOUT = 30.0
@@ -66,6 +69,143 @@ class _Waiter:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+class _StreamBuffer:
+    """A stream's sink for the reader thread: the items received and not
+    yet read, and the end. Holds no reference to the :class:`Stream`, so
+    dropping the stream (a ``break``) lets it be collected and
+    unsubscribed."""
+
+    __slots__ = ("condition", "items", "end", "ended")
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition(threading.Lock())
+        self.items: Deque[Tuple[Any, int]] = collections.deque()
+        self.end: Optional[BaseException] = None
+        self.ended = False
+
+    def on_item(self, value: Any, size: int) -> None:
+        with self.condition:
+            self.items.append((value, size))
+            self.condition.notify()
+
+    def on_end(self, error: Optional[BaseException]) -> None:
+        with self.condition:
+            if not self.ended:
+                self.ended = True
+                self.end = error
+            self.condition.notify()
+
+
+class Stream(Generic[T]):
+    """The items of a streaming method (``PROTOCOL.md``, "Streams"), as an
+    iterator: ``for event in proxy.chat.join("sala", "ana"): ...``.
+
+    - Items come in order. Iteration stops when the server ends the
+      stream; an end with an error raises it (:class:`ApplicationError`
+      with ``kind``, :class:`ShuttingDown`, ...); a lost connection raises
+      a ``ConnectionError``.
+    - Reading an item grants its bytes back to the server (``rpc.credit``,
+      each time what was read reaches half the window, and when the items
+      received run out), which then sends more: the server never has more than the window outstanding, so the
+      items buffered here are bounded by it. A server that exceeds it
+      breaks the protocol: the stream raises :class:`ProtocolError` and is
+      unsubscribed.
+    - :meth:`close` (or leaving a ``with`` block, or dropping the stream,
+      as a ``break`` out of ``for ... in proxy.live.watch()`` does) ends it
+      on the server (``rpc.unsubscribe``). Prefer ``with`` or
+      :meth:`close` when the stream is kept in a variable.
+    - ``idle_timeout``: seconds to wait for the next item or the end;
+      then :class:`DeadlineExceeded` (a ``TimeoutError``) and the stream is
+      closed. Default: no limit.
+
+    Attributes:
+        method (str): the streaming method.
+        id (int): the stream's id on its connection, as the server named it.
+        window (int): the credit window in bytes.
+    """
+
+    def __init__(
+        self, conn: FramedConnection, method: str, stream_id: int, buffer: _StreamBuffer,
+        window: int, idle_timeout: Optional[float] = None,
+    ) -> None:
+        self.method = method
+        self.id = stream_id
+        self.window = window
+        self.idle_timeout = idle_timeout
+        self._conn = conn
+        self._buffer = buffer
+        self._closed = False
+
+    def __iter__(self) -> "Stream[T]":
+        return self
+
+    def __next__(self) -> T:
+        buffer = self._buffer
+        with buffer.condition:
+            starved = not (self._closed or buffer.items or buffer.ended)
+        if starved:  # grant what was read before waiting (see StreamCredit.starved)
+            credit = self._conn.session.starved(self.id)
+            if credit is not None:
+                self._conn.send_quietly(credit)
+        with buffer.condition:
+            ready = buffer.condition.wait_for(
+                lambda: bool(self._closed or buffer.items or buffer.ended), self.idle_timeout
+            )
+            if self._closed:
+                raise StopIteration
+            if buffer.items:
+                value, size = buffer.items.popleft()
+            elif ready:  # the end
+                self._closed = True
+                error, buffer.end = buffer.end, None
+                if error is not None:
+                    raise fresh(error)
+                raise StopIteration
+        if not ready:
+            self.close()
+            raise DeadlineExceeded(
+                -32002, f"no item of the stream `{self.method}` within {self.idle_timeout} s (idle timeout)", local=True
+            )
+        credit = self._conn.session.consumed(self.id, size)
+        if credit is not None:
+            self._conn.send_quietly(credit)
+        return value  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Ends the stream here and on the server (``rpc.unsubscribe``),
+        unless it has ended; items not yet read are dropped, and a thread
+        waiting in ``next()`` stops. Idempotent."""
+        with self._buffer.condition:
+            if self._closed:
+                return
+            self._closed = True
+            self._buffer.items.clear()
+            self._buffer.condition.notify_all()
+        body = self._conn.session.unsubscribe(self.id)
+        if body is not None:
+            self._conn.send_quietly(body)
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream has ended, failed or been closed."""
+        return self._closed
+
+    def __enter__(self) -> "Stream[T]":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.method} id={self.id}{' closed' if self._closed else ''}>"
 
 
 def _budget_ms(deadline: Optional[float]) -> Optional[int]:
@@ -222,6 +362,52 @@ class Client:
             waiter.wait(None)
         return waiter.outcome()
 
+    def stream(
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        credit: Optional[int] = None,
+        timeout: Any = _UNSET,
+        idle_timeout: Optional[float] = None,
+    ) -> "Stream[Any]":
+        """Opens a stream of the streaming method ``method`` (params as for
+        :meth:`call`) and returns it: iterate it for the items (see
+        :class:`Stream`). Needs no discovery.
+
+        Args:
+            credit: the window in bytes (default: the server's, 256 KiB).
+            timeout: seconds the opening may take (default: the client's).
+            idle_timeout: seconds each item may take (default: no limit).
+
+        Raises what :meth:`call` raises if the method refuses (its
+        :class:`ApplicationError`, :class:`InvalidParams`, ...);
+        ``ValueError`` over ``http://`` (no channel for items: use
+        ``tcp://`` or ``tls://``).
+        """
+        if self._closed:
+            raise ConnectionAbortedError("this client was closed")
+        if self._http is not None:
+            raise ValueError(f"streams need a framed connection (tcp:// or tls://), not {self.address.scheme}://")
+        timeout = self._timeout(timeout)
+        conn = self._connection()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        waiter = _Waiter()
+        buffer = _StreamBuffer()
+        request_id, body = conn.session.stream_request(method, params, waiter, buffer, _budget_ms(deadline), credit)
+        try:
+            conn.send(body)
+        except OSError:
+            conn.session.forget(request_id)
+            raise
+        if not waiter.wait(None if deadline is None else deadline - time.monotonic()):
+            if conn.session.forget(request_id):
+                conn.send_quietly(conn.session.cancel(request_id))
+                raise _local_timeout(method, timeout)
+            waiter.wait(None)
+        stream_id = waiter.outcome()
+        return Stream(conn, method, stream_id, buffer, DEFAULT_WINDOW if credit is None else credit, idle_timeout)
+
     def _http_call(self, method: str, params: Any, timeout: Optional[float]) -> Any:
         from .core import Session
 
@@ -362,9 +548,13 @@ class Batch(Namespace):
     def __init__(self, client: Client, catalog: Optional[Catalog], timeout: Any) -> None:
         entries: List[PendingCall] = []
 
+        streaming = streaming_methods(catalog)
+
         def invoke(method: str, params: Any) -> PendingCall:
             if self.__dict__["_sent"]:
                 raise RuntimeError("this batch has already been sent")
+            if method in streaming:
+                raise TypeError(f"`{method}` is a streaming method: call it on its own, not in a batch")
             call = PendingCall(method, params)
             entries.append(call)
             return call
@@ -423,7 +613,11 @@ class Proxy(Namespace):
     """
 
     def __init__(self, client: Client, catalog: Optional[Catalog], timeout: Any = _UNSET) -> None:
+        streaming = streaming_methods(catalog)
+
         def invoke(method: str, params: Any) -> Any:
+            if method in streaming:
+                return client.stream(method, params, timeout=timeout)
             return client.call(method, params, timeout=timeout)
 
         super().__init__(tree_of(catalog), invoke)
@@ -436,6 +630,16 @@ class Proxy(Namespace):
         if timeout is _UNSET:
             timeout = self.__dict__["_timeout"]
         return self.__dict__["client"].call(method, params, timeout=timeout, on_notification=on_notification)
+
+    def stream(
+        self, method: str, params: Any = None, *, credit: Optional[int] = None, timeout: Any = _UNSET,
+        idle_timeout: Optional[float] = None,
+    ) -> Stream[Any]:
+        """Opens a stream by the method's wire name, unchecked, with options
+        (``credit``, ``idle_timeout``); see :meth:`Client.stream`."""
+        if timeout is _UNSET:
+            timeout = self.__dict__["_timeout"]
+        return self.__dict__["client"].stream(method, params, credit=credit, timeout=timeout, idle_timeout=idle_timeout)
 
     def notify(self, method: str, params: Any = None) -> None:
         """Sends a notification (no answer, not even an error)."""
@@ -461,6 +665,14 @@ class Proxy(Namespace):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def streaming_methods(catalog: Optional[Catalog]) -> "frozenset[str]":
+    """The wire names of the streaming methods (``"x-stream": true``) of
+    ``catalog``, aliases included."""
+    if catalog is None:
+        return frozenset()
+    return frozenset(name for name, spec in catalog.methods.items() if spec.stream)
 
 
 def discover(client: Client) -> Optional[Catalog]:

@@ -18,11 +18,13 @@ A waiting call is represented by any object with ``resolve(value)``,
 ``None``); the I/O layers supply their own (a lock for threads, a future for
 asyncio).
 
-Streams: a streaming method (results sent as notifications during a call)
-fits here without a change to the wire code: the server's notifications
-carrying ``in_reply_to`` are already routed to the waiting call's
-``on_notification``; a streaming call is a call whose ``on_notification``
-feeds an iterator.
+Streams (``PROTOCOL.md``, "Streams"): :meth:`Session.stream_request`
+opens one with a *sink* (any object with ``on_item(value, size)`` and
+``on_end(error_or_None)``); the stream id is registered the moment the
+opening response is read, before the next frame, so items that follow at
+once are not lost. :class:`StreamCredit` keeps the byte accounting of the
+credit window; the I/O layers call :meth:`Session.consumed` as the
+application reads an item and send the ``rpc.credit`` body it returns.
 """
 
 import inspect
@@ -30,7 +32,7 @@ import itertools
 import json
 import keyword
 import struct
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .errors import (
     ProtocolError,
@@ -47,8 +49,13 @@ __all__ = [
     "Session",
     "MethodSpec",
     "Catalog",
+    "StreamCredit",
+    "DEFAULT_WINDOW",
     "schema_annotation",
 ]
+
+#: A stream's window when the opening request names none (256 KiB).
+DEFAULT_WINDOW = 262144
 
 #: The default maximum frame body, in bytes (16 MiB), as on the server.
 DEFAULT_MAX_FRAME = 16 * 1024 * 1024
@@ -127,11 +134,106 @@ class FrameDecoder:
 
 
 class _Pending:
-    __slots__ = ("waiter", "group")
+    __slots__ = ("waiter", "group", "stream")
 
-    def __init__(self, waiter: Any, group: Optional[List[Any]]) -> None:
+    def __init__(self, waiter: Any, group: Optional[List[Any]], stream: Optional["_OpenStream"] = None) -> None:
         self.waiter = waiter
         self.group = group
+        self.stream = stream
+
+
+# The frame the Rust server sends for an item, up to the value: with it the
+# value's bytes are read off the body exactly (see _item_size).
+_ITEM_PREFIX = b'{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":'
+
+
+def _item_size(body: Optional[bytes], value: Any) -> Tuple[int, bool]:
+    """The bytes of an item's ``value`` as sent, and whether that is exact.
+
+    For the frames the Rust server writes (``{"jsonrpc":"2.0","method":
+    "rpc.item","params":{"stream":N,"value":V}}``) the raw bytes of ``V``
+    are measured in ``body``. Otherwise the value is re-encoded compactly
+    (``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``), which
+    is what serde_json writes for strings, integers, booleans, null, arrays
+    and objects in practice, but may differ for floats (``1e+20`` against
+    ``1e20``) or escapes: an approximation.
+    """
+    if body is not None and body.startswith(_ITEM_PREFIX) and body.endswith(b"}}"):
+        i = len(_ITEM_PREFIX)
+        while i < len(body) and 48 <= body[i] <= 57:
+            i += 1
+        if body.startswith(b',"value":', i):
+            return len(body) - (i + 9) - 2, True
+    try:
+        return len(_dumps(value)), False
+    except ValueError:
+        return 0, False
+
+
+class StreamCredit:
+    """The client's side of one stream's credit window (sans-IO).
+
+    ``received`` is written only by the reader (items as they arrive),
+    ``granted`` only by the consumer (credit sent back), so the two threads
+    of the threaded client need no lock: the consumer counts a grant before
+    sending it, and the server sends more only after reading it.
+
+    Attributes:
+        window (int): the stream's window in bytes.
+        received (int): bytes of items received so far.
+        granted (int): bytes granted back (``rpc.credit``) so far.
+        unacknowledged (int): bytes read by the application, not yet granted.
+    """
+
+    __slots__ = ("window", "received", "granted", "unacknowledged")
+
+    def __init__(self, window: int = DEFAULT_WINDOW) -> None:
+        self.window = window
+        self.received = 0
+        self.granted = 0
+        self.unacknowledged = 0
+
+    def arrived(self, size: int, exact: bool = True) -> bool:
+        """Counts an item of ``size`` bytes; ``False`` if the server had no
+        credit for it (more than the window outstanding, except an item
+        sent when nothing was outstanding). Sizes that are not exact are
+        counted but never judged."""
+        outstanding = self.received - self.granted
+        self.received += size
+        return not exact or outstanding <= 0 or outstanding + size <= self.window
+
+    def read(self, size: int) -> int:
+        """The application read an item of ``size`` bytes: the bytes to
+        grant now (0: none yet). As the Rust client: what has been read,
+        each time that reaches half the window (at least 1 byte)."""
+        self.unacknowledged += size
+        if self.unacknowledged >= max(self.window // 2, 1):
+            grant, self.unacknowledged = self.unacknowledged, 0
+            self.granted += grant
+            return grant
+        return 0
+
+    def starved(self) -> int:
+        """The application has read every item received and waits for
+        more: the bytes to grant now (what was read and not yet granted).
+
+        Granting only at half the window can stall: after a small item the
+        server's allowance may be short of a larger next one (it waits
+        for ``min(item, window)`` bytes) while what was read is short of
+        half the window. Granting the rest when out of items makes the
+        whole window available again, so the next item always fits."""
+        grant, self.unacknowledged = self.unacknowledged, 0
+        self.granted += grant
+        return grant
+
+
+class _OpenStream:
+    __slots__ = ("sink", "credit", "id")
+
+    def __init__(self, sink: Any, credit: StreamCredit) -> None:
+        self.sink = sink
+        self.credit = credit
+        self.id: Any = None
 
 
 class Session:
@@ -157,6 +259,8 @@ class Session:
         self.closing_error: Optional[RpcError] = None
         self._ids = itertools.count(1)
         self._pending: Dict[Any, _Pending] = {}
+        self._streams: Dict[Any, _OpenStream] = {}
+        self._abandoned: set = set()  # ids of stream openings given up on
 
     # ------------------------------------------------------------ sending --
 
@@ -190,6 +294,76 @@ class Session:
         body = self._check_size(_dumps(message))
         self._pending[request_id] = _Pending(waiter, None)
         return request_id, body
+
+    def stream_request(
+        self,
+        method: str,
+        params: Any,
+        waiter: Any,
+        sink: Any,
+        timeout_ms: Optional[int] = None,
+        credit: Optional[int] = None,
+    ) -> Tuple[int, bytes]:
+        """As :meth:`request`, for a streaming method: ``credit`` is the
+        window in bytes (``None``: the server's default, 256 KiB).
+
+        When the response opens the stream (``{"stream": N}``), ``N`` is
+        registered at once and ``waiter`` resolves with ``N``; the items
+        and the end then go to ``sink.on_item(value, size)`` and
+        ``sink.on_end(error_or_None)``, from the thread (or task) that
+        reads the connection. An error response rejects ``waiter``.
+        """
+        if credit is not None and (not isinstance(credit, int) or isinstance(credit, bool) or not 0 <= credit < 2**64):
+            raise ValueError(f"credit must be a whole number of bytes from 0 to 2**64-1, not {credit!r}")
+        request_id = self._new_id()
+        message: Dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id}
+        if params is not None:
+            message["params"] = params
+        if timeout_ms is not None:
+            message["timeout_ms"] = timeout_ms
+        if credit is not None:
+            message["credit"] = credit
+        body = self._check_size(_dumps(message))
+        stream = _OpenStream(sink, StreamCredit(DEFAULT_WINDOW if credit is None else credit))
+        self._pending[request_id] = _Pending(waiter, None, stream)
+        return request_id, body
+
+    def consumed(self, stream_id: Any, size: int) -> Optional[bytes]:
+        """The application read an item of ``size`` bytes from the stream:
+        the ``rpc.credit`` body to send now, or ``None``."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return None
+        grant = stream.credit.read(size)
+        if not grant:
+            return None
+        return _dumps({"jsonrpc": "2.0", "method": "rpc.credit", "params": {"stream": stream_id, "bytes": grant}})
+
+    def starved(self, stream_id: Any) -> Optional[bytes]:
+        """The application has read every item of the stream received so
+        far and waits for more: the ``rpc.credit`` body to send first (what
+        was read and not yet granted; see :meth:`StreamCredit.starved`), or
+        ``None``."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return None
+        grant = stream.credit.starved()
+        if not grant:
+            return None
+        return _dumps({"jsonrpc": "2.0", "method": "rpc.credit", "params": {"stream": stream_id, "bytes": grant}})
+
+    def unsubscribe(self, stream_id: Any) -> Optional[bytes]:
+        """Stops the stream here (its later items are ignored): the
+        ``rpc.unsubscribe`` notification to send, or ``None`` if the stream
+        had already ended."""
+        if self._streams.pop(stream_id, None) is None:
+            return None
+        return _dumps({"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": stream_id}})
+
+    @property
+    def open_streams(self) -> int:
+        """How many streams are open on this connection."""
+        return len(self._streams)
 
     def notification(self, method: str, params: Any = None) -> bytes:
         """The body of a notification (no id: no answer, not even an error)."""
@@ -245,7 +419,10 @@ class Session:
         answer has already been taken by :meth:`receive` (then its waiter is
         being resolved).
         """
-        return self._pending.pop(request_id, None) is not None
+        entry = self._pending.pop(request_id, None)
+        if entry is not None and entry.stream is not None:
+            self._abandoned.add(request_id)  # if it opens after all, unsubscribe
+        return entry is not None
 
     @property
     def in_flight(self) -> int:
@@ -266,11 +443,14 @@ class Session:
             message = json.loads(body)
         except ValueError as e:
             raise ProtocolError(f"the server sent a frame that is not JSON ({e}): {body[:120]!r}") from None
-        return self.receive_message(message)
+        return self.receive_message(message, body)
 
-    def receive_message(self, message: Any) -> List[bytes]:
-        """As :meth:`receive`, for a message already parsed from JSON."""
+    def receive_message(self, message: Any, body: Optional[bytes] = None) -> List[bytes]:
+        """As :meth:`receive`, for a message already parsed from JSON
+        (``body``, if given, is its text: it measures stream items exactly)."""
         if isinstance(message, dict):
+            if message.get("method") == "rpc.item" and "id" not in message:
+                return self._item(message, body)
             return self._one(message)
         if isinstance(message, list):
             self._array(message)
@@ -289,10 +469,52 @@ class Session:
             return []
         entry = self._pending.pop(request_id, None) if _hashable(request_id) else None
         if entry is None:
+            if _hashable(request_id) and request_id in self._abandoned:
+                self._abandoned.discard(request_id)
+                result = message.get("result")
+                if isinstance(result, dict) and _hashable(result.get("stream")):
+                    return [_dumps({"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": result["stream"]}})]
             return []  # answers no call we wait for (forgotten after a timeout): ignored
         # (A batch member may be answered on its own: the server sends one
         # error per id when even its error array would be too large.)
+        if entry.stream is not None and "result" in message:
+            self._opened(entry, message["result"])
+            return []
         self._settle(entry.waiter, message)
+        return []
+
+    def _opened(self, entry: _Pending, result: Any) -> None:
+        stream_id = result.get("stream") if isinstance(result, dict) else None
+        if not isinstance(stream_id, int) or isinstance(stream_id, bool):
+            entry.waiter.reject(ProtocolError(f"a streaming method answered without a stream id: {result!r}"[:200]))
+            return
+        stream = entry.stream
+        assert stream is not None
+        stream.id = stream_id
+        self._streams[stream_id] = stream  # before the next frame: its items may follow at once
+        entry.waiter.resolve(stream_id)
+
+    def _item(self, message: Dict[str, Any], body: Optional[bytes]) -> List[bytes]:
+        params = message.get("params")
+        if not isinstance(params, dict) or "value" not in params:
+            raise ProtocolError(f"the server sent an rpc.item without a stream and a value: {message!r}"[:200])
+        stream_id = params.get("stream")
+        stream = self._streams.get(stream_id) if _hashable(stream_id) else None
+        if stream is None:
+            return []  # a stream unsubscribed here: its last items may still come
+        value = params["value"]
+        size, exact = _item_size(body, value)
+        if not stream.credit.arrived(size, exact):
+            del self._streams[stream_id]
+            window = stream.credit.window
+            stream.sink.on_end(
+                ProtocolError(
+                    f"the server sent stream {stream_id} more than its credit allows "
+                    f"(an item of {size} bytes over a window of {window} bytes); the stream is unsubscribed"
+                )
+            )
+            return [_dumps({"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": stream_id}})]
+        stream.sink.on_item(value, size)
         return []
 
     def _null_id_error(self, error: RpcError) -> None:
@@ -362,6 +584,14 @@ class Session:
         if method == "rpc.shutdown":
             self.draining = True
             return []
+        if method == "rpc.end":
+            params = message.get("params")
+            stream_id = params.get("stream") if isinstance(params, dict) else None
+            stream = self._streams.pop(stream_id, None) if _hashable(stream_id) else None
+            if stream is not None:
+                error = params.get("error") if isinstance(params, dict) else None
+                stream.sink.on_end(error_from_object(error) if error is not None else None)
+            return []
         if "in_reply_to" in message:
             in_reply_to = message["in_reply_to"]
             entry = self._pending.get(in_reply_to) if _hashable(in_reply_to) else None
@@ -371,8 +601,15 @@ class Session:
         return []  # other notifications: ignored, as the protocol asks
 
     def fail_all(self, make_error: Callable[[], BaseException]) -> int:
-        """Rejects every waiting call with a fresh ``make_error()`` each
-        (the connection is gone); returns how many there were."""
+        """Rejects every waiting call, and ends every open stream, with a
+        fresh ``make_error()`` each (the connection is gone); returns how
+        many calls there were."""
+        while self._streams:
+            try:
+                _, stream = self._streams.popitem()
+            except KeyError:
+                break
+            stream.sink.on_end(make_error())
         count = 0
         while self._pending:
             try:
@@ -417,6 +654,8 @@ class MethodSpec:
             ``None`` when a param name cannot be a Python parameter (then
             arguments are passed through unchecked).
         doc (str): the docstring shown by ``help()``.
+        stream (bool): a streaming method (``"x-stream": true``): a call
+            returns an iterator of items, and ``result`` describes one item.
     """
 
     def __init__(self, method: Dict[str, Any], document: Optional[Dict[str, Any]] = None) -> None:
@@ -427,6 +666,7 @@ class MethodSpec:
         self.params: List[Dict[str, Any]] = [p for p in method.get("params") or [] if isinstance(p, dict)]
         self.param_structure: str = method.get("paramStructure") or "either"
         self.result: Optional[Dict[str, Any]] = method.get("result")
+        self.stream: bool = method.get("x-stream") is True
         self.signature = self._signature()
         self.doc = self._doc(document)
 
@@ -452,7 +692,10 @@ class MethodSpec:
                 )
             )
         result_schema = self.result.get("schema") if isinstance(self.result, dict) else None
-        return inspect.Signature(parameters, return_annotation=schema_annotation(result_schema))
+        returns = schema_annotation(result_schema)
+        if self.raw.get("x-stream") is True:
+            returns = Iterator[returns]  # type: ignore[valid-type]  # a Stream of items
+        return inspect.Signature(parameters, return_annotation=returns)
 
     def _doc(self, document: Optional[Dict[str, Any]]) -> str:
         lines = []
@@ -469,7 +712,11 @@ class MethodSpec:
                 lines.append(f"    {param.get('name')} ({need}): {kind}" + (f" - {desc}" if desc else ""))
         if isinstance(self.result, dict):
             lines.append("")
-            lines.append(f"Returns: {json.dumps(self.result.get('schema'), sort_keys=True)}")
+            if self.raw.get("x-stream") is True:
+                lines.append("Returns a stream (iterate it) whose items are: "
+                             f"{json.dumps(self.result.get('schema'), sort_keys=True)}")
+            else:
+                lines.append(f"Returns: {json.dumps(self.result.get('schema'), sort_keys=True)}")
         error = self.raw.get("x-application-error")
         if error is not None:
             lines.append("")

@@ -4,7 +4,8 @@ It asks the server for its OpenRPC document (``rpc.discover``) and writes a
 typed Python module: ``TypedDict`` classes for object schemas, type aliases
 for the named schemas of ``components.schemas``, and one class with a
 method per RPC, with type hints from the JSON Schemas and the method's
-documentation as its docstring. The module needs only ``framedrpc``, and
+documentation as its docstring; a streaming method (``"x-stream": true``)
+returns ``framedrpc.Stream[Item]``. The module needs only ``framedrpc``, and
 mypy accepts it.
 """
 
@@ -190,9 +191,17 @@ def generate(document: Dict[str, Any], url: Optional[str] = None, class_name: Op
                 args.append(f"{pname}: Optional[{hint}] = None" if not hint.startswith("Optional[") else f"{pname}: {hint} = None")
             names.append((param["name"], pname, required))
         result = method.get("result") or {}
-        ret = gen.hint(result.get("schema"), stem + "Result") if result else "None"
+        streaming = method.get("x-stream") is True
+        ret = gen.hint(result.get("schema"), stem + ("Item" if streaming else "Result")) if result else "None"
+        if streaming:
+            ret = f"framedrpc.Stream[{ret if result else 'Any'}]"
         doc = (method.get("description") or method.get("summary") or f"Calls `{wire}`.").strip()
         extra = []
+        if streaming:
+            extra.append(
+                "A stream: iterate it for the items (`with` or close() ends it early, "
+                "sending rpc.unsubscribe)."
+            )
         if method.get("x-aliases"):
             extra.append("Aliases on the server: " + ", ".join(method["x-aliases"]) + ".")
         error = method.get("x-application-error")
@@ -214,7 +223,7 @@ def generate(document: Dict[str, Any], url: Optional[str] = None, class_name: Op
                     f"    def {pyname}({', '.join(args)}) -> {ret}:",
                     f"        {_docstring(full_doc, 8)}",
                     *build,
-                    f"        return cast({ret}, self._client.call({json.dumps(wire)}, {send}))",
+                    f"        return cast({json.dumps(ret) if streaming else ret}, self._client.{'stream' if streaming else 'call'}({json.dumps(wire)}, {send}))",
                 ]
             )
         )
@@ -260,7 +269,7 @@ def generate(document: Dict[str, Any], url: Optional[str] = None, class_name: Op
 
 
 def main(argv: List[str]) -> int:
-    """``stubgen URL [--class NAME] [--token T] [--ca-file F]``: prints the module."""
+    """``stubgen URL [--class-name NAME] [--token T] [--ca-file F]``: prints the module."""
     import argparse
     import sys
 
@@ -268,7 +277,10 @@ def main(argv: List[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m framedrpc stubgen", description="Write a typed client module for a server.")
     parser.add_argument("url")
-    parser.add_argument("--class", dest="class_name")
+    parser.add_argument(
+        "--class-name", "--class", dest="class_name", metavar="NAME",
+        help="the generated class's name (default: the server's title in CamelCase plus Client)",
+    )
     parser.add_argument("--token")
     parser.add_argument("--ca-file")
     args = parser.parse_args(argv)

@@ -206,5 +206,115 @@ class Catalogs(unittest.TestCase):
         self.assertEqual(self.sent, [("greet", {"name": "Zé"}), ("pos", [None, 2]), ("pos", None)])
 
 
+class Sink:
+    def __init__(self):
+        self.items = []
+        self.ends = []
+
+    def on_item(self, value, size):
+        self.items.append((value, size))
+
+    def on_end(self, error):
+        self.ends.append(error)
+
+
+def _item(stream, value_text):
+    return b'{"jsonrpc":"2.0","method":"rpc.item","params":{"stream":%d,"value":%s}}' % (stream, value_text)
+
+
+class Streams(unittest.TestCase):
+    def open(self, credit=None):
+        import json
+
+        session = Session()
+        waiter, sink = Recorder(), Sink()
+        request_id, body = session.stream_request("count", [12], waiter, sink, credit=credit)
+        sent = json.loads(body)
+        self.assertEqual(sent.get("credit"), credit)
+        return session, waiter, sink, request_id
+
+    def test_the_wire_of_protocol_md_byte_for_byte(self):
+        # PROTOCOL.md, "A whole stream, byte by byte": count(12) with a 10-byte window.
+        session, waiter, sink, request_id = self.open(credit=10)
+        replies = session.receive(b'{"jsonrpc":"2.0","result":{"stream":1},"id":%d}' % request_id)
+        self.assertEqual((replies, waiter.value), ([], 1))
+        for i in range(10):
+            self.assertEqual(session.receive(_item(1, b"%d" % i)), [])
+        self.assertEqual(sink.items, [(i, 1) for i in range(10)])
+        grants = [session.consumed(1, size) for _, size in sink.items]
+        self.assertEqual(grants[:4], [None] * 4)  # half of 10 bytes not reached yet
+        self.assertEqual(grants[4], b'{"jsonrpc":"2.0","method":"rpc.credit","params":{"stream":1,"bytes":5}}')
+        self.assertEqual(grants[9], b'{"jsonrpc":"2.0","method":"rpc.credit","params":{"stream":1,"bytes":5}}')
+        session.receive(_item(1, b"10"))
+        session.receive(_item(1, b"11"))
+        session.receive(b'{"jsonrpc":"2.0","method":"rpc.end","params":{"stream":1}}')
+        self.assertEqual(sink.items[10:], [(10, 2), (11, 2)])
+        self.assertEqual(sink.ends, [None])
+        self.assertIsNone(session.consumed(1, 2))  # ended: no credit
+        self.assertIsNone(session.unsubscribe(1))  # ended: nothing to unsubscribe
+        self.assertEqual(session.open_streams, 0)
+
+    def test_running_out_of_items_grants_what_was_read(self):
+        session, _, sink, request_id = self.open(credit=150)
+        session.receive(b'{"jsonrpc":"2.0","result":{"stream":1},"id":%d}' % request_id)
+        session.receive(_item(1, b'"' + b"a" * 54 + b'"'))
+        self.assertIsNone(session.consumed(1, 56))  # under half the window
+        self.assertEqual(session.starved(1), b'{"jsonrpc":"2.0","method":"rpc.credit","params":{"stream":1,"bytes":56}}')
+        self.assertIsNone(session.starved(1))  # nothing more to grant
+
+    def test_item_sizes_are_measured_in_the_frame(self):
+        session, _, sink, request_id = self.open()
+        session.receive(b'{"jsonrpc":"2.0","result":{"stream":3},"id":%d}' % request_id)
+        session.receive(_item(3, b'"ab"'))
+        session.receive(_item(3, b'{"a":1}'))
+        session.receive(_item(3, b"1e20"))  # exact here, whatever Python would write
+        session.receive(_item(3, '"ol\u00e1"'.encode()))
+        # Another layout: re-encoded compactly (an approximation).
+        session.receive(b'{"params":{"value":{"b": [1, 2]},"stream":3},"method":"rpc.item","jsonrpc":"2.0"}')
+        self.assertEqual([size for _, size in sink.items], [4, 7, 4, 6, len(b'{"b":[1,2]}')])
+
+    def test_a_server_over_the_credit_breaks_the_stream(self):
+        session, _, sink, request_id = self.open(credit=10)
+        session.receive(b'{"jsonrpc":"2.0","result":{"stream":1},"id":%d}' % request_id)
+        self.assertEqual(session.receive(_item(1, b'"' + b"x" * 20 + b'"')), [])  # larger than the window, nothing outstanding: allowed
+        replies = session.receive(_item(1, b"1"))
+        self.assertEqual(replies, [b'{"jsonrpc":"2.0","method":"rpc.unsubscribe","params":{"stream":1}}'])
+        self.assertEqual(len(sink.items), 1)
+        self.assertIsInstance(sink.ends[0], errors.ProtocolError)
+        self.assertEqual(session.receive(_item(1, b"2")), [])  # later items: ignored
+        self.assertEqual(len(sink.items), 1)
+
+    def test_error_ends_unsubscribe_refusals_and_a_lost_connection(self):
+        session, _, sink, request_id = self.open()
+        session.receive(b'{"jsonrpc":"2.0","result":{"stream":2},"id":%d}' % request_id)
+        session.receive(b'{"jsonrpc":"2.0","method":"rpc.end","params":{"stream":2,"error":'
+                        b'{"code":1000,"message":"Broken","data":{"Broken":{"after":3}}}}}')
+        self.assertIsInstance(sink.ends[0], errors.ApplicationError)
+        self.assertEqual(sink.ends[0].kind, "Broken")
+
+        session, _, sink, request_id = self.open()
+        session.receive(b'{"jsonrpc":"2.0","result":{"stream":5},"id":%d}' % request_id)
+        self.assertEqual(session.unsubscribe(5), b'{"jsonrpc":"2.0","method":"rpc.unsubscribe","params":{"stream":5}}')
+        session.receive(_item(5, b"1"))  # on its way before the unsubscribe: ignored
+        self.assertEqual((sink.items, sink.ends), ([], []))
+
+        session, waiter, sink, request_id = self.open()
+        session.receive(b'{"jsonrpc":"2.0","error":{"code":1000,"message":"no","data":"NickTaken"},"id":%d}' % request_id)
+        self.assertEqual(waiter.error.kind, "NickTaken")
+        self.assertEqual(session.open_streams, 0)
+
+        session, _, sink, request_id = self.open()
+        session.receive(b'{"jsonrpc":"2.0","result":{"stream":1},"id":%d}' % request_id)
+        session.fail_all(lambda: ConnectionResetError("gone"))
+        self.assertIsInstance(sink.ends[0], ConnectionResetError)
+
+    def test_an_opening_given_up_on_is_unsubscribed_if_it_opens_late(self):
+        session, waiter, sink, request_id = self.open()
+        self.assertTrue(session.forget(request_id))  # a local timeout
+        replies = session.receive(b'{"jsonrpc":"2.0","result":{"stream":9},"id":%d}' % request_id)
+        self.assertEqual(replies, [b'{"jsonrpc":"2.0","method":"rpc.unsubscribe","params":{"stream":9}}'])
+        self.assertEqual(waiter.settled, 0)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -254,6 +254,7 @@ class Security(unittest.TestCase):
 class Limits(unittest.TestCase):
     def test_busy_too_many_connections_and_frame_too_large(self):
         with DemoServer(extra=["--max-in-flight", "2", "--max-connections", "1", "--max-frame", "32768"]) as server:
+            # 32 KiB: the rpc.discover document (about 10 KB) fits, an echo of 40 000 bytes does not.
             p = framedrpc.connect(server.url("tcp"), timeout=LIMIT)
             outcomes = []
             threads = [threading.Thread(target=lambda: outcomes.append(_outcome(lambda: p.sleep(500)))) for _ in range(3)]
@@ -297,6 +298,26 @@ class Draining(unittest.TestCase):
             self.assertEqual(next(conn.session._ids), before + 1, "a new call went to the draining connection")
             slow.join(LIMIT)
             self.assertEqual(out, [1000])
+            self.assertEqual(server.process.wait(LIMIT), 0)
+        finally:
+            server.__exit__()
+
+
+class DrainingStreams(unittest.TestCase):
+    def test_a_graceful_shutdown_ends_open_streams_with_shutting_down(self):
+        import signal
+
+        server = DemoServer()
+        try:
+            p = framedrpc.connect(server.url("tcp"), timeout=LIMIT)
+            posts = p.stream("live.watch", idle_timeout=LIMIT)
+            self.assertEqual(p.live.publish("antes"), 1)
+            server.process.send_signal(signal.SIGINT)
+            self.assertEqual(next(posts)["text"], "antes")
+            with self.assertRaises(errors.ShuttingDown):
+                next(posts)
+            self.assertTrue(posts.closed)
+            p.close()
             self.assertEqual(server.process.wait(LIMIT), 0)
         finally:
             server.__exit__()
@@ -374,6 +395,298 @@ class Faults(unittest.TestCase):
                 self.assertEqual(p.calc.add(1, b=2), {"method": "calc.add", "params": {"a": 1, "b": 2}})
                 with self.assertRaises(TypeError):
                     p.calc.add(1)
+
+
+def _wait_until(predicate, limit=LIMIT):
+    """Polls `predicate` until it is true (or `limit` seconds pass); returns its last value."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.02)
+
+
+class Streams(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = DemoServer()
+        cls.p = framedrpc.connect(cls.server.url("tcp"), timeout=LIMIT)
+        cls.q = framedrpc.connect(cls.server.url("tcp"), timeout=LIMIT)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.p.close()
+        cls.q.close()
+        cls.server.__exit__()
+
+    def test_live_watch_receives_posts_from_another_proxy_in_order(self):
+        with self.p.live.watch() as posts:
+            self.assertIsInstance(posts, framedrpc.Stream)
+            # The watcher is registered once the opening is answered.
+            self.assertEqual([self.q.live.publish(f"post {i}") for i in range(20)], [1] * 20)
+            got = [next(posts) for _ in range(20)]
+        self.assertEqual([e["text"] for e in got], [f"post {i}" for i in range(20)])
+        self.assertEqual({e["kind"] for e in got}, {"post"})
+        self.assertTrue(posts.closed)
+        # Closed: the server no longer counts it as a watcher.
+        self.assertEqual(_wait_until(lambda: self.q.live.publish("after") == 0), True)
+
+    def test_chat_join_and_send_round_trip(self):
+        import inspect
+
+        self.assertEqual(str(inspect.signature(self.p.chat.join)), "(room: str, nick: str) -> Iterator[Any]")
+        with self.p.chat.join("sala", "ana") as events:
+            self.assertEqual(next(events)["kind"], "joined")
+            self.assertIsNone(self.q.chat.send("sala", "ana", "olá ☃"))
+            event = next(events)
+            self.assertEqual((event["kind"], event["nick"], event["text"]), ("message", "ana", "olá ☃"))
+            self.assertIsInstance(event["at"], int)
+            self.assertEqual(self.q.chat.who("sala"), ["ana"])
+            # Refusals at the opening are the method's own errors.
+            with self.assertRaises(errors.ApplicationError) as e:
+                self.q.chat.join("sala", "ana")
+            self.assertEqual(e.exception.kind, "NickTaken")
+            with self.assertRaises(errors.ApplicationError) as e:
+                self.q.chat.join("sala", "")
+            self.assertEqual(e.exception.kind, "BadName")
+            with self.assertRaises(TypeError):
+                self.q.chat.join("sala")  # checked locally, as for calls
+        self.assertEqual(_wait_until(lambda: self.q.chat.who("sala") == []), True)
+
+    def test_breaking_out_of_the_loop_unsubscribes(self):
+        # The for loop holds the only reference: break drops the stream,
+        # which sends rpc.unsubscribe, and the Chat service removes the member.
+        for event in self.p.chat.join("saida", "bia"):
+            self.assertEqual(event["kind"], "joined")
+            self.assertEqual(self.q.chat.who("saida"), ["bia"])
+            break
+        self.assertEqual(_wait_until(lambda: self.q.chat.who("saida") == []), True, self.q.chat.who("saida"))
+        # close() and the with block do the same.
+        stream = self.p.chat.join("saida", "caio")
+        self.assertEqual(self.q.chat.who("saida"), ["caio"])
+        stream.close()
+        stream.close()  # idempotent
+        self.assertEqual(list(stream), [])
+        self.assertEqual(_wait_until(lambda: self.q.chat.who("saida") == []), True)
+        # close() from another thread stops a thread waiting for an item.
+        stream = self.p.chat.join("saida", "davi")
+        self.assertEqual(next(stream)["kind"], "joined")
+        waited = []
+        reader = threading.Thread(target=lambda: waited.append(list(stream)))
+        reader.start()
+        threading.Event().wait(0.1)
+        stream.close()
+        reader.join(LIMIT)
+        self.assertEqual(waited, [[]])
+        self.assertEqual(_wait_until(lambda: self.q.chat.who("saida") == []), True)
+        self.assertEqual(self.p.client._conn.session.open_streams, 0)
+        self.assertEqual(self.p.add(1, 2), 3)  # the connection is still good
+
+    def test_a_small_window_delivers_a_long_history_with_several_grants(self):
+        with self.q.chat.join("longa", "escritor"):
+            for i in range(50):
+                self.q.chat.send("longa", "escritor", f"mensagem número {i:02d}")
+        conn = self.p.client._connection()
+        sent = []
+        original = conn.send
+
+        def spy(body):
+            sent.append(json.loads(body))
+            original(body)
+
+        conn.send = spy
+        try:
+            with self.p.stream("chat.join", ["longa", "leitor"], credit=200, idle_timeout=LIMIT) as events:
+                self.assertEqual(events.window, 200)
+                history = []
+                for event in events:
+                    history.append(event)
+                    if len([e for e in history if e["kind"] == "message"]) == 50:
+                        break
+        finally:
+            del conn.send
+        texts = [e["text"] for e in history if e["kind"] == "message"]
+        self.assertEqual(texts, [f"mensagem número {i:02d}" for i in range(50)])
+        grants = [m["params"] for m in sent if m.get("method") == "rpc.credit"]
+        self.assertGreater(len(grants), 5, grants)
+        self.assertTrue(all(g["stream"] == events.id and g["bytes"] > 0 for g in grants), grants)
+        self.assertEqual(sent[0]["credit"], 200)
+        self.assertEqual(sent[-1], {"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": events.id}})
+
+    def test_a_small_item_then_a_large_one_does_not_stall(self):
+        # Window 150: a ~56-byte item, then a ~136-byte one. After the first
+        # the server's allowance (94) is short of the second, and what was
+        # read (56) is short of half the window: granting only at half the
+        # window would wait forever on both sides. The client also grants
+        # what it has read when it runs out of items.
+        with self.q.chat.join("variada", "w"):
+            self.q.chat.send("variada", "w", "a")
+            self.q.chat.send("variada", "w", "b" * 80)
+            self.q.chat.send("variada", "w", "c")
+        with self.p.stream("chat.join", ["variada", "r"], credit=150, idle_timeout=3) as events:
+            texts = []
+            for event in events:
+                if event["kind"] == "message":
+                    texts.append(event["text"])
+                if len(texts) == 3:
+                    break
+        self.assertEqual(texts, ["a", "b" * 80, "c"])
+
+        async def main():
+            a = await framedrpc.aconnect(self.server.url("tcp"), timeout=LIMIT)
+            texts = []
+            async with await a.stream("chat.join", ["variada", "ra"], credit=150, idle_timeout=3) as events:
+                async for event in events:
+                    if event["kind"] == "message":
+                        texts.append(event["text"])
+                    if len(texts) == 3:
+                        break
+            await a.close()
+            return texts
+
+        self.assertEqual(asyncio.run(asyncio.wait_for(main(), 30)), ["a", "b" * 80, "c"])
+
+    def test_an_idle_timeout_closes_the_stream(self):
+        posts = self.p.stream("live.watch", idle_timeout=0.2)
+        with self.assertRaises(errors.DeadlineExceeded) as e:
+            next(posts)
+        self.assertTrue(e.exception.local)
+        self.assertTrue(posts.closed)
+
+    def test_streams_need_a_framed_connection_and_are_not_batched(self):
+        with framedrpc.connect(self.server.url("http"), timeout=LIMIT) as h:
+            with self.assertRaises(ValueError):
+                h.live.watch()
+        with self.assertRaises(TypeError):
+            with self.p.batch() as b:
+                b.live.watch()
+
+    def test_asyncio_streams(self):
+        async def main():
+            a = await framedrpc.aconnect(self.server.url("tcp"), timeout=LIMIT)
+            posts = await a.live.watch()
+            self.assertIsInstance(posts, framedrpc.AsyncStream)
+            for i in range(5):
+                await a.live.publish(f"assíncrono {i}")
+            got = []
+            async for post in posts:
+                got.append(post["text"])
+                if len(got) == 5:
+                    break
+            self.assertEqual(got, [f"assíncrono {i}" for i in range(5)])
+            posts.close()
+            async with await a.stream("chat.join", ["async", "dani"], credit=64) as events:
+                self.assertEqual((await events.__anext__())["kind"], "joined")
+                await a.chat.send("async", "dani", "oi")
+                self.assertEqual((await events.__anext__())["text"], "oi")
+                self.assertEqual(await a.chat.who("async"), ["dani"])
+            for _ in range(200):
+                if await a.chat.who("async") == []:
+                    break
+                await asyncio.sleep(0.02)
+            self.assertEqual(await a.chat.who("async"), [])
+            async for event in await a.chat.join("async", "eva"):
+                break  # dropped: unsubscribed
+            for _ in range(200):
+                if await a.chat.who("async") == []:
+                    break
+                await asyncio.sleep(0.02)
+            self.assertEqual(await a.chat.who("async"), [])
+            with self.assertRaises(errors.ApplicationError):
+                await a.chat.join("async", "")
+            await a.close()
+
+        asyncio.run(asyncio.wait_for(main(), 60))
+
+
+class StreamFaults(unittest.TestCase):
+    """A scripted server for what rpc-demo never does on its own."""
+
+    def fake_stream(self, after_open, credit=None):
+        seen = []
+
+        def script(conn):
+            request = read_request(conn)
+            seen.append(request)
+            # The opening response and what follows in one write: the items
+            # must not be lost however fast they follow.
+            conn.sendall(frame({"jsonrpc": "2.0", "result": {"stream": 7}, "id": request["id"]}) + after_open)
+            while True:
+                message = read_request(conn)
+                if message is None:
+                    return
+                seen.append(message)
+
+        return FakeServer(script), seen
+
+    @staticmethod
+    def item(value):
+        body = json.dumps({"jsonrpc": "2.0", "method": "rpc.item", "params": {"stream": 7, "value": value}},
+                          separators=(",", ":")).encode()
+        return frame(body)
+
+    def test_items_right_after_the_opening_and_an_error_end(self):
+        end = frame({"jsonrpc": "2.0", "method": "rpc.end",
+                     "params": {"stream": 7, "error": {"code": 1000, "message": "Broken", "data": {"Broken": {"after": 3}}}}})
+        fake, seen = self.fake_stream(self.item(0) + self.item("ab") + self.item({"a": 1}) + end)
+        with fake:
+            p = framedrpc.connect(fake.url, discover_methods=False, timeout=LIMIT)
+            got = []
+            with self.assertRaises(errors.ApplicationError) as e:
+                for value in p.stream("count", [3], credit=12):
+                    got.append(value)
+            self.assertEqual(got, [0, "ab", {"a": 1}])
+            self.assertEqual((e.exception.kind, e.exception.value), ("Broken", {"after": 3}))
+            p.close()
+            fake.thread.join(LIMIT)
+        self.assertEqual(seen[0]["credit"], 12)
+        # 1 + 4 + 7 bytes: exactly the window, so no protocol error. The end
+        # came before they were read: no credit for an ended stream, and no
+        # rpc.unsubscribe either.
+        self.assertEqual(seen[1:], [])
+
+    def test_a_server_over_the_credit_breaks_the_stream(self):
+        fake, seen = self.fake_stream(self.item("x" * 6) + self.item("y" * 6))
+        with fake:
+            p = framedrpc.connect(fake.url, discover_methods=False, timeout=LIMIT)
+            stream = p.stream("flood", credit=10)
+            self.assertEqual(next(stream), "x" * 6)
+            with self.assertRaisesRegex(framedrpc.ProtocolError, "more than its credit"):
+                next(stream)
+            _wait_until(lambda: len(seen) >= 2)
+            p.close()
+            fake.thread.join(LIMIT)
+        self.assertEqual(seen[1], {"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": 7}})
+
+    def test_a_lost_connection_fails_the_stream(self):
+        def script(conn):
+            request = read_request(conn)
+            conn.sendall(frame({"jsonrpc": "2.0", "result": {"stream": 1}, "id": request["id"]}) + self.item(1)[:-3])
+
+        with FakeServer(script) as fake:
+            p = framedrpc.connect(fake.url, discover_methods=False, timeout=LIMIT)
+            stream = p.stream("ticks")
+            with self.assertRaises(ConnectionError):
+                next(stream)
+            self.assertEqual(list(stream), [])
+            p.close()
+
+            async def main():
+                fake2 = FakeServer(script)
+                try:
+                    a = await framedrpc.aconnect(fake2.url, discover_methods=False, timeout=LIMIT)
+                    s = await a.stream("ticks")
+                    with self.assertRaises(ConnectionError):
+                        async for _ in s:
+                            pass
+                    await a.close()
+                finally:
+                    fake2.close()
+
+            asyncio.run(asyncio.wait_for(main(), 30))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,9 @@ import tempfile
 import textwrap
 import unittest
 
+import framedrpc
+from framedrpc.stubgen import python_name
+
 from .support import LIMIT, DemoServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,12 +30,20 @@ class Stubgen(unittest.TestCase):
             self.fail("mypy is not installed: `.ci/run` installs it (python3 -m pip install mypy)")
         with DemoServer() as server, tempfile.TemporaryDirectory() as tmp:
             url = server.url("tcp")
-            gen = run([sys.executable, "-m", "framedrpc", "stubgen", url])
+            default = run([sys.executable, "-m", "framedrpc", "stubgen", url])
+            self.assertEqual(default.returncode, 0, default.stderr)
+            # The default name comes from the server's title, whatever services it lists.
+            with framedrpc.connect(url, timeout=LIMIT) as p:
+                title = p.call("rpc.discover")["info"]["title"]
+            self.assertIn(f"class {python_name(title, cls=True)}Client:", default.stdout)
+            gen = run([sys.executable, "-m", "framedrpc", "stubgen", url, "--class-name", "CalcClient"])
             self.assertEqual(gen.returncode, 0, gen.stderr)
             source = gen.stdout
-            for expected in ("class CalculatorGreeterEchoChatLiveClient:", "def add(self, a: float, b: float) -> float:",
+            for expected in ("class CalcClient:", "def add(self, a: float, b: float) -> float:",
                              "def hello(self, name: str) -> str:", "def sleep(self, ms: int) -> int:",
-                             'CalcError = Union[Literal["DivisionByZero"], ', "(TypedDict):", "Returns `a + b`."):
+                             'CalcError = Union[Literal["DivisionByZero"], ', "(TypedDict):", "Returns `a + b`.",
+                             "def chat_join(self, room: str, nick: str) -> framedrpc.Stream[Event]:",
+                             "def live_watch(self) -> framedrpc.Stream[LiveEvent]:"):
                 self.assertIn(expected, source)
             with open(os.path.join(tmp, "calc_client.py"), "w") as f:
                 f.write(source)
@@ -40,9 +51,10 @@ class Stubgen(unittest.TestCase):
                 f.write(textwrap.dedent('''\
                     import sys
                     import framedrpc
-                    from calc_client import CalcError, CalculatorGreeterEchoChatLiveClient
+                    from typing import Iterator
+                    from calc_client import CalcError, CalcClient, Event
 
-                    with CalculatorGreeterEchoChatLiveClient(sys.argv[1]) as calc:
+                    with CalcClient(sys.argv[1]) as calc:
                         total: float = calc.add(2, 3)
                         greeting: str = calc.hello("Zé")
                         try:
@@ -50,19 +62,34 @@ class Stubgen(unittest.TestCase):
                         except framedrpc.ApplicationError as e:
                             error: CalcError = e.data
                             print(total, greeting, error)
+                        with calc.chat_join("stubs", "ana") as events:
+                            calc.chat_send("stubs", "ana", "oi")
+                            kinds = []
+                            for event in events:
+                                kinds.append(event["kind"])
+                                if event["kind"] == "message":
+                                    print(event["nick"], event["text"])
+                                    break
+                            print(kinds)
+                        also: Iterator[Event] = calc.chat_join("stubs", "bia")
+                        also_stream: framedrpc.Stream[Event] = calc.chat_join("stubs", "caio")
+                        also_stream.close()
                     '''))
             with open(os.path.join(tmp, "misuse.py"), "w") as f:
-                f.write("from calc_client import CalculatorGreeterEchoChatLiveClient\n"
-                        "x: str = CalculatorGreeterEchoChatLiveClient('tcp://h:1').add('2', 3)\n")
+                f.write("from calc_client import CalcClient\n"
+                        "x: str = CalcClient('tcp://h:1').add('2', 3)\n"
+                        "for e in CalcClient('tcp://h:1').live_watch():\n"
+                        "    y: int = e['text']\n")
             checked = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "calc_client.py", "use_calc.py"], cwd=tmp)
             self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
             # mypy is really checking: a wrong use is refused.
             wrong = run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "misuse.py"], cwd=tmp)
             self.assertNotEqual(wrong.returncode, 0, wrong.stdout)
             self.assertIn("incompatible type", wrong.stdout)
+            self.assertIn('TypedDict "LiveEvent1" has no key "text"', wrong.stdout)
             ran = run([sys.executable, "use_calc.py", url], cwd=tmp)
             self.assertEqual(ran.returncode, 0, ran.stderr)
-            self.assertEqual(ran.stdout.strip(), "5.0 Olá, Zé! DivisionByZero")
+            self.assertEqual(ran.stdout.strip().splitlines(), ["5.0 Olá, Zé! DivisionByZero", "ana oi", "['joined', 'message']"])
 
 
 class Examples(unittest.TestCase):
