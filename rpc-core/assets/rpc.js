@@ -201,6 +201,13 @@ export class RemoteStream {
       } else break;
     }
     const waiting = this.#waiters.length > 0;
+    // Everything received has been read and the reader waits for more:
+    // grant what it read, even under half the window, or an item larger
+    // than the credit left would wait for a grant that waits for it.
+    if (waiting && !this.#done && this.#queue.length === 0 && this.#unacknowledged > 0) {
+      this.#client.notify("rpc.credit", { stream: this.id, bytes: this.#unacknowledged });
+      this.#unacknowledged = 0;
+    }
     if (!waiting || this.#done) {
       clearTimeout(this.#idleTimer);
       this.#idleTimer = undefined;
@@ -214,7 +221,8 @@ export class RemoteStream {
   }
 
   /** The application took an item of `bytes`: grant them back each time
-   *  what was taken reaches half the window, as the Rust client does. */
+   *  what was taken reaches half the window (and, in `#settle`, whenever
+   *  the reader waits with nothing left), as the Rust client does. */
   #taken(bytes) {
     this.#buffered -= bytes;
     if (this.#done) return; // credit for an ended stream is ignored

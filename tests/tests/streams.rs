@@ -30,6 +30,8 @@ trait Feed {
     async fn blobs(&self, size: usize) -> Stream<String>;
     /// Refuses an empty key; else `steps` items, then ends with an error.
     async fn watch(&self, key: String, steps: u32) -> Result<Stream<u32, WatchError>, WatchError>;
+    /// One string of each length in `lengths`.
+    async fn strings(&self, lengths: Vec<usize>) -> Stream<String>;
     /// No item, ever; reports when it is dropped (`Probe::stopped`).
     async fn silent(&self) -> Stream<u64>;
     /// A plain method, for calls beside the streams.
@@ -78,6 +80,10 @@ impl Feed for F {
             .map(Ok)
             .chain([Err(WatchError::Broken { after: steps })]);
         Ok(Stream::try_new(futures_util::stream::iter(items)))
+    }
+
+    async fn strings(&self, lengths: Vec<usize>) -> Stream<String> {
+        Stream::iter(lengths.into_iter().map(|n| "s".repeat(n)))
     }
 
     async fn silent(&self) -> Stream<u64> {
@@ -486,5 +492,32 @@ async fn an_idle_timeout_ends_a_silent_stream_and_stops_its_producer() {
     // The client unsubscribed: the server dropped the producer.
     within("the producer to be dropped", stopped).await;
     assert_eq!(within("a call", client.add(1, 1)).await.unwrap(), 2);
+    fx.shutdown().await;
+}
+
+/// A reader that has read less than half its window, facing an item larger
+/// than the credit left: it must grant what it read once it has nothing
+/// left to read, or both sides wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_item_after_a_small_one_does_not_stall_a_small_window() {
+    let (fx, _) = serve(Via::Tcp).await;
+    let client = fx.client().await;
+    // 56 and 136 bytes of JSON through a 150-byte window.
+    let stream = within(
+        "the stream to open",
+        client.open_stream::<_, String, rpc_core::Never, rpc_core::Never>(
+            "strings",
+            &(vec![54usize, 134, 54],),
+            rpc_core::CallOptions::new().window(150),
+        ),
+    )
+    .await
+    .unwrap();
+    let items: Vec<usize> = within(
+        "every item",
+        stream.map(|item| item.unwrap().len()).collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(items, [54, 134, 54]);
     fx.shutdown().await;
 }

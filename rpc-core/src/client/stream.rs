@@ -114,8 +114,9 @@ impl Client {
 ///   is lost, [`RpcError::Timeout`] after an [idle
 ///   timeout](Self::idle_timeout).
 /// - Reading an item acknowledges its bytes to the server (as credit, every
-///   half window), which then sends more: a stream read slowly is sent
-///   slowly, and nothing else on the connection waits for it.
+///   half window, and whenever everything received has been read), which
+///   then sends more: a stream read slowly is sent slowly, and nothing else
+///   on the connection waits for it.
 /// - Dropping it ends the stream on the server (`rpc.unsubscribe`), which
 ///   stops producing.
 pub struct RemoteStream<T, E = Never> {
@@ -182,6 +183,13 @@ impl<T: DeserializeOwned, E: DeserializeOwned> futures_util::Stream for RemoteSt
         let event = match this.events.poll_recv(cx) {
             Poll::Ready(event) => event,
             Poll::Pending => {
+                // Nothing left to read: grant what was read, even under half
+                // the window. Otherwise an item larger than the credit left
+                // would wait for a grant that waits for it.
+                if this.unacknowledged > 0 {
+                    this.session.grant(this.id, this.unacknowledged);
+                    this.unacknowledged = 0;
+                }
                 if let Some(idle) = this.idle {
                     let timer = this
                         .idle_timer

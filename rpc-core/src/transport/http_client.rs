@@ -269,6 +269,11 @@ impl Pool {
     async fn connection(&self) -> io::Result<(SendRequest<Full<Bytes>>, bool)> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            if idle.is_some() {
+                // Lets the connection's own task run first, so that a close
+                // the server sent while it was idle is seen before reuse.
+                tokio::task::yield_now().await;
+            }
             match idle {
                 Some(mut sender) if !sender.is_closed() => {
                     if sender.ready().await.is_ok() {
