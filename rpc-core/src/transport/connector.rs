@@ -132,6 +132,32 @@ pub(crate) enum Dialed {
 }
 
 impl Dialed {
+    /// A second descriptor of the TCP socket under this stream (a `dup`,
+    /// so it stays valid for as long as it is held), to look at the socket
+    /// while the stream is idle; `None` where that is not possible.
+    #[cfg(feature = "http")]
+    pub(crate) fn probe(&self) -> Option<std::net::TcpStream> {
+        #[cfg(unix)]
+        {
+            use std::os::fd::AsFd;
+            // (A match, not a `let`: without `tls` it has one arm.)
+            #[allow(clippy::infallible_destructuring_match)]
+            let tcp = match self {
+                Dialed::Tcp(stream) => stream,
+                #[cfg(feature = "tls")]
+                Dialed::Tls(stream) => stream.get_ref().0,
+            };
+            tcp.as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(std::net::TcpStream::from)
+        }
+        #[cfg(not(unix))]
+        {
+            None
+        }
+    }
+
     /// The stream behind one virtual call per read or write.
     #[cfg(feature = "http")]
     pub(crate) fn boxed(self) -> Box<dyn Io> {

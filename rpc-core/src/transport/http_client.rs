@@ -175,8 +175,9 @@ impl HttpConnector {
     }
 
     /// Opens one HTTP/1.1 connection, and the peer's address.
-    async fn dial(&self) -> io::Result<(SendRequest<Full<Bytes>>, Option<std::net::SocketAddr>)> {
+    async fn dial(&self) -> io::Result<(Conn, Option<std::net::SocketAddr>)> {
         let (dialed, peer) = self.dialer.dial().await?;
+        let probe = dialed.probe();
         let io = dialed.boxed();
         let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
@@ -184,7 +185,30 @@ impl HttpConnector {
         // The connection runs until the sender is dropped or the server
         // closes it; its error, if any, reaches the request in flight.
         tokio::spawn(connection);
-        Ok((sender, peer))
+        Ok((Conn { sender, probe }, peer))
+    }
+}
+
+/// One connection of the pool: hyper's handle, and a second descriptor of
+/// its socket to look at while it is idle.
+struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    probe: Option<std::net::TcpStream>,
+}
+
+impl Conn {
+    /// Whether the server closed this idle connection (or sent something
+    /// unasked), as its socket shows now: the end of input is waiting in
+    /// the socket as soon as the server closed, whether or not the
+    /// connection's task has read it yet. Then it is not reused.
+    fn closed_by_peer(&self) -> bool {
+        match &self.probe {
+            Some(socket) => !matches!(
+                socket.peek(&mut [0u8; 1]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+            None => false,
+        }
     }
 }
 
@@ -251,7 +275,7 @@ impl super::Connector for HttpConnector {
 struct Pool {
     connector: HttpConnector,
     /// Open connections with nothing in flight.
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<Conn>>,
     /// One per connection in use.
     permits: Arc<Semaphore>,
     max_answer: usize,
@@ -266,18 +290,13 @@ type Answer = io::Result<Bytes>;
 impl Pool {
     /// Takes an idle connection that is still open (`true`: reused), or
     /// opens one (`false`).
-    async fn connection(&self) -> io::Result<(SendRequest<Full<Bytes>>, bool)> {
+    async fn connection(&self) -> io::Result<(Conn, bool)> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            if idle.is_some() {
-                // Lets the connection's own task run first, so that a close
-                // the server sent while it was idle is seen before reuse.
-                tokio::task::yield_now().await;
-            }
             match idle {
-                Some(mut sender) if !sender.is_closed() => {
-                    if sender.ready().await.is_ok() {
-                        return Ok((sender, true));
+                Some(mut conn) if !conn.sender.is_closed() && !conn.closed_by_peer() => {
+                    if conn.sender.ready().await.is_ok() {
+                        return Ok((conn, true));
                     }
                 }
                 Some(_) => {}
@@ -287,10 +306,10 @@ impl Pool {
     }
 
     /// A new connection, ready for a request.
-    async fn fresh(&self) -> io::Result<SendRequest<Full<Bytes>>> {
-        let mut sender = self.connector.dial().await?.0;
-        sender.ready().await.map_err(io::Error::other)?;
-        Ok(sender)
+    async fn fresh(&self) -> io::Result<Conn> {
+        let mut conn = self.connector.dial().await?.0;
+        conn.sender.ready().await.map_err(io::Error::other)?;
+        Ok(conn)
     }
 
     /// Posts one body of `messages` merged messages and returns the
@@ -304,7 +323,7 @@ impl Pool {
     /// have been sent is never repeated.
     async fn post(&self, body: Bytes, messages: usize) -> io::Result<Option<Bytes>> {
         let max_answer = self.max_answer.saturating_mul(messages);
-        let (mut sender, mut reused) = self.connection().await?;
+        let (mut conn, mut reused) = self.connection().await?;
         let mut request = Request::post(self.connector.path.as_str())
             .header(header::HOST, self.connector.dialer.addr.as_str())
             .header(header::CONTENT_TYPE, "application/json")
@@ -314,11 +333,11 @@ impl Pool {
         }
         let mut request = request.body(Full::new(body)).map_err(io::Error::other)?;
         let response = loop {
-            match sender.try_send_request(request).await {
+            match conn.sender.try_send_request(request).await {
                 Ok(response) => break response,
                 Err(mut failed) => match failed.take_message() {
                     Some(unsent) if reused => {
-                        (sender, reused) = (self.fresh().await?, false);
+                        (conn, reused) = (self.fresh().await?, false);
                         request = unsent;
                     }
                     _ => {
@@ -352,7 +371,7 @@ impl Pool {
         self.idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(sender);
+            .push(conn);
         match status {
             StatusCode::OK => Ok(Some(answer)),
             StatusCode::NO_CONTENT => Ok(None),
