@@ -706,3 +706,41 @@ async fn a_cancel_answered_true_means_no_result_ever_and_false_means_one_result(
     }
     fx.shutdown().await;
 }
+
+/// A shutdown that finds the session busy reading (a peer sending a steady
+/// stream of notifications) with nothing running ends it at once, not
+/// after the grace period: the session notices the shutdown between two
+/// bursts of messages, and must then see that nothing is left to drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_a_burst_of_notifications_does_not_wait_for_the_grace() {
+    let fx = TestServer::start(all_services().grace_period(Duration::from_secs(60))).await;
+    let mut raw = fx.raw().await;
+    // `rpc.cancel` notifications for ids that never ran: answered by
+    // nothing, run by nothing.
+    let (flowing, started) = tokio::sync::oneshot::channel();
+    let chatter = tokio::spawn(async move {
+        let frame = rpc_core::frame::encode(
+            br#"{"jsonrpc":"2.0","method":"rpc.cancel","params":{"id":"none"}}"#,
+        );
+        let burst: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * 256)
+            .collect();
+        let mut flowing = Some(flowing);
+        // Until the server closes the connection (bounded by the test's limit).
+        for _ in 0..100_000 {
+            if raw.write_all(&burst).await.is_err() {
+                return;
+            }
+            if let Some(flowing) = flowing.take() {
+                let _ = flowing.send(());
+            }
+        }
+    });
+    // The first burst is written: the session is reading a steady flow.
+    within("the notifications to flow", started).await.unwrap();
+    within("the shutdown, well before its 60 s grace", fx.shutdown()).await;
+    chatter.abort();
+}

@@ -258,6 +258,11 @@ pub(crate) async fn run(
                     if grace_ends.is_none() && stop.as_ref().is_some_and(|s| s.is_cancelled()) {
                         grace_ends = Some(crate::time::after(limits.grace_period));
                         responder.start_draining();
+                        // As for `Event::Stop`: with nothing running, nothing
+                        // else would end the session before the grace period.
+                        if handlers.is_empty() {
+                            break CloseReason::ShuttingDown;
+                        }
                     }
                     if writer.is_finished() {
                         handlers.abort_all();
