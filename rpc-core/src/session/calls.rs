@@ -470,8 +470,14 @@ impl Session {
         });
     }
 
-    /// Grants the peer `bytes` more credit on stream `stream`.
+    /// Grants the peer `bytes` more credit on stream `stream`; nothing once
+    /// the peer announced its shutdown, which ends every stream: credit
+    /// would only be written to a closing connection (and a write there
+    /// can reset it, losing the end messages not yet read).
     pub(crate) fn grant(&self, stream: u64, bytes: u64) {
+        if self.calls.lock().draining {
+            return;
+        }
         let _ = self.outbox.push(|buf| {
             message::streams::write_credit(buf, stream, bytes);
             Ok::<_, std::convert::Infallible>(())

@@ -331,6 +331,12 @@ pub(crate) async fn run(
         }
     };
     tracing::debug!(%reason, "session ended");
+    // A shutdown closes connections whose peers may still be writing (a
+    // late credit, a call racing the notice): read away what comes for a
+    // moment after our end (a lingering close, as HTTP servers do), so
+    // that a late write does not reset the connection and destroy the
+    // answers the peer has not read yet.
+    let linger = fatal || (reading && matches!(reason, CloseReason::ShuttingDown));
     if matches!(reason, CloseReason::ShuttingDown) {
         closing = Closing::GoingAway;
     }
@@ -341,7 +347,7 @@ pub(crate) async fn run(
         let _ = tokio::time::timeout(limits.flush_timeout, &mut writer).await;
         writer.abort();
     }
-    if fatal {
+    if linger {
         inbound.linger().await;
     }
 }
