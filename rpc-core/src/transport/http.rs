@@ -401,29 +401,50 @@ impl Post {
                 "no such path: JSON-RPC requests go to `POST /rpc`",
             ));
         }
+        self.post_refusal(
+            request,
+            "`/rpc` takes JSON-RPC requests by `POST`",
+            json_content_type,
+            "send the body as `Content-Type: application/json` (UTF-8)",
+            refusal,
+        )
+    }
+
+    /// The refusals every `POST` route shares, in order: the method, the
+    /// content type (`accepts`, else `content_hint`), the bearer token;
+    /// each answered with `render`'s body (a JSON-RPC error, an XML-RPC
+    /// fault).
+    fn post_refusal(
+        &self,
+        request: &Request<Incoming>,
+        post_only: &str,
+        accepts: fn(Option<&HeaderValue>) -> bool,
+        content_hint: &str,
+        render: fn(StatusCode, i64, &str) -> Response<Full<Bytes>>,
+    ) -> Option<Response<Full<Bytes>>> {
         if request.method() != Method::POST {
-            let mut response = refusal(
+            let mut response = render(
                 StatusCode::METHOD_NOT_ALLOWED,
                 code::INVALID_REQUEST,
-                "`/rpc` takes JSON-RPC requests by `POST`",
+                post_only,
             );
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
             return Some(response);
         }
-        if !json_content_type(request.headers().get(header::CONTENT_TYPE)) {
-            return Some(refusal(
+        if !accepts(request.headers().get(header::CONTENT_TYPE)) {
+            return Some(render(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 code::INVALID_REQUEST,
-                "send the body as `Content-Type: application/json` (UTF-8)",
+                content_hint,
             ));
         }
         if let Some(auth) = &self.token {
             if !bearer(request.headers().get(header::AUTHORIZATION))
                 .is_some_and(|t| auth.matches(t))
             {
-                let mut response = refusal(
+                let mut response = render(
                     StatusCode::UNAUTHORIZED,
                     code::UNAUTHORIZED,
                     "unauthorized: this server requires `Authorization: Bearer <token>`",

@@ -147,40 +147,13 @@ impl Post {
         if let Some(why) = self.foreign_reason(request.headers()) {
             return Some(xml_refusal(StatusCode::FORBIDDEN, code::UNAUTHORIZED, why));
         }
-        if request.method() != Method::POST {
-            let mut response = xml_refusal(
-                StatusCode::METHOD_NOT_ALLOWED,
-                code::INVALID_REQUEST,
-                "`/RPC2` takes XML-RPC calls by `POST`",
-            );
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return Some(response);
-        }
-        if !xml_content_type(request.headers().get(header::CONTENT_TYPE)) {
-            return Some(xml_refusal(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                code::INVALID_REQUEST,
-                "send the body as `Content-Type: text/xml` (UTF-8)",
-            ));
-        }
-        if let Some(auth) = &self.token {
-            if !bearer(request.headers().get(header::AUTHORIZATION))
-                .is_some_and(|t| auth.matches(t))
-            {
-                let mut response = xml_refusal(
-                    StatusCode::UNAUTHORIZED,
-                    code::UNAUTHORIZED,
-                    "unauthorized: this server requires `Authorization: Bearer <token>`",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return Some(response);
-            }
-        }
-        None
+        self.post_refusal(
+            request,
+            "`/RPC2` takes XML-RPC calls by `POST`",
+            xml_content_type,
+            "send the body as `Content-Type: text/xml` (UTF-8)",
+            xml_refusal,
+        )
     }
 
     /// One XML-RPC call: a `system.*` method of this adapter, or any other
