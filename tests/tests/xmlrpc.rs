@@ -7,18 +7,13 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
+use common::python::{SCRIPT_LIMIT, run_python};
 use common::{TestServer, within};
 use rpc_demo::services::all_services;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// How long the Python client may run before it is killed.
-const SCRIPT_LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs `examples/python/xmlrpc_client.py HOST:PORT [TOKEN]` and checks it
 /// reports success.
@@ -28,45 +23,10 @@ async fn python_client_passes(fx: &TestServer, token: Option<&str>) {
     assert!(script.is_file(), "missing {}", script.display());
     let mut args = vec![format!("127.0.0.1:{}", fx.addr().port())];
     args.extend(token.map(str::to_owned));
-    let (status, stdout, stderr) = tokio::task::spawn_blocking(move || {
-        let mut child = match Command::new("python3")
-            .arg(&script)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-        {
-            Ok(child) => child,
-            Err(e) => panic!(
-                "could not start `python3` ({e}); this test runs Python's xmlrpc.client against the server, install Python 3 to run it"
-            ),
-        };
-        let drain = |mut pipe: Box<dyn Read + Send>| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = pipe.read_to_string(&mut text);
-                text
-            })
-        };
-        let out = drain(Box::new(child.stdout.take().unwrap()));
-        let err = drain(Box::new(child.stderr.take().unwrap()));
-        let started = Instant::now();
-        let status = loop {
-            match child.try_wait().expect("waiting for python3") {
-                Some(status) => break Some(status),
-                None if started.elapsed() > SCRIPT_LIMIT => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break None;
-                }
-                None => std::thread::sleep(Duration::from_millis(20)),
-            }
-        };
-        (status, out.join().unwrap_or_default(), err.join().unwrap_or_default())
-    })
-    .await
-    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let finished = tokio::task::spawn_blocking(move || run_python(&script, &args))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let (status, stdout, stderr) = (finished.status, finished.stdout, finished.stderr);
     let report = format!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
     let status = status
         .unwrap_or_else(|| panic!("the Python client was killed after {SCRIPT_LIMIT:?}\n{report}"));

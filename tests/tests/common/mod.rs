@@ -8,6 +8,7 @@
 
 mod fixture;
 pub mod gated;
+pub mod python;
 
 #[allow(unused_imports)] // Only some test binaries choose the transport.
 pub use fixture::{TestServer, Via};
