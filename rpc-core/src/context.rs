@@ -1,5 +1,6 @@
-//! What a handler knows about the call it is serving: its deadline, and a
-//! way to send its caller notifications while it runs.
+//! What a handler knows about the call it is serving: its deadline, its
+//! caller ([`peer`]), and a way to send its caller notifications while it
+//! runs.
 //!
 //! The server runs every handler inside a task-local [`CallContext`]. A
 //! handler can read how much of the caller's time budget is left
@@ -41,6 +42,7 @@ use tokio::time::Instant;
 use crate::outbox::QueueError;
 use crate::session::respond::InFlight;
 use crate::session::streams::Opening;
+use crate::transport::ConnectionInfo;
 
 tokio::task_local! {
     static CURRENT: CallContext;
@@ -53,6 +55,8 @@ pub struct CallContext {
     push: Option<PushTarget>,
     /// For a streaming call: where its handler leaves the stream.
     opening: Option<Arc<Opening>>,
+    /// What the transport knows of the caller.
+    peer: Option<Arc<ConnectionInfo>>,
 }
 
 /// Where a handler's notifications go: its session's outbox, tagged with
@@ -85,7 +89,14 @@ impl CallContext {
             deadline,
             push: None,
             opening: None,
+            peer: None,
         }
+    }
+
+    /// The same context, for a call from `peer`.
+    pub(crate) fn with_peer(mut self, peer: Arc<ConnectionInfo>) -> Self {
+        self.peer = Some(peer);
+        self
     }
 
     /// The same context, able to push notifications to `target`.
@@ -119,6 +130,14 @@ impl CallContext {
 /// The streaming call being served, if it is one.
 pub(crate) fn opening() -> Option<Arc<Opening>> {
     CURRENT.try_with(|c| c.opening.clone()).ok().flatten()
+}
+
+/// What the transport knows of the caller of the current call: its address
+/// (to count a peer's failed logins, say), its TLS identity, the headers
+/// that opened its session. `None` outside a handler; the address inside is
+/// `None` on an in-memory transport.
+pub fn peer() -> Option<Arc<ConnectionInfo>> {
+    CURRENT.try_with(|c| c.peer.clone()).ok().flatten()
 }
 
 /// The deadline of the call being served, if the caller sent one.

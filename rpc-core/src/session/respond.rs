@@ -35,7 +35,7 @@ use crate::outbox::{Outbox, QueueError};
 use crate::server::Endpoint;
 use crate::server::builtins;
 use crate::service::{HandlerFuture, Reply};
-use crate::transport::{Message, ReplyTo};
+use crate::transport::{ConnectionInfo, Message, ReplyTo};
 
 use super::streams::{self, End, Opening, Streams};
 
@@ -482,6 +482,7 @@ impl Responder {
                 opening,
                 metrics,
                 received,
+                peer: self.session.info.clone(),
                 _permit: permit,
             },
         })
@@ -573,6 +574,8 @@ enum Work {
         metrics: Option<Arc<MethodMetrics>>,
         /// When its message arrived: the start of its latency.
         received: Instant,
+        /// What the transport knows of the caller (`context::peer`).
+        peer: Arc<ConnectionInfo>,
         /// Counts the call against the session's in-flight limit until it
         /// ends (a stream's, until the stream ends).
         _permit: OwnedSemaphorePermit,
@@ -599,7 +602,7 @@ impl Call {
     /// turning a panic into an internal error. (The deadline bounds a
     /// streaming method until it returns its stream, not the stream.)
     async fn run(self, push: Option<PushTarget>) -> Reply {
-        let (span, future, deadline, timeout_ms, opening, metrics, received, permit) =
+        let (span, future, deadline, timeout_ms, opening, metrics, received, peer, permit) =
             match self.work {
                 Work::Ready(reply) => return reply,
                 Work::Running {
@@ -610,9 +613,10 @@ impl Call {
                     opening,
                     metrics,
                     received,
+                    peer,
                     _permit,
                 } => (
-                    span, future, deadline, timeout_ms, opening, metrics, received, _permit,
+                    span, future, deadline, timeout_ms, opening, metrics, received, peer, _permit,
                 ),
             };
         // The clock is read only when the span records it.
@@ -621,6 +625,7 @@ impl Call {
             metrics.started();
         }
         let context = CallContext::new(deadline)
+            .with_peer(peer)
             .with_push(push)
             .with_opening(opening.clone());
         let guarded = AssertUnwindSafe(context.scope(future))
@@ -760,7 +765,6 @@ fn push_batch(outbox: &Outbox, replies: &[(Bytes, Reply)]) {
 mod tests {
     use super::*;
     use crate::outbox::{Drain, Framing, Taken};
-    use crate::transport::ConnectionInfo;
     use std::sync::Mutex;
 
     /// Collects every message an outbox's writer sends, until it closes.
