@@ -3,12 +3,14 @@
 pub mod calculator;
 pub mod chat;
 pub mod echo;
+pub mod files;
 pub mod greeter;
 pub mod live;
 
 pub use calculator::{Calc, CalcError, Calculator, CalculatorClient, CalculatorServer};
 pub use chat::{Chat, ChatClient, ChatError, ChatServer, Event, Rooms};
 pub use echo::{Echo, EchoClient, EchoServer, Echoer};
+pub use files::{FileStore, Files, FilesClient, FilesError, FilesServer};
 pub use greeter::{Greet, Greeter, GreeterClient, GreeterServer};
 pub use live::{Feed, Live, LiveClient, LiveError, LiveEvent, LiveServer};
 
