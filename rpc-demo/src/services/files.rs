@@ -24,6 +24,7 @@
 //! this service nor the library logs parameters.
 
 pub mod paths;
+pub mod transfer;
 pub mod upload;
 pub mod users;
 
@@ -113,7 +114,7 @@ pub struct Begun {
 }
 
 /// One item of a download stream. On the wire, an object with a `kind`:
-/// `{"kind":"data","offset":0,"data":"aGVsbG8="}`, …,
+/// `{"kind":"data","offset":0,"size":5,"data":"aGVsbG8="}`, …,
 /// `{"kind":"end","size":5,"sha256":"2cf2…"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -122,6 +123,8 @@ pub enum Chunk {
     Data {
         /// Where these bytes start in the file.
         offset: u64,
+        /// The whole file's size, for a progress bar.
+        size: u64,
         /// The bytes, base64 (standard alphabet, padded), at most 256 KiB
         /// decoded.
         data: String,
@@ -692,7 +695,15 @@ fn download_stream(file: std::fs::File, size: u64, offset: u64) -> Stream<Chunk,
                     return;
                 }
             };
-            if tx.send(Chunk::Data { offset: at, data }).await.is_err() {
+            if tx
+                .send(Chunk::Data {
+                    offset: at,
+                    size,
+                    data,
+                })
+                .await
+                .is_err()
+            {
                 return; // the caller is gone
             }
             at += want as u64;
