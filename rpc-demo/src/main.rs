@@ -14,6 +14,7 @@ macro_rules! say {
 
 mod chat;
 mod discovery;
+mod files_cli;
 mod interactive;
 mod tools;
 mod tour;
@@ -36,7 +37,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve Calculator, Greeter, Echo, Chat and Live on one port until Ctrl-C.
+    /// Serve Calculator, Greeter, Echo, Chat and Live (and Files, with
+    /// --files-root and --users) on one port until Ctrl-C.
     Serve(ServeArgs),
     /// Interactive calculator: operation, two numbers, result; `fim` to leave.
     Calc(ClientArgs),
@@ -59,6 +61,10 @@ enum Command {
     Lookup(LookupArgs),
     /// Probes a server's `GET /health`: exit status 0 when it serves, 1 otherwise.
     Health(HealthArgs),
+    /// The Files service's client: login, ls, get, put, rm.
+    Files(files_cli::FilesArgs),
+    /// The Files service's users file: `users add NAME`.
+    Users(files_cli::UsersArgs),
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +252,8 @@ struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    files: files_cli::ServeFiles,
 }
 
 #[derive(Debug, Args)]
@@ -402,6 +410,8 @@ fn main() -> ExitCode {
                     Err(e) => Err(DemoError::Other(e.to_string())),
                 }
             }
+            Some(Command::Files(args)) => files_cli::run(args).await,
+            Some(Command::Users(args)) => files_cli::users(args),
             Some(Command::Call(args)) => {
                 let client = args.options.client_args(&args.target)?;
                 tools::call(
@@ -487,6 +497,7 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
     let feed = rpc_demo::services::Feed::default();
+    let files = args.files.store()?;
     let metrics =
         rpc_core::metrics::install_prometheus().map_err(|e| DemoError::Other(e.to_string()))?;
     let mut builder = rpc_demo::services::all_services_with(feed.clone())
@@ -497,6 +508,10 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
         .frame_timeout(Duration::from_secs_f64(args.frame_timeout));
     if let Some(token) = args.token {
         builder = builder.token(token);
+    }
+    if let Some(store) = &files {
+        builder = builder.service(rpc_demo::services::FilesServer::new(store.clone()));
+        store.spawn_sweeper();
     }
     if let Some(binder) = &args.binder {
         builder = builder.register(discovery::registry(binder).await?);
@@ -521,7 +536,12 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
     };
     let server = builder.bind(args.listen.as_str()).await?;
     say!(
-        "rpc-demo serving Calculator, Greeter, Echo, Chat and Live on {}{}; Ctrl-C to stop",
+        "rpc-demo serving Calculator, Greeter, Echo, Chat{} on {}{}; Ctrl-C to stop",
+        if files.is_some() {
+            ", Live and Files"
+        } else {
+            " and Live"
+        },
         server.local_addr(),
         if tls { " (TLS)" } else { "" }
     );

@@ -1,0 +1,281 @@
+//! `rpc-demo users add` and `rpc-demo files …` against `rpc-demo serve
+//! --files-root DIR --users FILE`, as a person (or a script) uses them.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+mod common;
+
+use common::{BIN, LIMIT, Output, Running, run, serve};
+
+/// `rpc-demo serve` with the Files service over `dir/root`, logging at
+/// trace level into `dir/serve.log`; the server and its address.
+fn serve_files(dir: &Path) -> (Running, String) {
+    std::fs::create_dir_all(dir.join("root")).unwrap();
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--files-root"])
+            .arg(dir.join("root"))
+            .arg("--users")
+            .arg(dir.join("users.txt"))
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start rpc-demo serve"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    let line = rx.recv_timeout(LIMIT).expect("the server announces itself");
+    assert!(line.contains("Files"), "{line}");
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .map(|w| w.trim_end_matches([';', ',']).to_owned())
+        .expect("an address");
+    (child, addr)
+}
+
+fn add_user(dir: &Path, name: &str, password: &str) -> Output {
+    let users = dir.join("users.txt");
+    run(
+        &["users", "add", name, "--users", users.to_str().unwrap()],
+        &format!("{password}\n"),
+    )
+}
+
+/// `rpc-demo files ARGS --server ADDR --session-file dir/session.json`.
+fn files(dir: &Path, addr: &str, args: &[&str], input: &str) -> Output {
+    let session = dir.join("session.json");
+    let mut all: Vec<&str> = vec!["files"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&[
+        "--server",
+        addr,
+        "--session-file",
+        session.to_str().unwrap(),
+    ]);
+    run(&all, input)
+}
+
+fn ok(out: &Output) {
+    assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains("panicked"), "{text}");
+    }
+}
+
+#[test]
+fn users_add_stores_a_salted_hash_from_a_piped_password() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(&add_user(dir.path(), "ana", "segredo"));
+    ok(&add_user(dir.path(), "bia", "segredo"));
+    let text = std::fs::read_to_string(dir.path().join("users.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].starts_with("ana:$argon2id$"), "{text}");
+    assert!(lines[1].starts_with("bia:$argon2id$"), "{text}");
+    assert!(!text.contains("segredo"));
+    // The same password, two salts: two different hashes.
+    assert_ne!(lines[0]["ana:".len()..], lines[1]["bia:".len()..]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("users.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let again = add_user(dir.path(), "ana", "nova");
+    ok(&again);
+    assert!(again.stdout.contains("changed the password of ana"));
+
+    for (name, password, says) in [
+        ("../x", "pw", "not a valid user name"),
+        ("carla", "", "no password"),
+    ] {
+        let out = add_user(dir.path(), name, password);
+        assert!(!out.status.success());
+        assert!(out.stderr.contains(says), "{}", out.stderr);
+    }
+    let after = std::fs::read_to_string(dir.path().join("users.txt")).unwrap();
+    assert_eq!(after.lines().count(), 2, "nothing was added");
+}
+
+#[test]
+fn login_ls_put_get_and_rm_work_against_serve_and_keep_the_token_out_of_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    ok(&add_user(dir, "ana", "segredo"));
+    let (_server, addr) = serve_files(dir);
+
+    let wrong = files(dir, &addr, &["login", "ana"], "errada\n");
+    assert!(!wrong.status.success());
+    assert_eq!(
+        wrong.stderr.trim(),
+        "error: wrong user or password",
+        "one line"
+    );
+    let not_yet = files(dir, &addr, &["ls"], "");
+    assert!(
+        not_yet.stderr.contains("not logged in"),
+        "{}",
+        not_yet.stderr
+    );
+
+    let login = files(dir, &addr, &["login", "ana"], "segredo\n");
+    ok(&login);
+    assert!(login.stdout.contains("logged in"), "{}", login.stdout);
+    let session = std::fs::read_to_string(dir.join("session.json")).unwrap();
+    let token = serde_json::from_str::<serde_json::Value>(&session).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token.len(), 64);
+
+    let content: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i * 7 + i / 1000) as u8)
+        .collect();
+    let local = dir.join("notas.bin");
+    std::fs::write(&local, &content).unwrap();
+    let put = files(dir, &addr, &["put", local.to_str().unwrap()], "");
+    ok(&put);
+    assert!(
+        put.stdout.starts_with("stored notas.bin (3000000 bytes"),
+        "{}",
+        put.stdout
+    );
+    assert!(
+        std::fs::read(dir.join("root/notas.bin")).unwrap() == content,
+        "stored byte for byte"
+    );
+
+    let ls = files(dir, &addr, &["ls"], "");
+    ok(&ls);
+    let digest = rpc_demo::services::files::transfer::digest_of(&content);
+    assert!(ls.stdout.contains(&digest), "{}", ls.stdout);
+    assert!(ls.stdout.contains("3000000"), "{}", ls.stdout);
+
+    let copy = dir.join("copy.bin");
+    let get = files(
+        dir,
+        &addr,
+        &["get", "notas.bin", "--to", copy.to_str().unwrap()],
+        "",
+    );
+    ok(&get);
+    assert!(get.stdout.contains(&digest), "{}", get.stdout);
+    assert!(std::fs::read(&copy).unwrap() == content);
+
+    // Output to a pipe: no progress bar drawn.
+    for out in [&put, &get] {
+        assert!(
+            !out.stdout.contains('\r') && !out.stdout.contains("=>"),
+            "{}",
+            out.stdout
+        );
+        assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    }
+
+    // The edit-and-send-back exercise: refused if the file changed.
+    std::fs::write(dir.join("root/notas.bin"), b"changed by someone else").unwrap();
+    let stale = files(
+        dir,
+        &addr,
+        &["put", local.to_str().unwrap(), "--if-match", &digest],
+        "",
+    );
+    assert!(!stale.status.success());
+    assert!(
+        stale.stderr.contains("changed since you read it"),
+        "{}",
+        stale.stderr
+    );
+    assert_eq!(
+        std::fs::read(dir.join("root/notas.bin")).unwrap(),
+        b"changed by someone else"
+    );
+
+    let traversal = files(dir, &addr, &["get", "../users.txt"], "");
+    assert!(!traversal.status.success());
+    assert!(
+        traversal.stderr.contains("refused path"),
+        "{}",
+        traversal.stderr
+    );
+
+    ok(&files(dir, &addr, &["rm", "notas.bin"], ""));
+    assert!(!dir.join("root/notas.bin").exists());
+    let gone = files(dir, &addr, &["rm", "notas.bin"], "");
+    assert!(gone.stderr.contains("does not exist"), "{}", gone.stderr);
+
+    ok(&files(dir, &addr, &["logout"], ""));
+    assert!(!dir.join("session.json").exists());
+
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(log.contains("logged in"), "the log is written: {log}");
+    assert!(
+        log.contains("TRACE") || log.contains("DEBUG"),
+        "at trace level"
+    );
+    assert!(!log.contains(&token), "the token is not logged");
+    assert!(!log.contains("segredo"), "nor the password");
+}
+
+#[test]
+fn get_resumes_from_the_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    ok(&add_user(dir, "ana", "segredo"));
+    let (_server, addr) = serve_files(dir);
+    ok(&files(dir, &addr, &["login", "ana"], "segredo\n"));
+    let content: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join("root/big.bin"), &content).unwrap();
+    let to = dir.join("big.bin");
+    std::fs::write(dir.join("big.bin.part"), &content[..1_234_567]).unwrap();
+    let get = files(
+        dir,
+        &addr,
+        &["get", "big.bin", "--to", to.to_str().unwrap()],
+        "",
+    );
+    ok(&get);
+    assert!(
+        get.stdout.contains("resumed from byte 1234567"),
+        "{}",
+        get.stdout
+    );
+    assert!(std::fs::read(&to).unwrap() == content);
+    assert!(!dir.join("big.bin.part").exists());
+}
+
+#[test]
+fn serve_without_files_root_does_not_serve_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, addr) = serve(&[]);
+    let out = files(dir.path(), &addr, &["login", "ana"], "segredo\n");
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("does not serve Files"),
+        "{}",
+        out.stderr
+    );
+    let half = run(
+        &["serve", "--listen", "127.0.0.1:0", "--files-root", "."],
+        "",
+    );
+    assert!(!half.status.success());
+    assert!(half.stderr.contains("--users"), "{}", half.stderr);
+}
