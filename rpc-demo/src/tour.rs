@@ -1,4 +1,5 @@
 //! The tour: a server and every client in one process, each call printed.
+//! (Files runs on a server of its own, over a temporary folder.)
 
 use std::sync::Arc;
 
@@ -110,9 +111,127 @@ pub(crate) async fn run() -> Result<(), DemoError> {
     server.shutdown().await;
     say!("\nserver stopped");
 
+    files().await?;
+
     discovery().await?;
     say!("\nevery call answered as expected");
     Ok(())
+}
+
+/// The Files service over a temporary folder: a login, an upload in
+/// chunks, a listing, a download stream, two refusals.
+async fn files() -> Result<(), DemoError> {
+    use rpc_demo::services::files::transfer::digest_of;
+    use rpc_demo::services::files::{Begun, Chunk, FilesError, Limits, Users};
+    use rpc_demo::services::{FileStore, FilesClient, FilesServer};
+
+    say!("\nFiles: log in, upload in chunks, list, download as a stream");
+    let root = std::env::temp_dir().join(format!("rpc-demo-tour-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let mut users = Users::default();
+    users.set("ana", "segredo").map_err(other)?;
+    let limits = Limits {
+        min_free_space: 0,
+        ..Limits::default()
+    };
+    let store = FileStore::open(&root, users, limits)?;
+    let server = rpc_core::Server::builder()
+        .service(FilesServer::new(store))
+        .bind("127.0.0.1:0")
+        .await?;
+    let outcome = async {
+        let files = FilesClient::connect(server.local_addr()).await?;
+        match files.login("ana".into(), "errada".into()).await {
+            Err(RpcError::Application(e @ FilesError::BadCredentials)) => {
+                say!("  files.login(\"ana\", wrong password) -> {e}");
+            }
+            other => {
+                return Err(DemoError::Other(format!(
+                    "a wrong password was let in: {other:?}"
+                )));
+            }
+        }
+        let session = files
+            .login("ana".into(), "segredo".into())
+            .await
+            .map_err(other)?;
+        say!(
+            "  files.login(\"ana\", ...) -> a session token for {} min (a parameter of every call)",
+            session.expires_in_ms / 60_000
+        );
+        let token = session.token;
+        let text = "Olá, arquivos!\n".as_bytes();
+        let digest = digest_of(text);
+        let Begun { upload_id, offset } = files
+            .begin(
+                token.clone(),
+                "ola.txt".into(),
+                text.len() as u64,
+                digest,
+                None,
+            )
+            .await
+            .map_err(other)?;
+        use base64::Engine as _;
+        let data = base64::engine::general_purpose::STANDARD.encode(text);
+        let end = files
+            .put(
+                token.clone(),
+                upload_id.clone(),
+                offset,
+                data,
+                crc32fast::hash(text),
+            )
+            .await
+            .map_err(other)?;
+        let entry = files
+            .commit(token.clone(), upload_id)
+            .await
+            .map_err(other)?;
+        say!(
+            "  files.begin / put ({end} bytes, CRC-32 checked) / commit -> {} stored, sha256 {}…",
+            entry.name,
+            &entry.sha256.unwrap_or_default()[..16]
+        );
+        let listed = files
+            .list(token.clone(), String::new())
+            .await
+            .map_err(other)?;
+        say!(
+            "  files.list(\"\") -> {} entry: {}",
+            listed.len(),
+            listed[0].name
+        );
+        let mut stream = files
+            .download(token.clone(), "ola.txt".into(), 0)
+            .await
+            .map_err(other)?;
+        while let Some(item) = stream.next().await {
+            match item.map_err(other)? {
+                Chunk::Data { offset, data, .. } => {
+                    say!("  files.download item: data at {offset} ({data})")
+                }
+                Chunk::End { size, .. } => {
+                    say!("  files.download item: end, {size} bytes, sha256 to check")
+                }
+            }
+        }
+        match files.download(token, "../segredo".into(), 0).await {
+            Err(RpcError::Application(e @ FilesError::BadPath { .. })) => {
+                say!("  files.download(\"../segredo\") -> {e}")
+            }
+            other => {
+                return Err(DemoError::Other(format!(
+                    "a path out was let through: {other:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&root);
+    outcome
 }
 
 /// A binder and two servers in this process; a client that finds them by

@@ -33,6 +33,7 @@ fn the_tour_calls_every_method_and_exits_zero() {
         "chat.join event",
         "taking turns between the two servers",
         "all answered by the other server",
+        "files.download item: end, 16 bytes",
     ] {
         assert!(
             out.stdout.contains(expected),
