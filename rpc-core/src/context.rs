@@ -136,6 +136,34 @@ pub(crate) fn opening() -> Option<Arc<Opening>> {
 /// (to count a peer's failed logins, say), its TLS identity, the headers
 /// that opened its session. `None` outside a handler; the address inside is
 /// `None` on an in-memory transport.
+///
+/// ```
+/// use std::net::IpAddr;
+///
+/// #[rpc_core::service]
+/// trait Whoami {
+///     /// The caller's address, as the server sees it.
+///     async fn whoami(&self) -> Option<IpAddr>;
+/// }
+/// struct W;
+/// impl Whoami for W {
+///     async fn whoami(&self) -> Option<IpAddr> {
+///         rpc_core::context::peer().and_then(|info| info.peer).map(|addr| addr.ip())
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let server = rpc_core::Server::builder()
+///     .service(WhoamiServer::new(W))
+///     .bind("127.0.0.1:0")
+///     .await?;
+/// let client = WhoamiClient::connect(server.local_addr()).await?;
+/// assert_eq!(client.whoami().await?, Some(IpAddr::from([127, 0, 0, 1])));
+/// assert!(rpc_core::context::peer().is_none(), "outside a handler");
+/// server.shutdown().await;
+/// # Ok(()) }
+/// ```
 pub fn peer() -> Option<Arc<ConnectionInfo>> {
     CURRENT.try_with(|c| c.peer.clone()).ok().flatten()
 }
