@@ -351,40 +351,46 @@ async fn receive(
         .await
         .map_err(local)?;
     let mut at = have;
-    let mut total;
-    while let Some(item) = stream.next().await {
-        match item? {
-            Chunk::Data { offset, size, data } => {
-                total = size;
-                if offset != at {
-                    return Err(TransferError::Protocol(format!(
-                        "a chunk at offset {offset}, expected {at}"
-                    )));
+    let mut total = 0;
+    let outcome = async {
+        while let Some(item) = stream.next().await {
+            match item? {
+                Chunk::Data { offset, size, data } => {
+                    total = size;
+                    if offset != at {
+                        return Err(TransferError::Protocol(format!(
+                            "a chunk at offset {offset}, expected {at}"
+                        )));
+                    }
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(&data)
+                        .map_err(|e| {
+                            TransferError::Protocol(format!("a chunk is not base64: {e}"))
+                        })?;
+                    file.write_all(&bytes).await.map_err(local)?;
+                    at += bytes.len() as u64;
+                    progress(at, total);
                 }
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(&data)
-                    .map_err(|e| TransferError::Protocol(format!("a chunk is not base64: {e}")))?;
-                file.write_all(&bytes).await.map_err(local)?;
-                at += bytes.len() as u64;
-            }
-            Chunk::End { size, sha256 } => {
-                file.flush().await.map_err(local)?;
-                file.sync_all().await.map_err(local)?;
-                if at != size {
-                    return Err(TransferError::Protocol(format!(
-                        "the stream ended at {at} bytes, the file has {size}"
-                    )));
+                Chunk::End { size, sha256 } => {
+                    if at != size {
+                        return Err(TransferError::Protocol(format!(
+                            "the stream ended at {at} bytes, the file has {size}"
+                        )));
+                    }
+                    return Ok((size, sha256));
                 }
-                progress(at, size);
-                return Ok((size, sha256));
             }
         }
-        progress(at, total);
+        Err(TransferError::Rpc(RpcError::Closed(
+            rpc_core::CloseReason::PeerClosed { last_error: None },
+        )))
     }
+    .await;
+    // Whatever happened, what was written is on the disk before the
+    // partial file is read again (tokio's file writes in the background).
     file.flush().await.map_err(local)?;
-    Err(TransferError::Rpc(RpcError::Closed(
-        rpc_core::CloseReason::PeerClosed { last_error: None },
-    )))
+    file.sync_all().await.map_err(local)?;
+    outcome
 }
 
 /// The SHA-256 of `bytes`, in hex: for a client that holds the data.
