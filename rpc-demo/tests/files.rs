@@ -979,3 +979,34 @@ async fn list_rename_and_delete_work_inside_the_root() {
         FilesError::OffsetPastEnd { offset: 2, size: 1 }
     ));
 }
+
+#[tokio::test]
+async fn a_user_has_at_most_16_uploads_in_progress() {
+    let served = Served::start(Limits::default()).await;
+    let (files, token) = served.login().await;
+    let mut ids = Vec::new();
+    for n in 0..16 {
+        let begun = files
+            .begin(token.clone(), format!("f{n}"), 1, digest_of(b"x"), None)
+            .await
+            .unwrap();
+        ids.push(begun.upload_id);
+    }
+    assert_eq!(
+        refused(
+            files
+                .begin(token.clone(), "f16".into(), 1, digest_of(b"x"), None)
+                .await
+        ),
+        FilesError::TooManyUploads { max: 16 }
+    );
+    files
+        .abort(token.clone(), ids.pop().unwrap())
+        .await
+        .unwrap();
+    files
+        .begin(token.clone(), "f16".into(), 1, digest_of(b"x"), None)
+        .await
+        .expect("room again after an abort");
+    assert_eq!(served.names().len(), 16, "16 temporary files, no more");
+}

@@ -219,6 +219,13 @@ pub enum FilesError {
         /// The file's digest now, or `None` if it no longer exists.
         current: Option<String>,
     },
+    /// This user already has the most uploads in progress; commit or
+    /// abort one (or wait for abandoned ones to be cleaned up).
+    #[error("too many uploads in progress (at most {max} per user); commit or abort one first")]
+    TooManyUploads {
+        /// The limit.
+        max: u64,
+    },
     /// A digest is not 64 hex digits.
     #[error("a SHA-256 must be 64 hex digits")]
     BadDigest,

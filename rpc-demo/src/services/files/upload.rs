@@ -38,6 +38,10 @@ use super::{
 /// to clients and hidden from listings.
 pub const TEMPORARY_PREFIX: &str = ".upload-";
 
+/// Uploads one user may have in progress at once (each holds an open
+/// file); `begin` refuses more with [`FilesError::TooManyUploads`].
+pub const MAX_UPLOADS_PER_USER: usize = 16;
+
 /// Whether `file_name` is one of the server's temporary files.
 pub fn is_temporary(file_name: &str) -> bool {
     file_name.starts_with(TEMPORARY_PREFIX)
@@ -149,7 +153,8 @@ impl Uploads {
     /// # Errors
     /// [`FilesError::BadDigest`], [`FilesError::BadPath`],
     /// [`FilesError::WrongKind`], [`FilesError::TooLarge`],
-    /// [`FilesError::Changed`], [`FilesError::NoSpace`], [`FilesError::Io`].
+    /// [`FilesError::Changed`], [`FilesError::TooManyUploads`],
+    /// [`FilesError::NoSpace`], [`FilesError::Io`].
     pub async fn begin(
         &self,
         user: &str,
@@ -196,7 +201,16 @@ impl Uploads {
                 });
             }
         }
-        let reserved: u64 = self.table().values().map(|u| u.outstanding()).sum();
+        let (reserved, mine) = {
+            let table = self.table();
+            let reserved: u64 = table.values().map(|u| u.outstanding()).sum();
+            (reserved, table.values().filter(|u| u.user == user).count())
+        };
+        if mine >= MAX_UPLOADS_PER_USER {
+            return Err(FilesError::TooManyUploads {
+                max: MAX_UPLOADS_PER_USER as u64,
+            });
+        }
         let needed = size.saturating_add(self.limits.min_free_space);
         let dir = target.parent().unwrap_or(self.root.dir()).to_owned();
         let available = {

@@ -41,6 +41,9 @@ pub const MAX_PASSWORD: usize = 1024;
 /// Peer addresses whose failures are remembered at once; past this, the
 /// oldest that are not locked out are forgotten.
 const MAX_TRACKED_PEERS: usize = 4096;
+/// Password checks running at once: each Argon2 check holds 19 MiB, so a
+/// flood of logins waits its turn instead of taking the server's memory.
+pub const MAX_CONCURRENT_CHECKS: usize = 4;
 /// Sessions open at once; past this, expired ones are dropped, then the
 /// login is refused until some expire.
 const MAX_SESSIONS: usize = 65_536;
@@ -331,6 +334,7 @@ pub struct Logins {
     ttl: Duration,
     lockout: Duration,
     state: Mutex<State>,
+    checks: tokio::sync::Semaphore,
 }
 
 impl Logins {
@@ -342,6 +346,7 @@ impl Logins {
             ttl,
             lockout,
             state: Mutex::default(),
+            checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS),
         }
     }
 
@@ -402,10 +407,13 @@ impl Logins {
         }
         let users = self.users.clone();
         let name = user.to_owned();
-        let right = password.len() <= MAX_PASSWORD
-            && tokio::task::spawn_blocking(move || users.verify(&name, &password))
+        let right = password.len() <= MAX_PASSWORD && {
+            // Never closed, so the permit always comes.
+            let _turn = self.checks.acquire().await;
+            tokio::task::spawn_blocking(move || users.verify(&name, &password))
                 .await
-                .unwrap_or(false);
+                .unwrap_or(false)
+        };
         let now = Instant::now();
         let mut state = self.state();
         if !right {
