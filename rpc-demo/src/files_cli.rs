@@ -11,7 +11,8 @@
 //!   `~/.rpc-demo-files-session.json`); the other commands read it. It is
 //!   never printed or logged.
 //! - **Progress bars** (indicatif) show the rate and the time left, on
-//!   standard output when it is a terminal; otherwise nothing is drawn.
+//!   standard output when it is a terminal (the last state stays on the
+//!   screen); otherwise nothing is drawn.
 //! - **`get`** downloads into `PATH.part` and renames it to `PATH` once its
 //!   SHA-256 is checked; an interrupted `get` resumes from the partial
 //!   file. **`put`** resumes an upload the server still holds.
@@ -263,7 +264,7 @@ pub(crate) async fn run(args: FilesArgs) -> Result<(), DemoError> {
             let got = transfer::download(&files, &saved.token, &name, &to, RETRIES, &progress)
                 .await
                 .map_err(transfer_error);
-            bar.finish_and_clear();
+            bar.finish();
             let got = got?;
             if got.resumed_from > 0 {
                 say!("resumed from byte {}", got.resumed_from);
@@ -305,7 +306,7 @@ pub(crate) async fn run(args: FilesArgs) -> Result<(), DemoError> {
             )
             .await
             .map_err(transfer_error);
-            bar.finish_and_clear();
+            bar.finish();
             let sent = sent?;
             if sent.resumed_from > 0 {
                 say!("resumed at byte {}", sent.resumed_from);

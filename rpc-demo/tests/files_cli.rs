@@ -8,6 +8,7 @@ use std::sync::mpsc;
 
 mod common;
 
+use common::tmux::Tmux;
 use common::{BIN, LIMIT, Output, Running, run, serve};
 
 /// `rpc-demo serve` with the Files service over `dir/root`, logging at
@@ -278,4 +279,52 @@ fn serve_without_files_root_does_not_serve_files() {
     );
     assert!(!half.status.success());
     assert!(half.stderr.contains("--users"), "{}", half.stderr);
+}
+
+#[test]
+fn at_a_terminal_passwords_are_not_echoed_and_transfers_draw_a_progress_bar() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let users = dir.join("users.txt");
+    let tmux = Tmux::new();
+    tmux.start(
+        "users",
+        &format!("{BIN} users add ana --users {}; sleep 60", users.display()),
+    );
+    tmux.wait_for("users", "Password for ana:");
+    tmux.keys("users", &["segredo", "Enter"]);
+    tmux.wait_for("users", "Again:");
+    tmux.keys("users", &["segredo", "Enter"]);
+    tmux.wait_for("users", "added ana");
+    assert!(
+        !tmux.screen("users").contains("segredo"),
+        "{}",
+        tmux.screen("users")
+    );
+
+    let (_server, addr) = serve_files(dir);
+    let session = dir.join("session.json");
+    let local = dir.join("big.bin");
+    std::fs::write(&local, vec![7u8; 5_000_000]).unwrap();
+    tmux.start(
+        "files",
+        &format!(
+            "{BIN} files login ana --server {addr} --session-file {s} && {BIN} files put {l} --server {addr} --session-file {s}; sleep 60",
+            s = session.display(),
+            l = local.display()
+        ),
+    );
+    tmux.wait_for("files", "Password for ana:");
+    tmux.keys("files", &["segredo", "Enter"]);
+    tmux.wait_for("files", "stored big.bin");
+    let screen = tmux.screen("files");
+    assert!(!screen.contains("segredo"), "{screen}");
+    assert!(
+        screen.contains("[==============================] 4.77 MiB/4.77 MiB"),
+        "the bar, full: {screen}"
+    );
+    assert!(
+        screen.contains("/s, 0s left"),
+        "the rate and the time left: {screen}"
+    );
 }

@@ -2,6 +2,8 @@
 //! killed on drop, and `rpc-demo serve` on a free port.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
