@@ -58,7 +58,17 @@ impl ServeFiles {
         let (Some(root), Some(users)) = (&self.files_root, &self.users) else {
             return Ok(None);
         };
-        let users = Users::load(users).map_err(|e| DemoError::Usage(e.to_string()))?;
+        let users = Users::load(users).map_err(|e| match &e {
+            files::UserFileError::Io { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                DemoError::Usage(format!(
+                    "{e}; create it with `rpc-demo users add NAME --users {}`",
+                    users.display()
+                ))
+            }
+            _ => DemoError::Usage(e.to_string()),
+        })?;
         if users.is_empty() {
             tracing::warn!("the users file has no users: nobody can log in to Files");
         }

@@ -299,6 +299,7 @@ async fn a_partial_file_of_another_version_is_replaced_by_the_whole_file() {
     }
 }
 
+#[cfg(unix)]
 #[tokio::test]
 async fn every_traversal_attempt_is_refused_and_touches_nothing() {
     let served = Served::start(Limits::default()).await;
