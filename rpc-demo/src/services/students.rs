@@ -212,7 +212,9 @@ pub enum StudentsError {
     /// The database failed (a disk error, another process holding the
     /// write lock past the busy timeout). Nothing was changed; the server's
     /// log has the detail.
-    #[error("the student database failed: {message}; try again, and tell the operator if it goes on")]
+    #[error(
+        "the student database failed: {message}; try again, and tell the operator if it goes on"
+    )]
     Storage {
         /// SQLite's description.
         message: String,
@@ -308,7 +310,9 @@ pub enum OpenError {
         supported: i64,
     },
     /// The file is not in WAL mode and could not be put in it.
-    #[error("the student database {path} cannot use WAL (journal mode {mode}): put it on a local disk")]
+    #[error(
+        "the student database {path} cannot use WAL (journal mode {mode}): put it on a local disk"
+    )]
     NoWal {
         /// The file.
         path: PathBuf,
