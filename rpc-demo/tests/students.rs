@@ -368,6 +368,13 @@ async fn a_restart_keeps_the_data() {
     server.shutdown().await;
 }
 
+/// What was tried, what came back, what should have.
+type Refusal = (
+    &'static str,
+    Result<Student, RpcError<StudentsError>>,
+    StudentsError,
+);
+
 #[tokio::test]
 async fn bad_input_is_refused_and_the_database_is_unchanged() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -376,11 +383,7 @@ async fn bad_input_is_refused_and_the_database_is_unchanged() {
     let before = checksum(&path);
     let ok = student(20_000_001, "Ana", 21, 2024, "Cursando");
 
-    let refusals: Vec<(
-        &str,
-        Result<Student, RpcError<StudentsError>>,
-        StudentsError,
-    )> = vec![
+    let refusals: Vec<Refusal> = vec![
         (
             "a negative age",
             client
