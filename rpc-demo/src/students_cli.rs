@@ -21,6 +21,8 @@ use crate::{ClientArgs, DemoError};
 /// The longest answer read from the keyboard, in bytes.
 const MAX_ANSWER: u64 = 256;
 
+/// `rpc-demo students [CLIENT OPTIONS] ACTION`: the client's options
+/// (`--server`, `--timeout`, `--token`, TLS) come before the action.
 #[derive(Debug, Args)]
 pub(crate) struct StudentsArgs {
     #[command(subcommand)]

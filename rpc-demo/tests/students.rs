@@ -255,6 +255,20 @@ async fn find_filters_by_age_range_and_pages() {
     let last = client.list(second.next, Some(2)).await.expect("list");
     assert_eq!(summary(&last.students), [(14_204_123, "Patrick")]);
     assert_eq!(last.next, None);
+    assert!(matches!(
+        client
+            .find(
+                Filter {
+                    min_age: Some(30),
+                    max_age: Some(20),
+                    ..Filter::default()
+                },
+                None,
+                None
+            )
+            .await,
+        Err(RpcError::Application(StudentsError::InvalidQuery { .. }))
+    ));
     for limit in [0, 1001] {
         assert!(matches!(
             client.list(None, Some(limit)).await,
@@ -527,6 +541,18 @@ async fn bad_input_is_refused_and_the_database_is_unchanged() {
                 })
                 .await,
             StudentsError::InvalidYear { year: 20_224 },
+        ),
+        (
+            "a name of 101 characters",
+            client
+                .add(Student {
+                    name: "á".repeat(101),
+                    ..ok.clone()
+                })
+                .await,
+            StudentsError::InvalidName {
+                reason: "it has 101 characters; at most 100".to_owned(),
+            },
         ),
         (
             "a line break in a name",

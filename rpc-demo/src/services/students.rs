@@ -420,9 +420,15 @@ impl Records {
             .map_err(|_| StudentsError::Storage {
                 message: "the database is closed".to_owned(),
             })?;
-        let mut lease = Lease::take(self.shared.clone(), permit);
+        let mut lease = Lease::take(self.shared.clone(), permit)?;
         tokio::task::spawn_blocking(move || {
-            let tx = lease.conn().transaction()?;
+            let tx = lease
+                .conn
+                .as_mut()
+                .map(Connection::transaction)
+                .ok_or_else(|| StudentsError::Storage {
+                    message: "no read connection left".to_owned(),
+                })??;
             work(&tx)
         })
         .await
@@ -439,25 +445,25 @@ struct Lease {
 }
 
 impl Lease {
-    fn take(shared: Arc<Shared>, permit: OwnedSemaphorePermit) -> Self {
-        // A permit guarantees an idle connection: there are as many of
-        // each.
+    /// An idle connection. There are as many permits as connections, so
+    /// with a permit there is always one; the error is for a broken
+    /// invariant, not a panic.
+    fn take(shared: Arc<Shared>, permit: OwnedSemaphorePermit) -> Result<Self, StudentsError> {
         let conn = shared
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop();
-        Self {
-            conn,
-            shared,
-            _permit: permit,
+        match conn {
+            Some(conn) => Ok(Self {
+                conn: Some(conn),
+                shared,
+                _permit: permit,
+            }),
+            None => Err(StudentsError::Storage {
+                message: "no idle read connection".to_owned(),
+            }),
         }
-    }
-
-    fn conn(&mut self) -> &mut Connection {
-        self.conn
-            .as_mut()
-            .expect("a permit is only handed out with an idle connection")
     }
 }
 
