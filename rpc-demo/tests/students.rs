@@ -364,6 +364,18 @@ async fn a_restart_keeps_the_data() {
         server.shutdown().await;
     }
     let before = checksum(&path);
+    {
+        // WAL is a property of the file, and the schema's version is kept.
+        let raw = rusqlite::Connection::open(&path).expect("open");
+        let mode: String = raw
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .expect("journal mode");
+        assert_eq!(mode, "wal");
+        let version: i64 = raw
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .expect("user_version");
+        assert_eq!(version, 1);
+    }
     let (server, client) = served(open(&path)).await;
     assert_eq!(checksum(&path), before, "opening again changes nothing");
     let all = everyone(&client).await;
