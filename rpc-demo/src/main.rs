@@ -15,6 +15,7 @@ macro_rules! say {
 mod chat;
 mod discovery;
 mod interactive;
+mod students_cli;
 mod tools;
 mod tour;
 
@@ -36,7 +37,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve Calculator, Greeter, Echo, Chat and Live on one port until Ctrl-C.
+    /// Serve Calculator, Greeter, Echo, Chat, Live and Students on one port until Ctrl-C.
     Serve(ServeArgs),
     /// Interactive calculator: operation, two numbers, result; `fim` to leave.
     Calc(ClientArgs),
@@ -59,6 +60,9 @@ enum Command {
     Lookup(LookupArgs),
     /// Probes a server's `GET /health`: exit status 0 when it serves, 1 otherwise.
     Health(HealthArgs),
+    /// The course's student records on a running server: list, add, find,
+    /// rename, remove.
+    Students(students_cli::StudentsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -246,6 +250,11 @@ struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The SQLite file of the student records, made and seeded if missing
+    /// (default: rpc-demo/students.db in the user's data folder,
+    /// ~/.local/share on Linux).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -402,6 +411,7 @@ fn main() -> ExitCode {
                     Err(e) => Err(DemoError::Other(e.to_string())),
                 }
             }
+            Some(Command::Students(args)) => students_cli::run(args).await,
             Some(Command::Call(args)) => {
                 let client = args.options.client_args(&args.target)?;
                 tools::call(
@@ -498,6 +508,7 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
     if let Some(token) = args.token {
         builder = builder.token(token);
     }
+    builder = students_cli::serve(builder, args.db).await?;
     if let Some(binder) = &args.binder {
         builder = builder.register(discovery::registry(binder).await?);
     }

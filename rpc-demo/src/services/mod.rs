@@ -5,12 +5,14 @@ pub mod chat;
 pub mod echo;
 pub mod greeter;
 pub mod live;
+pub mod students;
 
 pub use calculator::{Calc, CalcError, Calculator, CalculatorClient, CalculatorServer};
 pub use chat::{Chat, ChatClient, ChatError, ChatServer, Event, Rooms};
 pub use echo::{Echo, EchoClient, EchoServer, Echoer};
 pub use greeter::{Greet, Greeter, GreeterClient, GreeterServer};
 pub use live::{Feed, Live, LiveClient, LiveError, LiveEvent, LiveServer};
+pub use students::{Records, Students, StudentsClient, StudentsError, StudentsServer};
 
 /// A server with every demo service, as `rpc-demo serve` runs it, with a
 /// live feed of its own.
