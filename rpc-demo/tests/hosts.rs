@@ -325,6 +325,9 @@ impl Hosts {
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns(host), program])
             .args(args)
+            // `serve` keeps student records in the data folder: a temporary
+            // one, not root's home.
+            .env("XDG_DATA_HOME", std::env::temp_dir().join("rpc-demo-tests"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
