@@ -16,6 +16,7 @@ mod chat;
 mod discovery;
 mod files_cli;
 mod interactive;
+mod students_cli;
 mod tools;
 mod tour;
 
@@ -37,8 +38,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve Calculator, Greeter, Echo, Chat and Live (and Files, with
-    /// --files-root and --users) on one port until Ctrl-C.
+    /// Serve Calculator, Greeter, Echo, Chat, Live and Students (and Files,
+    /// with --files-root and --users) on one port until Ctrl-C.
     Serve(ServeArgs),
     /// Interactive calculator: operation, two numbers, result; `fim` to leave.
     Calc(ClientArgs),
@@ -61,6 +62,9 @@ enum Command {
     Lookup(LookupArgs),
     /// Probes a server's `GET /health`: exit status 0 when it serves, 1 otherwise.
     Health(HealthArgs),
+    /// The course's student records on a running server: list, add, find,
+    /// rename, remove.
+    Students(students_cli::StudentsArgs),
     /// The Files service's client: login, ls, get, put, rm.
     Files(files_cli::FilesArgs),
     /// The Files service's users file: `users add NAME`.
@@ -252,6 +256,11 @@ struct ServeArgs {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// The SQLite file of the student records, made and seeded if missing
+    /// (default: rpc-demo/students.db in the user's data folder,
+    /// ~/.local/share on Linux).
+    #[arg(long, value_name = "PATH")]
+    db: Option<PathBuf>,
     #[command(flatten)]
     files: files_cli::ServeFiles,
 }
@@ -410,6 +419,7 @@ fn main() -> ExitCode {
                     Err(e) => Err(DemoError::Other(e.to_string())),
                 }
             }
+            Some(Command::Students(args)) => students_cli::run(args).await,
             Some(Command::Files(args)) => files_cli::run(args).await,
             Some(Command::Users(args)) => files_cli::users(args),
             Some(Command::Call(args)) => {
@@ -509,6 +519,7 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
     if let Some(token) = args.token {
         builder = builder.token(token);
     }
+    builder = students_cli::serve(builder, args.db).await?;
     if let Some(store) = &files {
         builder = builder.service(rpc_demo::services::FilesServer::new(store.clone()));
         store.spawn_sweeper();

@@ -11,10 +11,21 @@ use rpc_demo::services::{
     CalcError, CalculatorClient, ChatClient, EchoClient, GreeterClient, all_services,
 };
 
+use rpc_demo::services::students::{Durability, Filter, Student};
+use rpc_demo::services::{Records, StudentsClient, StudentsError, StudentsServer};
+
 use crate::DemoError;
 
 pub(crate) async fn run() -> Result<(), DemoError> {
-    let server = all_services().bind("127.0.0.1:0").await?;
+    // The student records in a SQLite file of the tour's own, removed at the end.
+    let records_dir = tempfile::tempdir()
+        .map_err(|e| DemoError::Other(format!("could not make a temporary folder: {e}")))?;
+    let records =
+        Records::open(records_dir.path().join("aula.db"), Durability::Normal).map_err(other)?;
+    let server = all_services()
+        .service(StudentsServer::new(records))
+        .bind("127.0.0.1:0")
+        .await?;
     let addr = server.local_addr();
     say!("server listening on {addr} with Calculator, Greeter, Echo, Chat and Live\n");
 
@@ -106,6 +117,8 @@ pub(crate) async fn run() -> Result<(), DemoError> {
         }
     }
     drop(room);
+
+    students(StudentsClient::new(calc.inner().clone())).await?;
 
     drop((calc, greeter, echo, chat));
     server.shutdown().await;
@@ -294,6 +307,62 @@ async fn discovery() -> Result<(), DemoError> {
     }
     binder.shutdown().await;
     Ok(())
+}
+
+/// The course's SQLite exercise: a question, a typed refusal, a rename by
+/// enrolment number.
+async fn students(students: StudentsClient) -> Result<(), DemoError> {
+    say!("\nStudents: the course's records in SQLite");
+    let suspended = students
+        .find(
+            Filter {
+                situation: Some("Trancamento".to_owned()),
+                ..Filter::default()
+            },
+            None,
+            None,
+        )
+        .await
+        .map_err(other)?;
+    for s in &suspended.students {
+        say!(
+            "  find(situation = Trancamento): {} {} ({})",
+            s.enrolment,
+            s.name,
+            s.situation
+        );
+    }
+    expect(
+        suspended.students.len() == 1,
+        "who suspended their enrolment",
+    )?;
+    let twin = Student {
+        enrolment: 2_213_482,
+        name: "Pedro".to_owned(),
+        age: 19,
+        year_of_entry: 2022,
+        situation: "Cursando".to_owned(),
+    };
+    match students.add(twin).await {
+        Err(RpcError::Application(e @ StudentsError::DuplicateEnrolment { .. })) => {
+            say!("  add(2213482 again) -> typed error DuplicateEnrolment (\"{e}\")");
+        }
+        other => {
+            return Err(DemoError::Other(format!(
+                "a duplicate enrolment number should be refused, got {other:?}"
+            )));
+        }
+    }
+    let carlos = students
+        .rename(13_100_001, "Carlos".to_owned())
+        .await
+        .map_err(other)?;
+    say!(
+        "  two Pedros, so by number: rename(13100001, \"Carlos\") = {} {}",
+        carlos.enrolment,
+        carlos.name
+    );
+    expect(carlos.name == "Carlos", "the rename")
 }
 
 fn other(e: impl std::fmt::Display) -> DemoError {

@@ -22,6 +22,9 @@ fn serve_files(dir: &Path) -> (Running, String) {
             .arg(dir.join("root"))
             .arg("--users")
             .arg(dir.join("users.txt"))
+            // The student records too, in the test's folder.
+            .arg("--db")
+            .arg(dir.join("students.db"))
             .env("RUST_LOG", "trace")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,22 +1,30 @@
 //! The discovery demo on several machines: Linux network namespaces joined
-//! by a bridge stand for a binder host, two server hosts and a client host,
-//! each `rpc-demo` process on its own host. One long-lived `rpc-demo calc
-//! --binder` keeps calling while one server is killed (it keeps getting
-//! answers), and while the other server's link is cut (`ip link set down`:
-//! no FIN, no RST; its pings find the dead connection and it fails over).
+//! by a bridge stand for a registry host, two server hosts and a client
+//! host, each process on its own host. One long-lived `rpc-demo calc`
+//! keeps calling while one server is killed (it keeps getting answers),
+//! and while the other server's link is cut (`ip link set down`: no FIN,
+//! no RST; its pings find the dead connection and it fails over).
 //!
-//! The private addresses (10.231.7.0/24) exist only inside the test's
-//! namespaces: every command that uses them runs there (`ip netns exec`),
-//! never in the root namespace. Everything is removed on drop, also when
-//! the test fails.
+//! The scenario runs twice, once per registry: `rpc-demo binder`, and
+//! etcd (Debian's `etcd-server`, its data in a temporary directory), with
+//! `serve`, `calc` and `lookup` given `--binder ADDR` or `--etcd URL`.
+//! Each run has its own namespaces (`rpcb-PID-binder-*`, `rpcb-PID-etcd-*`)
+//! and its own private /24 (10.231.7.0/24 and 10.231.8.0/24), so both run
+//! at once in one `cargo test`, beside other test binaries.
 //!
-//! Needs root (and `ip` from iproute2), with the right to make network
-//! namespaces: skipped with the reason otherwise, except in CI
-//! (`CI=true`), where it must run. The registry here is the binder.
+//! The private addresses exist only inside the test's namespaces: every
+//! command that uses them runs there (`ip netns exec`), never in the root
+//! namespace. Everything (processes, namespaces, etcd's data) is removed
+//! on drop, also when the test fails.
+//!
+//! Needs root (and `ip` from iproute2, and `etcd` for the etcd run), with
+//! the right to make network namespaces: skipped with the reason
+//! otherwise, except in CI (`CI=true`), where it must run.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -24,19 +32,58 @@ use std::time::{Duration, Instant};
 
 use common::BIN;
 
-/// The hosts' network: a /24 that exists only inside the namespaces.
-const BINDER_IP: &str = "10.231.7.1";
-const S1_IP: &str = "10.231.7.11";
-const S2_IP: &str = "10.231.7.12";
-const CLIENT_IP: &str = "10.231.7.21";
+/// The servers' port, on every server host.
 const PORT: u16 = 7070;
+/// The last byte of each host's address in its run's /24.
+const REGISTRY_HOST: u8 = 1;
+const S1_HOST: u8 = 11;
+const S2_HOST: u8 = 12;
+const CLIENT_HOST: u8 = 21;
 
 /// Longest a round of `calc` may take: the client's keepalive finds a dead
 /// connection in about 8 s, well before the 30 s call timeout.
 const ROUND_LIMIT: Duration = Duration::from_secs(20);
-/// How long the binder may take to list (or forget) a server: a lease
+/// How long the registry may take to list (or forget) a server: a lease
 /// lives 10 s.
 const REGISTRY_LIMIT: Duration = Duration::from_secs(15);
+
+/// The registry the servers register in and the client finds them in.
+#[derive(Clone, Copy, Debug)]
+enum Registry {
+    /// `rpc-demo binder`, listening on port 7000 of its host.
+    Binder,
+    /// etcd, its client URL on port 2379 of its host.
+    Etcd,
+}
+
+impl Registry {
+    /// Its host's name, also in the run's namespace names.
+    fn name(self) -> &'static str {
+        match self {
+            Registry::Binder => "binder",
+            Registry::Etcd => "etcd",
+        }
+    }
+
+    /// Host `last`'s address on this run's network: 10.231.7.0/24 for the
+    /// binder, 10.231.8.0/24 for etcd.
+    fn ip(self, last: u8) -> String {
+        let net = match self {
+            Registry::Binder => 7,
+            Registry::Etcd => 8,
+        };
+        format!("10.231.{net}.{last}")
+    }
+
+    /// The flag and value that point `serve`, `calc` and `lookup` at it.
+    fn flag(self) -> [String; 2] {
+        let host = self.ip(REGISTRY_HOST);
+        match self {
+            Registry::Binder => ["--binder".to_owned(), format!("{host}:7000")],
+            Registry::Etcd => ["--etcd".to_owned(), format!("http://{host}:2379")],
+        }
+    }
+}
 
 /// Runs `ip ARGS` in the root namespace (only to manage namespaces and
 /// links); panics with its error if it fails.
@@ -54,8 +101,8 @@ fn ip(args: &[&str]) {
     );
 }
 
-/// Why the test cannot run here, if it cannot.
-fn unavailable() -> Option<String> {
+/// Why the test cannot run here with `registry`, if it cannot.
+fn unavailable(registry: Registry) -> Option<String> {
     if !cfg!(target_os = "linux") {
         return Some("network namespaces are Linux only".to_owned());
     }
@@ -79,8 +126,21 @@ fn unavailable() -> Option<String> {
         }
         Err(e) => return Some(format!("`ip` (iproute2) is not installed: {e}")),
     }
+    if let Registry::Etcd = registry {
+        let etcd = Command::new("etcd")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !etcd.is_ok_and(|status| status.success()) {
+            return Some(
+                "`etcd` is not installed (apt-get install etcd-server; .ci/run installs it)"
+                    .to_owned(),
+            );
+        }
+    }
     // Root in a container may still lack the right to make namespaces.
-    let probe = format!("rpcb-{}-probe", std::process::id());
+    let probe = format!("rpcb-{}-{}-probe", std::process::id(), registry.name());
     let out = Command::new("ip")
         .args(["netns", "add", &probe])
         .output()
@@ -106,30 +166,42 @@ fn unavailable() -> Option<String> {
     }
 }
 
-/// Removes the namespaces a killed earlier run left (`rpcb-PID-*` whose
-/// process is gone).
-fn remove_stale_namespaces() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        let Some(pid) = name
-            .strip_prefix("rpcb-")
-            .and_then(|rest| rest.split('-').next())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            eprintln!("removing namespace {name} left by an earlier run");
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
+/// Whether `name` is one of this test's (`rpcb-PID-*`) and its process is
+/// gone: left by an earlier run that was killed.
+fn stale(name: &str) -> bool {
+    name.strip_prefix("rpcb-")
+        .and_then(|rest| rest.split('-').next())
+        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Removes the namespaces and etcd data directories a killed earlier run
+/// left.
+fn remove_stale() {
+    if let Ok(out) = Command::new("ip").args(["netns", "list"]).output() {
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or_default();
+            if stale(name) {
+                eprintln!("removing namespace {name} left by an earlier run");
+                let _ = Command::new("ip").args(["netns", "del", name]).status();
+            }
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            if stale(&entry.file_name().to_string_lossy()) {
+                eprintln!("removing {} left by an earlier run", entry.path().display());
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
 }
 
-/// One `rpc-demo` process on a host: its stdout lines, its stderr.
+/// One process (`rpc-demo` or `etcd`) on a host: its stdout lines, its
+/// stderr.
 struct Process {
     label: String,
+    /// Its command name (`/proc/PID/comm`), checked before it is killed.
+    comm: String,
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
@@ -164,28 +236,42 @@ impl Process {
     }
 }
 
-/// The test's hosts: namespaces, the bridge, the processes. Dropping it
-/// kills the processes it started and deletes the namespaces.
+/// One run's hosts: namespaces, the bridge, the processes, etcd's data.
+/// Dropping it kills the processes it started, deletes the namespaces and
+/// removes the data.
 struct Hosts {
+    registry: Registry,
+    /// `rpcb-PID-REGISTRY`: every namespace's name starts with it.
     prefix: String,
     namespaces: Vec<String>,
     processes: Vec<Process>,
+    /// Directories to remove once the processes are gone.
+    dirs: Vec<PathBuf>,
 }
 
 impl Hosts {
     /// A bridge in a namespace of its own (the switch), and one namespace
-    /// per host plugged into it by a veth pair, `eth0` inside.
-    fn new(hosts: &[(&str, &str)]) -> Self {
-        let prefix = format!("rpcb-{}", std::process::id());
+    /// per host plugged into it by a veth pair, `eth0` inside: the
+    /// registry's host (named after it), `s1`, `s2` and `client`.
+    fn new(registry: Registry) -> Self {
+        let prefix = format!("rpcb-{}-{}", std::process::id(), registry.name());
         let mut this = Self {
+            registry,
             prefix,
             namespaces: Vec::new(),
             processes: Vec::new(),
+            dirs: Vec::new(),
         };
         let switch = this.add_namespace("net");
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"]);
         ip(&["-n", &switch, "link", "set", "br0", "up"]);
-        for (host, address) in hosts {
+        for (host, last) in [
+            (registry.name(), REGISTRY_HOST),
+            ("s1", S1_HOST),
+            ("s2", S2_HOST),
+            ("client", CLIENT_HOST),
+        ] {
+            let address = registry.ip(last);
             let ns = this.add_namespace(host);
             let port = format!("p-{host}");
             // Both ends are created inside the namespaces: the root
@@ -223,17 +309,30 @@ impl Hosts {
         format!("{}-{host}", self.prefix)
     }
 
-    /// Starts `rpc-demo ARGS` on `host`; its index. `ip netns exec` execs
-    /// the binary, so the child's PID is `rpc-demo`'s own (checked).
+    /// Starts `rpc-demo ARGS` on `host`; its index.
     fn start(&mut self, host: &str, label: &str, args: &[&str]) -> usize {
+        self.start_program(host, label, BIN, args)
+    }
+
+    /// Starts `program ARGS` on `host`; its index. `ip netns exec` execs
+    /// the program, so the child's PID is the program's own (checked).
+    fn start_program(&mut self, host: &str, label: &str, program: &str, args: &[&str]) -> usize {
+        let comm = std::path::Path::new(program)
+            .file_name()
+            .expect("a program's file name")
+            .to_string_lossy()
+            .into_owned();
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns(host), BIN])
+            .args(["netns", "exec", &self.ns(host), program])
             .args(args)
+            // `serve` keeps student records in the data folder: a temporary
+            // one, not root's home.
+            .env("XDG_DATA_HOME", std::env::temp_dir().join("rpc-demo-tests"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start ip netns exec rpc-demo");
+            .unwrap_or_else(|e| panic!("start ip netns exec {program}: {e}"));
         let stdout = child.stdout.take().expect("stdout");
         let mut err = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
@@ -262,20 +361,116 @@ impl Hosts {
         let pid = child.id();
         self.processes.push(Process {
             label: format!("{label} (pid {pid} in {})", self.ns(host)),
+            comm: comm.clone(),
             child,
             stdin,
             lines,
             stderr,
         });
-        wait_for_exec(pid);
+        wait_for_exec(pid, &comm);
         self.processes.len() - 1
+    }
+
+    /// Starts the registry on its host and waits until it answers.
+    fn start_registry(&mut self) {
+        let host = self.registry.name();
+        let address = self.registry.ip(REGISTRY_HOST);
+        match self.registry {
+            Registry::Binder => {
+                let listen = format!("{address}:7000");
+                let binder = self.start(host, "binder", &["binder", "--listen", &listen]);
+                self.processes[binder]
+                    .expect_line("rpc-demo binder on", common::LIMIT)
+                    .unwrap();
+            }
+            Registry::Etcd => {
+                // The host's ports are all free: it is a network of its
+                // own. The peer port serves no other member, so it stays
+                // on the host's loopback.
+                let dir = std::env::temp_dir().join(format!("{}-data", self.prefix));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("etcd's data directory");
+                self.dirs.push(dir.clone());
+                let url = format!("http://{address}:2379");
+                let peer = "http://127.0.0.1:2380";
+                let data = dir.join("data");
+                let etcd = self.start_program(
+                    host,
+                    "etcd",
+                    "etcd",
+                    &[
+                        "--name",
+                        "hosts",
+                        "--data-dir",
+                        data.to_str().expect("a UTF-8 temporary directory"),
+                        "--listen-client-urls",
+                        &url,
+                        "--advertise-client-urls",
+                        &url,
+                        "--listen-peer-urls",
+                        peer,
+                        "--initial-advertise-peer-urls",
+                        peer,
+                        "--initial-cluster",
+                        &format!("hosts={peer}"),
+                        "--logger",
+                        "zap",
+                        "--log-level",
+                        "warn",
+                    ],
+                );
+                // Ready when a lookup from the client host succeeds.
+                let started = Instant::now();
+                loop {
+                    let (ok, _, err) = self.lookup_output("client");
+                    if ok {
+                        eprintln!("etcd answers (after {:.1?})", started.elapsed());
+                        break;
+                    }
+                    let process = &mut self.processes[etcd];
+                    let exited = process.child.try_wait().expect("wait for etcd");
+                    assert!(
+                        exited.is_none() && started.elapsed() < common::LIMIT,
+                        "etcd at {url} did not answer within {:?} (exit: {exited:?}): {err}",
+                        common::LIMIT
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    /// Starts `rpc-demo serve` on server host `host` (`s1` or `s2`),
+    /// listening on 0.0.0.0, advertising its address, registering in the
+    /// registry; its index, once it serves.
+    fn serve(&mut self, host: &str, last: u8) -> usize {
+        let listen = format!("0.0.0.0:{PORT}");
+        let advertise = format!("{}:{PORT}", self.registry.ip(last));
+        let [flag, registry] = self.registry.flag();
+        let index = self.start(
+            host,
+            host,
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                &flag,
+                &registry,
+                "--advertise",
+                &advertise,
+            ],
+        );
+        self.processes[index]
+            .expect_line("rpc-demo serving", common::LIMIT)
+            .unwrap();
+        index
     }
 
     /// Kills process `index` with SIGKILL: no goodbye, no deregistration.
     fn kill(&mut self, index: usize) {
         let process = &mut self.processes[index];
         let pid = process.child.id();
-        assert_eq!(comm(pid).as_deref(), Some("rpc-demo"), "pid {pid}");
+        assert_eq!(comm(pid), Some(process.comm.clone()), "pid {pid}");
         process.child.kill().expect("kill");
         process.child.wait().expect("reap");
         eprintln!("killed {}", process.label);
@@ -318,38 +513,53 @@ impl Hosts {
         (status.success(), stdout, stderr)
     }
 
-    /// The addresses the binder lists for Calculator, asked from `host`.
+    /// `rpc-demo lookup Calculator` in the registry, run on `host`.
+    fn lookup_output(&self, host: &str) -> (bool, String, String) {
+        let [flag, registry] = self.registry.flag();
+        self.run(host, &["lookup", "Calculator", &flag, &registry])
+    }
+
+    /// The addresses the registry lists for Calculator, asked from `host`.
     fn lookup(&self, host: &str) -> Vec<String> {
-        let binder = format!("{BINDER_IP}:7000");
-        let (ok, out, err) = self.run(host, &["lookup", "Calculator", "--binder", &binder]);
-        assert!(ok, "lookup failed: {err}");
+        let (ok, out, err) = self.lookup_output(host);
+        assert!(ok, "lookup in {} failed: {err}", self.registry.name());
+        // `Calculator  ADDRESS` lines (not `nothing registered as ...`).
         let mut addresses: Vec<String> = out
             .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .map(str::to_owned)
+            .filter_map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+                ["Calculator", address] => Some(address.to_owned()),
+                _ => None,
+            })
             .collect();
         addresses.sort();
         addresses
     }
 
-    /// Polls the binder (from the client host) until it lists exactly
-    /// `expected` for Calculator.
-    fn await_listing(&self, expected: &[&str]) {
-        let mut expected: Vec<String> = expected.iter().map(|a| format!("{a}:{PORT}")).collect();
+    /// Server host `last`'s advertised address.
+    fn server(&self, last: u8) -> String {
+        format!("{}:{PORT}", self.registry.ip(last))
+    }
+
+    /// Polls the registry (from the client host) until it lists exactly
+    /// the servers `expected` (last bytes) for Calculator.
+    fn await_listing(&self, expected: &[u8]) {
+        let mut expected: Vec<String> = expected.iter().map(|&last| self.server(last)).collect();
         expected.sort();
         let started = Instant::now();
         loop {
             let listed = self.lookup("client");
             if listed == expected {
                 eprintln!(
-                    "the binder lists {listed:?} (after {:.1?})",
+                    "{} lists {listed:?} (after {:.1?})",
+                    self.registry.name(),
                     started.elapsed()
                 );
                 return;
             }
             assert!(
                 started.elapsed() < REGISTRY_LIMIT,
-                "the binder lists {listed:?}, not {expected:?}, after {REGISTRY_LIMIT:?}"
+                "{} lists {listed:?}, not {expected:?}, after {REGISTRY_LIMIT:?}",
+                self.registry.name()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -374,6 +584,9 @@ impl Drop for Hosts {
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
+        for dir in &self.dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         eprintln!("removed namespaces {}-*", self.prefix);
     }
 }
@@ -391,13 +604,14 @@ fn comm(pid: u32) -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
-/// Waits until `ip netns exec` has exec'd `rpc-demo` in process `pid`.
-fn wait_for_exec(pid: u32) {
+/// Waits until `ip netns exec` has exec'd the program named `name` in
+/// process `pid`.
+fn wait_for_exec(pid: u32, name: &str) {
     let started = Instant::now();
-    while comm(pid).as_deref() != Some("rpc-demo") {
+    while comm(pid).as_deref() != Some(name) {
         assert!(
             started.elapsed() < Duration::from_secs(5),
-            "pid {pid} is {:?}, not rpc-demo",
+            "pid {pid} is {:?}, not {name}",
             comm(pid)
         );
         std::thread::sleep(Duration::from_millis(5));
@@ -486,54 +700,35 @@ fn all_answered(rounds: &[Round], when: &str) -> usize {
 }
 
 #[test]
-fn a_client_on_its_own_host_survives_a_killed_server_and_a_cut_link() {
-    if let Some(why) = unavailable() {
+fn through_a_binder_a_client_on_its_own_host_survives_a_killed_server_and_a_cut_link() {
+    scenario(Registry::Binder);
+}
+
+#[test]
+fn through_etcd_a_client_on_its_own_host_survives_a_killed_server_and_a_cut_link() {
+    scenario(Registry::Etcd);
+}
+
+/// The whole scenario, with `registry` on a host of its own.
+fn scenario(registry: Registry) {
+    if let Some(why) = unavailable(registry) {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("CI runs as root, so this test is mandatory there, but it cannot run: {why}");
         }
         eprintln!("skipped: {why}");
         return;
     }
-    remove_stale_namespaces();
+    remove_stale();
     let started = Instant::now();
-    let mut hosts = Hosts::new(&[
-        ("binder", BINDER_IP),
-        ("s1", S1_IP),
-        ("s2", S2_IP),
-        ("client", CLIENT_IP),
-    ]);
-    let binder_addr = format!("{BINDER_IP}:7000");
-    let listen = format!("0.0.0.0:{PORT}");
+    let mut hosts = Hosts::new(registry);
+    let name = registry.name();
+    hosts.start_registry();
+    let s1 = hosts.serve("s1", S1_HOST);
+    let _s2 = hosts.serve("s2", S2_HOST);
+    hosts.await_listing(&[S1_HOST, S2_HOST]);
 
-    let binder = hosts.start("binder", "binder", &["binder", "--listen", &binder_addr]);
-    hosts.processes[binder]
-        .expect_line("rpc-demo binder on", common::LIMIT)
-        .unwrap();
-    let serve = |hosts: &mut Hosts, host: &str, address: &str| {
-        let advertise = format!("{address}:{PORT}");
-        let index = hosts.start(
-            host,
-            host,
-            &[
-                "serve",
-                "--listen",
-                &listen,
-                "--binder",
-                &binder_addr,
-                "--advertise",
-                &advertise,
-            ],
-        );
-        hosts.processes[index]
-            .expect_line("rpc-demo serving", common::LIMIT)
-            .unwrap();
-        index
-    };
-    let s1 = serve(&mut hosts, "s1", S1_IP);
-    let _s2 = serve(&mut hosts, "s2", S2_IP);
-    hosts.await_listing(&[S1_IP, S2_IP]);
-
-    let index = hosts.start("client", "calc", &["calc", "--binder", &binder_addr]);
+    let [flag, registry_at] = registry.flag();
+    let index = hosts.start("client", "calc", &["calc", &flag, &registry_at]);
     hosts.processes[index]
         .expect_line("Calculator at", common::LIMIT)
         .unwrap();
@@ -546,27 +741,27 @@ fn a_client_on_its_own_host_survives_a_killed_server_and_a_cut_link() {
 
     // 1. A server dies (SIGKILL: no deregistration). Its connection closes
     // (the kernel of its host sends the FIN), so no call is left on it:
-    // every round answers, and the binder forgets the server when its
+    // every round answers, and the registry forgets the server when its
     // lease expires.
     hosts.kill(s1);
     let killed = Instant::now();
     let mut rounds = Vec::new();
-    while hosts.lookup("client") != [format!("{S2_IP}:{PORT}")] {
+    while hosts.lookup("client") != [hosts.server(S2_HOST)] {
         assert!(
             killed.elapsed() < REGISTRY_LIMIT,
-            "the binder still lists the killed server after {REGISTRY_LIMIT:?}"
+            "{name} still lists the killed server after {REGISTRY_LIMIT:?}"
         );
         rounds.extend(calc.rounds_for(&mut hosts, Duration::from_millis(500)));
     }
     let n = all_answered(&rounds, "after server 1 was killed");
     eprintln!(
-        "{n} rounds answered after the kill; the binder forgot the killed server after {:.1?}",
+        "{n} rounds answered after the kill; {name} forgot the killed server after {:.1?}",
         killed.elapsed()
     );
 
     // Server 1 comes back at the same address.
-    serve(&mut hosts, "s1", S1_IP);
-    hosts.await_listing(&[S1_IP, S2_IP]);
+    hosts.serve("s1", S1_HOST);
+    hosts.await_listing(&[S1_HOST, S2_HOST]);
     let n = all_answered(
         &calc.rounds_for(&mut hosts, Duration::from_secs(1)),
         "with server 1 back",
@@ -579,24 +774,21 @@ fn a_client_on_its_own_host_survives_a_killed_server_and_a_cut_link() {
     // that round is reported lost, and the next rounds go to server 1. A
     // round that dials server 2 before the client hears it left gives up
     // after the same silence and goes to server 1. Rounds go on until the
-    // binder forgets server 2 (its lease expires), and a little longer for
-    // the client's watch to hear it.
+    // registry forgets server 2 (its lease expires: it cannot renew it
+    // either), and a little longer for the client's watch to hear it.
     let s2_ns = hosts.ns("s2");
     ip(&["-n", &s2_ns, "link", "set", "eth0", "down"]);
     let cut = Instant::now();
     eprintln!("cut server 2's link (eth0 down in {s2_ns})");
     let mut rounds = Vec::new();
-    while hosts.lookup("client") != [format!("{S1_IP}:{PORT}")] {
+    while hosts.lookup("client") != [hosts.server(S1_HOST)] {
         assert!(
             cut.elapsed() < REGISTRY_LIMIT + ROUND_LIMIT,
-            "the binder still lists the cut server"
+            "{name} still lists the cut server"
         );
         rounds.extend(calc.rounds_for(&mut hosts, Duration::from_millis(500)));
     }
-    eprintln!(
-        "the binder forgot the cut server after {:.1?}",
-        cut.elapsed()
-    );
+    eprintln!("{name} forgot the cut server after {:.1?}", cut.elapsed());
     rounds.extend(calc.rounds_for(&mut hosts, Duration::from_secs(3)));
     let lost: Vec<(Duration, &str)> = rounds
         .iter()
@@ -620,8 +812,8 @@ fn a_client_on_its_own_host_survives_a_killed_server_and_a_cut_link() {
     );
     // One connection to server 2 existed, and one call at a time: exactly
     // one call was in flight on it when it went dead (a round goes to either
-    // server at random; dozens of rounds ran before the binder forgot it).
-    // A new connection to server 2 can never open, so no other call is
+    // server at random; dozens of rounds ran before the registry forgot
+    // it). A new connection to server 2 can never open, so no other call is
     // lost.
     assert_eq!(lost.len(), 1, "rounds lost after the cut: {lost:?}");
     let (after, line) = lost[0];
@@ -638,10 +830,21 @@ fn a_client_on_its_own_host_survives_a_killed_server_and_a_cut_link() {
     // `calc` ends at end of input, and did not fail.
     let process = &mut hosts.processes[calc.index];
     drop(process.stdin.take());
-    let status = process.child.wait().expect("wait for calc");
+    let ended = Instant::now();
+    let status = loop {
+        if let Some(status) = process.child.try_wait().expect("wait for calc") {
+            break status;
+        }
+        assert!(
+            ended.elapsed() < common::LIMIT,
+            "calc did not end within {:?} of its input's end",
+            common::LIMIT
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert!(status.success(), "calc: {}", process.stderr());
     eprintln!(
-        "{} rounds in all; the whole test took {:.1?}",
+        "{} rounds in all, through {name}; the whole test took {:.1?}",
         calc.rounds,
         started.elapsed()
     );

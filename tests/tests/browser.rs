@@ -451,7 +451,12 @@ async fn lines_typed_at_the_servers_terminal_appear_on_the_live_page() {
     let tmux = Tmux::new();
     tmux.start(
         "server",
-        &format!("{} serve --listen 127.0.0.1:0", demo_binary().display()),
+        // Student records go to a temporary data folder, not the home.
+        &format!(
+            "XDG_DATA_HOME={} {} serve --listen 127.0.0.1:0",
+            std::env::temp_dir().join("rpc-demo-tests").display(),
+            demo_binary().display()
+        ),
     );
     // (tmux drops the prompt's trailing space.)
     tmux.wait_for("server", "Mensagem:").await;

@@ -54,7 +54,11 @@ class DemoServer:
             args += ["--tls-cert", cert, "--tls-key", key]
         args += list(extra)
         self._log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL)
+        # Student records go to a temporary data folder, not the home.
+        env = dict(os.environ, XDG_DATA_HOME=os.path.join(tempfile.gettempdir(), "rpc-demo-tests"))
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL, env=env
+        )
         lines: "queue.Queue[bytes]" = queue.Queue()
         threading.Thread(target=lambda: lines.put(self.process.stdout.readline()), daemon=True).start()
         try:

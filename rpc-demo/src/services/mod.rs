@@ -6,6 +6,7 @@ pub mod echo;
 pub mod files;
 pub mod greeter;
 pub mod live;
+pub mod students;
 
 pub use calculator::{Calc, CalcError, Calculator, CalculatorClient, CalculatorServer};
 pub use chat::{Chat, ChatClient, ChatError, ChatServer, Event, Rooms};
@@ -13,6 +14,7 @@ pub use echo::{Echo, EchoClient, EchoServer, Echoer};
 pub use files::{FileStore, Files, FilesClient, FilesError, FilesServer};
 pub use greeter::{Greet, Greeter, GreeterClient, GreeterServer};
 pub use live::{Feed, Live, LiveClient, LiveError, LiveEvent, LiveServer};
+pub use students::{Records, Students, StudentsClient, StudentsError, StudentsServer};
 
 /// A server with every demo service, as `rpc-demo serve` runs it, with a
 /// live feed of its own.

@@ -46,6 +46,9 @@ pub fn start(mut command: Command, args: &[&str]) -> (Running, String) {
     let mut child = Running(
         command
             .args(args)
+            // `serve` without `--db` keeps the student records in the data
+            // folder: a temporary one, not the home of whoever runs the tests.
+            .env("XDG_DATA_HOME", std::env::temp_dir().join("rpc-demo-tests"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
