@@ -139,15 +139,15 @@ async fn files() -> Result<(), DemoError> {
     use rpc_demo::services::{FileStore, FilesClient, FilesServer};
 
     say!("\nFiles: log in, upload in chunks, list, download as a stream");
-    let root = std::env::temp_dir().join(format!("rpc-demo-tour-{}", std::process::id()));
-    std::fs::create_dir_all(&root)?;
+    // Removed when dropped, on every way out.
+    let root = tempfile::tempdir()?;
     let mut users = Users::default();
     users.set("ana", "segredo").map_err(other)?;
     let limits = Limits {
         min_free_space: 0,
         ..Limits::default()
     };
-    let store = FileStore::open(&root, users, limits)?;
+    let store = FileStore::open(root.path(), users, limits)?;
     let server = rpc_core::Server::builder()
         .service(FilesServer::new(store))
         .bind("127.0.0.1:0")
@@ -243,7 +243,6 @@ async fn files() -> Result<(), DemoError> {
     }
     .await;
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&root);
     outcome
 }
 
