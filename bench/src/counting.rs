@@ -191,10 +191,7 @@ mod tests {
     #[tokio::test]
     async fn one_frame_per_write_splits_at_frame_boundaries() {
         let writes = WriteCounter::default();
-        let mut sink = CountingIo::new(
-            OneFramePerWrite::new(Vec::<u8>::new()),
-            writes.clone(),
-        );
+        let mut sink = CountingIo::new(OneFramePerWrite::new(Vec::<u8>::new()), writes.clone());
         let mut stream = Vec::new();
         for body in [&b"first"[..], b"", b"third, longer"] {
             stream.extend(frame(body));

@@ -224,7 +224,9 @@ mod tests {
             round(150_000.0, 140_000.0),
             round(400_000.0, 135_000.0),
         ];
-        assert!(matches!(judge(&today, 1.5), Judgement::Pass { best } if (best - 3.2228).abs() < 1e-3));
+        assert!(
+            matches!(judge(&today, 1.5), Judgement::Pass { best } if (best - 3.2228).abs() < 1e-3)
+        );
         // Exactly at the bar passes; just under fails.
         assert_eq!(
             judge(&[round(150.0, 100.0)], 1.5),
@@ -268,7 +270,10 @@ mod tests {
             judge(&[failed_rpc, round(160.0, 100.0)], 1.5),
             Judgement::Pass { best: 1.6 }
         );
-        assert_eq!(judge(&[failed_rpc, failed_baseline], 1.5), Judgement::NoFigures);
+        assert_eq!(
+            judge(&[failed_rpc, failed_baseline], 1.5),
+            Judgement::NoFigures
+        );
         assert_eq!(judge(&[], 1.5), Judgement::NoFigures);
         assert_eq!(judge(&[round(10.0, 0.0)], 1.5), Judgement::NoFigures);
     }

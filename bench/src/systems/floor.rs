@@ -301,7 +301,9 @@ fn answer(body: &[u8], out: &mut Vec<u8>) {
             out.extend_from_slice(token);
         }
         Scanned::Other(method) => {
-            out.extend_from_slice(br#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"no method "#);
+            out.extend_from_slice(
+                br#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"no method "#,
+            );
             out.extend_from_slice(&method[1..method.len() - 1]);
             out.extend_from_slice(br#""}"#);
         }
@@ -678,7 +680,9 @@ mod tests {
             r#"{"jsonrpc":"2.0","result":-9223372036854775808,"id":"x\"y"}"#
         );
         assert_eq!(
-            responses(r#"{"jsonrpc":"2.0","method":"echo","params":["a\"]\\ é"],"id":1}"#.as_bytes()),
+            responses(
+                r#"{"jsonrpc":"2.0","method":"echo","params":["a\"]\\ é"],"id":1}"#.as_bytes()
+            ),
             r#"{"jsonrpc":"2.0","result":"a\"]\\ é","id":1}"#
         );
         // A notification gets nothing; another method -32601; anything else
@@ -699,7 +703,8 @@ mod tests {
             b"",
         ] {
             assert!(
-                responses(bad).contains(r#""code":-32600"#) && responses(bad).ends_with(r#""id":null}"#),
+                responses(bad).contains(r#""code":-32600"#)
+                    && responses(bad).ends_with(r#""id":null}"#),
                 "{}",
                 String::from_utf8_lossy(bad)
             );
@@ -708,7 +713,11 @@ mod tests {
 
     #[test]
     fn strings_round_trip_through_escaping() {
-        for s in ["plain", "quote \" backslash \\ newline \n tab \t bell \u{7}", "olá 😀"] {
+        for s in [
+            "plain",
+            "quote \" backslash \\ newline \n tab \t bell \u{7}",
+            "olá 😀",
+        ] {
             let mut token = Vec::new();
             write_json_string(&mut token, s);
             assert_eq!(
