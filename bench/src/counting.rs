@@ -144,6 +144,7 @@ pub struct OneFramePerWrite<T> {
 }
 
 impl<T> OneFramePerWrite<T> {
+    /// Wraps `inner`, which must receive whole frames from their start.
     pub fn new(inner: T) -> Self {
         Self {
             inner,

@@ -41,7 +41,9 @@ pub struct GuardArgs {
 /// system's run failed (a wrong or missing answer).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Round {
+    /// `rpc`'s calls/s.
     pub rpc: Option<f64>,
+    /// `baseline`'s calls/s.
     pub baseline: Option<f64>,
 }
 

@@ -217,6 +217,8 @@ fn frame_at(buf: &[u8], pos: usize) -> Result<Option<(usize, usize)>, usize> {
 
 // ------------------------------------------------------------------ server
 
+/// Starts the floor's server on a free loopback port, on the current
+/// runtime; its writes are counted.
 pub async fn start_server() -> RunningServer {
     let listener = listen().await;
     let addr = listener.local_addr().expect("local addr");
@@ -409,6 +411,8 @@ struct State {
     closed: Option<String>,
 }
 
+/// Connects a floor client to `addr` (TCP_NODELAY set), spawning its reader
+/// and writer tasks on the current runtime; `Err` if the connection fails.
 pub async fn connect(addr: SocketAddr) -> Result<Connection, String> {
     let stream = tcp_connect(addr).await?;
     let fd = stream.as_raw_fd();
@@ -603,6 +607,8 @@ impl Client {
         })
     }
 
+    /// `add(a, b)`; `Err` for an error response, a result that is not an
+    /// `i64`, or a closed connection.
     pub async fn add(&self, a: i64, b: i64) -> Result<i64, String> {
         let body = self
             .call("add", |out| {
@@ -622,6 +628,8 @@ impl Client {
         }
     }
 
+    /// `echo(s)`; `Err` for an error response, a result that is not a
+    /// string, or a closed connection.
     pub async fn echo(&self, s: String) -> Result<String, String> {
         let body = self
             .call("echo", |out| {
