@@ -116,9 +116,9 @@ fn id_end(body: &[u8], start: usize) -> Option<usize> {
 /// string is checked at memory speed rather than a byte per step.
 fn needs_no_escape(bytes: &[u8]) -> bool {
     bytes.chunks(64).all(|chunk| {
-        !chunk
-            .iter()
-            .fold(false, |bad, &b| bad | (b == b'"') | (b == b'\\') | (b < 0x20))
+        !chunk.iter().fold(false, |bad, &b| {
+            bad | (b == b'"') | (b == b'\\') | (b < 0x20)
+        })
     })
 }
 
