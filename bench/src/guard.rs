@@ -163,7 +163,7 @@ pub fn run(args: &GuardArgs) -> Result<(), String> {
         })
         .collect();
     println!(
-        "rpc-bench guard: {} × {} round(s) of {} s (after {} s warm-up), rpc vs baseline, framed TCP, 1 worker thread per side; fails below {:.2}× in the best round",
+        "rpc-bench guard: {} × {} round(s) of {} s (after {} s warm-up), rpc vs baseline, framed TCP, 1 worker thread per side; fails unless the best round's rpc ÷ baseline calls/s and baseline ÷ rpc CPU per call both reach {:.2}×",
         SCENARIO_NAMES.join(" and "),
         args.rounds,
         args.secs,
