@@ -345,9 +345,11 @@ struct Request<'a> {
 /// Reads `{"jsonrpc":"2.0","method":M,"params":[..],"id":ID...}`.
 fn scan_request(body: &[u8]) -> Option<Request<'_>> {
     let rest = body.strip_prefix(br#"{"jsonrpc":"2.0","method":"#)?;
+    (body.last() == Some(&b'}')).then_some(())?;
     let method_at = body.len() - rest.len();
     let (method_end, _) = string_end(body, method_at)?;
     let method = &body[method_at..method_end];
+    std::str::from_utf8(method).ok()?;
     let params_at = method_end + br#","params":["#.len();
     if body.get(method_end..params_at)? != br#","params":["# {
         return None;
@@ -718,6 +720,8 @@ mod tests {
             br#"{"jsonrpc":"2.0","method":"add","params":[1],"id":1}"#,
             br#"{"jsonrpc":"2.0","method":"add","params":[1,99999999999999999999],"id":1}"#,
             br#"{"jsonrpc":"2.0","method":"echo","params":["unterminated],"id":1}"#,
+            b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\",\"params\":[],\"id\":1}",
+            br#"{"jsonrpc":"2.0","method":"echo","params":["ok"]"#,
             b"",
         ] {
             assert!(
