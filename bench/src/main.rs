@@ -7,6 +7,8 @@
 mod callgrind;
 mod counting;
 mod cpu;
+mod guard;
+#[cfg(feature = "peers")]
 mod interop;
 mod macro_cost;
 mod mem;
@@ -14,6 +16,7 @@ mod report;
 mod scenario;
 mod systems;
 mod tcpinfo;
+#[cfg(feature = "peers")]
 mod ws_crates;
 
 use std::path::PathBuf;
@@ -47,7 +50,9 @@ struct RunArgs {
     /// Scenarios to run, comma-separated: seq, pipe, conns, big, fanin, stream.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Systems to run, comma-separated: rpc, baseline, tarpc, jsonrpsee-ws, jsonrpsee-http.
+    /// Systems to run, comma-separated: rpc, rpc-ws, rpc-http, baseline, floor, tarpc,
+    /// jsonrpsee-ws, jsonrpsee-http (the last five, and rpc-ws and rpc-http, need
+    /// the default feature `peers`).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<String>,
     /// Worker threads of the server's runtime.
@@ -101,9 +106,35 @@ enum Cmd {
     /// each on a current_thread runtime.
     #[command(subcommand)]
     Callgrind(CallgrindRole),
+    /// The CI regression guard: `pipe` and `conns`, rpc against the
+    /// baseline, in short rounds; exits with status 1 if rpc's best ratio
+    /// to the baseline is under --min-ratio in either. Needs only
+    /// `--no-default-features` (no tarpc, no jsonrpsee).
+    Guard {
+        /// Rounds; the best round's ratio counts.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seconds measured per scenario, system and round.
+        #[arg(long, default_value_t = 1.0)]
+        secs: f64,
+        /// Seconds of unmeasured warm-up before each measurement.
+        #[arg(long, default_value_t = 0.25)]
+        warmup: f64,
+        /// The lowest acceptable ratio of rpc's calls/s to the baseline's.
+        #[arg(long, default_value_t = 1.5)]
+        min_ratio: f64,
+        /// Let the OS place the runtimes' threads.
+        #[arg(long)]
+        no_pin: bool,
+        /// Make the library's client send one request per write, to show
+        /// that the guard trips when coalescing is lost.
+        #[arg(long, hide = true)]
+        lose_client_coalescing: bool,
+    },
     /// tokio-tungstenite against fastwebsockets alone (no JSON-RPC): an echo
     /// server and a pipelined client on one connection, both with the same
     /// crate, rounds interleaved; see bench/src/ws_crates.rs.
+    #[cfg(feature = "peers")]
     WsCrates {
         /// How many times to measure each crate (A, B, A, B, ...).
         #[arg(long, default_value_t = 3)]
@@ -179,6 +210,7 @@ fn systems(names: &[String]) -> Vec<System> {
 }
 
 /// `names` parsed with `parse`, or `all` if none are given.
+#[cfg(feature = "peers")]
 fn parse_all<T: Copy>(names: &[String], all: &[T], parse: fn(&str) -> Result<T, String>) -> Vec<T> {
     if names.is_empty() {
         return all.to_vec();
@@ -239,6 +271,33 @@ fn main() {
             max_secs,
             ..
         })) => callgrind::client(&addr, calls, in_flight, max_secs),
+        Some(Cmd::Guard {
+            rounds,
+            secs,
+            warmup,
+            min_ratio,
+            no_pin,
+            lose_client_coalescing,
+        }) => {
+            if lose_client_coalescing {
+                systems::rpc::LOSE_CLIENT_COALESCING
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                println!("(--lose-client-coalescing: the rpc client writes one request per write)");
+            }
+            mem::raise_fd_limit();
+            let outcome = guard::run(&guard::GuardArgs {
+                rounds: rounds.max(1),
+                secs,
+                warmup,
+                min_ratio,
+                no_pin,
+            });
+            if let Err(why) = outcome {
+                eprintln!("rpc-bench guard: FAILED: {why}");
+                std::process::exit(1);
+            }
+        }
+        #[cfg(feature = "peers")]
         Some(Cmd::WsCrates {
             rounds,
             secs,

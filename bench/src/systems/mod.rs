@@ -12,49 +12,74 @@ use std::os::fd::RawFd;
 use crate::counting::WriteCounter;
 
 pub mod baseline;
+pub mod floor;
+#[cfg(feature = "peers")]
 pub mod jsonrpsee;
 pub mod rpc;
+#[cfg(feature = "peers")]
 pub mod tarpc;
 
-/// One implementation of the benchmark service.
+/// One implementation of the benchmark service. Without the `peers`
+/// feature (the CI guard's build) only `rpc`, `baseline` and `floor` exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum System {
     /// This workspace's `rpc-core`, over TCP.
     Rpc,
     /// This workspace's `rpc-core`, over WebSocket (the same server).
+    #[cfg(feature = "peers")]
     RpcWs,
     /// This workspace's client and server over HTTP (`POST /rpc`, one POST
     /// per call over up to 8 keep-alive connections).
+    #[cfg(feature = "peers")]
     RpcHttp,
     /// A hand-written LengthDelimitedCodec + serde_json client and server.
     Baseline,
+    /// The ceiling of the wire format: hand-scanned JSON, every ready
+    /// message in one write (bench code, see `floor.rs`).
+    Floor,
     /// tarpc 0.38 with its JSON serde transport over TCP.
+    #[cfg(feature = "peers")]
     Tarpc,
     /// jsonrpsee 0.26 over WebSocket.
+    #[cfg(feature = "peers")]
     JsonrpseeWs,
     /// jsonrpsee 0.26 over HTTP/1.1.
+    #[cfg(feature = "peers")]
     JsonrpseeHttp,
 }
 
 impl System {
-    pub const ALL: [System; 7] = [
+    /// Every system this build has, in the table's order.
+    pub const ALL: &[System] = &[
         System::Rpc,
+        #[cfg(feature = "peers")]
         System::RpcWs,
+        #[cfg(feature = "peers")]
         System::RpcHttp,
         System::Baseline,
+        System::Floor,
+        #[cfg(feature = "peers")]
         System::Tarpc,
+        #[cfg(feature = "peers")]
         System::JsonrpseeWs,
+        #[cfg(feature = "peers")]
         System::JsonrpseeHttp,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
             System::Rpc => "rpc",
+            #[cfg(feature = "peers")]
             System::RpcWs => "rpc-ws",
+            #[cfg(feature = "peers")]
             System::RpcHttp => "rpc-http",
             System::Baseline => "baseline",
+            System::Floor => "floor",
+            #[cfg(feature = "peers")]
             System::Tarpc => "tarpc",
+            #[cfg(feature = "peers")]
             System::JsonrpseeWs => "jsonrpsee-ws",
+            #[cfg(feature = "peers")]
             System::JsonrpseeHttp => "jsonrpsee-http",
         }
     }
@@ -62,12 +87,18 @@ impl System {
     /// Whether the system has server-to-client streams (the `stream`
     /// scenario): rpc-core's streams, jsonrpsee's subscriptions.
     pub fn streams(self) -> bool {
-        matches!(self, System::Rpc | System::RpcWs | System::JsonrpseeWs)
+        match self {
+            System::Rpc => true,
+            #[cfg(feature = "peers")]
+            System::RpcWs | System::JsonrpseeWs => true,
+            _ => false,
+        }
     }
 
     pub fn parse(name: &str) -> Result<System, String> {
         System::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|s| s.name() == name)
             .ok_or_else(|| {
                 let names: Vec<_> = System::ALL.iter().map(|s| s.name()).collect();
@@ -110,9 +141,14 @@ impl RunningServer {
 /// Starts `system`'s server on 127.0.0.1 on the current runtime.
 pub async fn start_server(system: System) -> RunningServer {
     match system {
-        System::Rpc | System::RpcWs | System::RpcHttp => rpc::start_server().await,
+        System::Rpc => rpc::start_server().await,
+        #[cfg(feature = "peers")]
+        System::RpcWs | System::RpcHttp => rpc::start_server().await,
         System::Baseline => baseline::start_server().await,
+        System::Floor => floor::start_server().await,
+        #[cfg(feature = "peers")]
         System::Tarpc => tarpc::start_server().await,
+        #[cfg(feature = "peers")]
         System::JsonrpseeWs | System::JsonrpseeHttp => jsonrpsee::start_server().await,
     }
 }
@@ -123,8 +159,12 @@ pub async fn start_server(system: System) -> RunningServer {
 pub enum Client {
     Rpc(rpc::Client),
     Baseline(baseline::Client),
+    Floor(floor::Client),
+    #[cfg(feature = "peers")]
     Tarpc(tarpc::Client),
+    #[cfg(feature = "peers")]
     Ws(jsonrpsee::WsClient),
+    #[cfg(feature = "peers")]
     Http(jsonrpsee::HttpClient),
 }
 
@@ -141,11 +181,17 @@ pub struct Connection {
 pub async fn connect(system: System, addr: SocketAddr) -> Result<Connection, String> {
     match system {
         System::Rpc => rpc::connect(addr).await,
+        #[cfg(feature = "peers")]
         System::RpcWs => rpc::connect_ws(addr).await,
+        #[cfg(feature = "peers")]
         System::RpcHttp => rpc::connect_http(addr).await,
         System::Baseline => baseline::connect(addr).await,
+        System::Floor => floor::connect(addr).await,
+        #[cfg(feature = "peers")]
         System::Tarpc => tarpc::connect(addr).await,
+        #[cfg(feature = "peers")]
         System::JsonrpseeWs => jsonrpsee::connect_ws(addr).await,
+        #[cfg(feature = "peers")]
         System::JsonrpseeHttp => jsonrpsee::connect_http(addr).await,
     }
 }
@@ -155,8 +201,12 @@ impl Client {
         match self {
             Client::Rpc(c) => c.add(a, b).await.map_err(|e| e.to_string()),
             Client::Baseline(c) => c.call("add", (a, b)).await,
+            Client::Floor(c) => c.add(a, b).await,
+            #[cfg(feature = "peers")]
             Client::Tarpc(c) => tarpc::add(c, a, b).await,
+            #[cfg(feature = "peers")]
             Client::Ws(c) => jsonrpsee::add(&**c, a, b).await,
+            #[cfg(feature = "peers")]
             Client::Http(c) => jsonrpsee::add(c, a, b).await,
         }
     }
@@ -170,6 +220,7 @@ impl Client {
                 .await
                 .map(Counter::Rpc)
                 .map_err(|e| e.to_string()),
+            #[cfg(feature = "peers")]
             Client::Ws(c) => jsonrpsee::count(c, from).await.map(Counter::Ws),
             _ => Err("this system has no streams".into()),
         }
@@ -179,8 +230,12 @@ impl Client {
         match self {
             Client::Rpc(c) => c.echo(s).await.map_err(|e| e.to_string()),
             Client::Baseline(c) => c.call("echo", (s,)).await,
+            Client::Floor(c) => c.echo(s).await,
+            #[cfg(feature = "peers")]
             Client::Tarpc(c) => tarpc::echo(c, s).await,
+            #[cfg(feature = "peers")]
             Client::Ws(c) => jsonrpsee::echo(&**c, s).await,
+            #[cfg(feature = "peers")]
             Client::Http(c) => jsonrpsee::echo(c, s).await,
         }
     }
@@ -190,6 +245,7 @@ impl Client {
 /// jsonrpsee `Subscription`.
 pub enum Counter {
     Rpc(rpc::Counter),
+    #[cfg(feature = "peers")]
     Ws(jsonrpsee::Counter),
 }
 
@@ -199,6 +255,7 @@ impl Counter {
         use futures::StreamExt;
         match self {
             Counter::Rpc(s) => s.next().await.map(|i| i.map_err(|e| e.to_string())),
+            #[cfg(feature = "peers")]
             Counter::Ws(s) => s.next().await.map(|i| i.map_err(|e| e.to_string())),
         }
     }

@@ -2,9 +2,10 @@
 
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Connection, RunningServer, listen, tcp_connect};
-use crate::counting::{CountingIo, WriteCounter};
+use crate::counting::{CountingIo, OneFramePerWrite, WriteCounter};
 
 /// The benchmark service.
 #[rpc_core::service]
@@ -53,6 +54,7 @@ pub async fn start_server() -> RunningServer {
     RunningServer::new(addr, None, move || stop.cancel())
 }
 
+#[cfg(feature = "peers")]
 /// The client over WebSocket (`ws://ADDR/ws`), to the same server. Its
 /// writes are not counted (the library dials the socket itself).
 pub async fn connect_ws(addr: SocketAddr) -> Result<Connection, String> {
@@ -66,6 +68,7 @@ pub async fn connect_ws(addr: SocketAddr) -> Result<Connection, String> {
     })
 }
 
+#[cfg(feature = "peers")]
 /// The client over HTTP (`http://ADDR/rpc`, one POST per call over up to 8
 /// keep-alive connections), to the same server. Its writes are not counted.
 pub async fn connect_http(addr: SocketAddr) -> Result<Connection, String> {
@@ -79,13 +82,26 @@ pub async fn connect_http(addr: SocketAddr) -> Result<Connection, String> {
     })
 }
 
+/// When set, [`connect`]'s clients write one request per write (the hidden
+/// `rpc-bench guard --lose-client-coalescing`, which shows that the guard
+/// trips when the library's writes stop carrying several messages).
+pub static LOSE_CLIENT_COALESCING: AtomicBool = AtomicBool::new(false);
+
 /// The client, through `ClientBuilder::start` so its write half is counted.
 pub async fn connect(addr: SocketAddr) -> Result<Connection, String> {
     let stream = tcp_connect(addr).await?;
     let fd = stream.as_raw_fd();
     let (read, write) = stream.into_split();
     let writes = WriteCounter::default();
-    let client = rpc_core::Client::builder().start(read, CountingIo::new(write, writes.clone()));
+    let builder = rpc_core::Client::builder();
+    let client = if LOSE_CLIENT_COALESCING.load(Ordering::Relaxed) {
+        builder.start(
+            read,
+            CountingIo::new(OneFramePerWrite::new(write), writes.clone()),
+        )
+    } else {
+        builder.start(read, CountingIo::new(write, writes.clone()))
+    };
     Ok(Connection {
         client: super::Client::Rpc(BenchServiceClient::new(client)),
         writes: Some(writes),
