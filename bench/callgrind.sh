@@ -76,11 +76,14 @@ measure() {
     local server_vg=() client_vg=()
     if [[ $side == server ]]; then server_vg=("${vg[@]}"); else client_vg=("${vg[@]}"); fi
 
+    # A fresh file: the loop below must not read the last run's address
+    # before this server's redirection truncates it.
+    rm -f "$TMP/server.out"
     timeout "$LIMIT" "${server_vg[@]}" "$BIN" callgrind server 127.0.0.1:0 --max-secs "$LIMIT" \
         >"$TMP/server.out" 2>"$TMP/server.err" &
     SERVER_PID=$!
     local addr= waited=0
-    until addr=$(sed -n 's/^addr //p' "$TMP/server.out"); [[ -n $addr ]]; do
+    until addr=$(sed -n 's/^addr //p' "$TMP/server.out" 2>/dev/null); [[ -n $addr ]]; do
         kill -0 "$SERVER_PID" 2>/dev/null ||
             die "the server exited before printing its address: $(cat "$TMP/server.err")"
         ((waited++ < ADDR_WAIT * 10)) || die "no address from the server in ${ADDR_WAIT}s"
