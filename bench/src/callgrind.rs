@@ -7,9 +7,10 @@
 //! other natively) and count only that side's instructions. The server
 //! serves the same `BenchService` as the `rpc` system (plus a one-method
 //! control service, `callgrind.stop`, by which the client ends it); the
-//! client makes `add(i64, i64)` calls through the generated client with a
-//! fixed number kept in flight, as the `pipe` scenario does, and checks
-//! every answer. Both exit on their own: the server when a client calls
+//! client makes `add(i64, i64)` calls through the generated client over one
+//! or more connections (`--conns`), with a fixed number kept in flight on
+//! each, as the `pipe`, `conns` and `fanin` scenarios do, and checks every
+//! answer. Both exit on their own: the server when a client calls
 //! `callgrind.stop` or after `--max-secs`, the client after its calls or
 //! after `--max-secs`. The script subtracts a run of N calls from a run of
 //! 2N, so startup and shutdown cancel out.
