@@ -4,11 +4,14 @@
 # busy machine, where calls/s are not.
 #
 #   bench/callgrind.sh [N1 [N2]]        (defaults: 10000 20000)
+#   CONNS=16 IN_FLIGHT=8 bench/callgrind.sh     (the `conns` scenario's shape)
+#   CONNS=1000 IN_FLIGHT=1 bench/callgrind.sh   (`fanin`'s)
 #
 # Builds `rpc-bench` in release, then for each side runs
 # `rpc-bench callgrind server 127.0.0.1:0` and `rpc-bench callgrind client
-# ADDR N` (pipelined `add(i64, i64)` calls, 64 in flight, every answer
-# checked; see bench/src/callgrind.rs) with that side under
+# ADDR N` (pipelined `add(i64, i64)` calls over CONNS connections, default
+# 1, IN_FLIGHT in flight on each, default 64: the `pipe` scenario; every
+# answer checked; see bench/src/callgrind.rs) with that side under
 # `valgrind --tool=callgrind` and the other side native, once with N1 calls
 # and once with N2, one valgrind at a time. Prints
 # (Ir(N2) - Ir(N1)) / (N2 - N1) per side, so startup and shutdown cancel.
@@ -25,13 +28,18 @@ set -euo pipefail
 
 N1=${1:-10000}
 N2=${2:-20000}
-IN_FLIGHT=64
+IN_FLIGHT=${IN_FLIGHT:-64}
+CONNS=${CONNS:-1}
 LIMIT=900           # seconds any one process may take
 ADDR_WAIT=120       # seconds to wait for the server's address
 
 die() { echo "callgrind.sh: $*" >&2; exit 1; }
 
 [[ $N1 =~ ^[0-9]+$ && $N2 =~ ^[0-9]+$ && $N2 -gt $N1 ]] || die "usage: $0 [N1 [N2]] with N2 > N1"
+[[ $CONNS =~ ^[1-9][0-9]*$ && $IN_FLIGHT =~ ^[1-9][0-9]*$ ]] ||
+    die "CONNS and IN_FLIGHT must be positive integers"
+# Each connection is a descriptor on both sides: raise the soft limit.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 command -v valgrind >/dev/null ||
     die "valgrind not found; install it with: apt-get install -y valgrind"
 
@@ -68,11 +76,14 @@ measure() {
     local server_vg=() client_vg=()
     if [[ $side == server ]]; then server_vg=("${vg[@]}"); else client_vg=("${vg[@]}"); fi
 
+    # A fresh file: the loop below must not read the last run's address
+    # before this server's redirection truncates it.
+    rm -f "$TMP/server.out"
     timeout "$LIMIT" "${server_vg[@]}" "$BIN" callgrind server 127.0.0.1:0 --max-secs "$LIMIT" \
         >"$TMP/server.out" 2>"$TMP/server.err" &
     SERVER_PID=$!
     local addr= waited=0
-    until addr=$(sed -n 's/^addr //p' "$TMP/server.out"); [[ -n $addr ]]; do
+    until addr=$(sed -n 's/^addr //p' "$TMP/server.out" 2>/dev/null); [[ -n $addr ]]; do
         kill -0 "$SERVER_PID" 2>/dev/null ||
             die "the server exited before printing its address: $(cat "$TMP/server.err")"
         ((waited++ < ADDR_WAIT * 10)) || die "no address from the server in ${ADDR_WAIT}s"
@@ -80,7 +91,7 @@ measure() {
     done
 
     timeout "$LIMIT" "${client_vg[@]}" "$BIN" callgrind client "$addr" "$n" \
-        --in-flight "$IN_FLIGHT" --max-secs "$LIMIT" 2>"$TMP/client.err" ||
+        --conns "$CONNS" --in-flight "$IN_FLIGHT" --max-secs "$LIMIT" 2>"$TMP/client.err" ||
         die "client ($side under callgrind, $n calls) failed: $(cat "$TMP/client.err")"
     local status=0
     wait "$SERVER_PID" || status=$?
@@ -96,7 +107,7 @@ commit=$(git -C "$BENCH" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$BENCH/.." status --porcelain --untracked-files=no 2>/dev/null) ]]; then
     commit="$commit (with uncommitted changes)"
 fi
-echo "commit $commit; add(i64, i64), $IN_FLIGHT in flight, current_thread runtimes; valgrind $(valgrind --version)"
+echo "commit $commit; add(i64, i64), $CONNS connection(s) × $IN_FLIGHT in flight, current_thread runtimes; valgrind $(valgrind --version)"
 printf '%-8s %16s %16s %12s\n' side "Ir($N1)" "Ir($N2)" "Ir/call"
 for side in client server; do
     echo "running: $side under callgrind, $N1 and $N2 calls..." >&2

@@ -7,9 +7,10 @@
 //! other natively) and count only that side's instructions. The server
 //! serves the same `BenchService` as the `rpc` system (plus a one-method
 //! control service, `callgrind.stop`, by which the client ends it); the
-//! client makes `add(i64, i64)` calls through the generated client with a
-//! fixed number kept in flight, as the `pipe` scenario does, and checks
-//! every answer. Both exit on their own: the server when a client calls
+//! client makes `add(i64, i64)` calls through the generated client over one
+//! or more connections (`--conns`), with a fixed number kept in flight on
+//! each, as the `pipe`, `conns` and `fanin` scenarios do, and checks every
+//! answer. Both exit on their own: the server when a client calls
 //! `callgrind.stop` or after `--max-secs`, the client after its calls or
 //! after `--max-secs`. The script subtracts a run of N calls from a run of
 //! 2N, so startup and shutdown cancel out.
@@ -82,26 +83,34 @@ pub fn server(addr: &str, max_secs: u64) {
     }
 }
 
-/// `callgrind client ADDR N`: connects with `BenchServiceClient::connect`,
-/// makes `calls` calls of `add`, `in_flight` at a time, checks each answer,
-/// then asks the server to stop. Exit status 0 only if every answer was
-/// right and all came within `max_secs`.
-pub fn client(addr: &str, calls: u64, in_flight: u64, max_secs: u64) {
+/// `callgrind client ADDR N`: opens `conns` connections (each its own
+/// `BenchServiceClient::connect`), makes `calls` calls of `add` spread over
+/// them, `in_flight` at a time on each, checks each answer, then asks the
+/// server to stop. Exit status 0 only if every answer was right and all
+/// came within `max_secs`.
+pub fn client(addr: &str, calls: u64, conns: u64, in_flight: u64, max_secs: u64) {
     let in_flight = in_flight.max(1);
+    let conns = conns.max(1);
     let outcome = runtime().block_on(async {
-        let client = BenchServiceClient::connect(addr)
-            .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        let mut clients = Vec::with_capacity(conns as usize);
+        for _ in 0..conns {
+            clients.push(
+                BenchServiceClient::connect(addr)
+                    .await
+                    .map_err(|e| format!("connect to {addr}: {e}"))?,
+            );
+        }
+        let slots_total = conns * in_flight;
         let work = async {
             let mut slots = tokio::task::JoinSet::new();
-            for slot in 0..in_flight {
-                let client = client.clone();
-                // Slot `s` makes calls s, s + in_flight, s + 2 in_flight, ...:
+            for slot in 0..slots_total {
+                let client = clients[(slot % conns) as usize].clone();
+                // Slot `s` makes calls s, s + slots, s + 2 slots, ...:
                 // `calls` in all, each slot's next call sent when its last
                 // one is answered.
                 slots.spawn(async move {
                     let mut done = 0u64;
-                    for i in (slot..calls).step_by(in_flight as usize) {
+                    for i in (slot..calls).step_by(slots_total as usize) {
                         let (a, b) = ((i as i64).wrapping_mul(7919), slot as i64);
                         let sum = client
                             .add(a, b)
@@ -126,7 +135,7 @@ pub fn client(addr: &str, calls: u64, in_flight: u64, max_secs: u64) {
             .unwrap_or_else(|_| Err(format!("calls not done within {max_secs} s")));
         // Stop the server whatever happened, so it does not wait for its
         // own time limit.
-        let stop = ControlClient::new(client.inner().clone())
+        let stop = ControlClient::new(clients[0].inner().clone())
             .with_timeout(Duration::from_secs(10))
             .stop()
             .await;

@@ -186,9 +186,14 @@ enum CallgrindRole {
         addr: String,
         /// Calls to make.
         calls: u64,
-        /// Calls kept in flight (the `pipe` scenario's 64).
+        /// Calls kept in flight per connection (the `pipe` scenario's 64).
         #[arg(long, default_value_t = 64)]
         in_flight: u64,
+        /// Connections, each its own client with --in-flight calls (the
+        /// `conns` scenario is 16 × 8, `fanin` 1000 × 1); the N calls are
+        /// shared out among them.
+        #[arg(long, default_value_t = 1)]
+        conns: u64,
         /// Instead of N calls, read N items of one `count` stream (the
         /// `stream` scenario), each checked.
         #[arg(long)]
@@ -261,6 +266,7 @@ fn main() {
             addr,
             calls,
             in_flight: _,
+            conns: _,
             stream,
             max_secs,
         })) if stream => callgrind::stream_client(&addr, calls, max_secs),
@@ -268,9 +274,10 @@ fn main() {
             addr,
             calls,
             in_flight,
+            conns,
             max_secs,
             ..
-        })) => callgrind::client(&addr, calls, in_flight, max_secs),
+        })) => callgrind::client(&addr, calls, conns, in_flight, max_secs),
         Some(Cmd::Guard {
             rounds,
             secs,

@@ -121,6 +121,12 @@ impl CallContext {
         CURRENT.scope(self, future)
     }
 
+    /// Runs `f` with this context as the current one: a handler's first
+    /// poll, made inline by the session loop before the call gets a task.
+    pub(crate) fn sync_scope<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+
     /// The context of the call being served by this task, if any.
     pub fn current() -> Option<CallContext> {
         CURRENT.try_with(Clone::clone).ok()

@@ -63,8 +63,10 @@ pub(crate) enum QueueError<E> {
 #[derive(Debug)]
 pub(crate) struct Outbox {
     state: Mutex<State>,
-    /// Wakes the writer when the buffer goes from empty to non-empty, or on close.
-    data_ready: Notify,
+    /// Wakes the writer when the buffer goes from empty to non-empty, or on
+    /// close. There is one writer, so a single waker slot (no lock, no
+    /// waiter list) is all it needs.
+    writer: AtomicWaker,
     /// Wakes producers waiting for the buffer to drain below the high-water mark.
     room: Notify,
     /// Wakes the session loop when it polls for room ([`Outbox::poll_room`]).
@@ -156,7 +158,7 @@ impl Outbox {
     pub(crate) fn new(framing: Framing, max_message: usize, high_water: usize) -> Self {
         Self {
             state: Mutex::new(State::default()),
-            data_ready: Notify::new(),
+            writer: AtomicWaker::new(),
             room: Notify::new(),
             loop_waker: AtomicWaker::new(),
             high_water,
@@ -215,7 +217,7 @@ impl Outbox {
         }
         drop(state);
         if was_empty {
-            self.data_ready.notify_one();
+            self.writer.wake();
         }
         Ok(())
     }
@@ -231,7 +233,7 @@ impl Outbox {
         state.buf.extend_from_slice(bytes);
         drop(state);
         if was_empty {
-            self.data_ready.notify_one();
+            self.writer.wake();
         }
     }
 
@@ -286,7 +288,7 @@ impl Outbox {
     /// new ones are refused, and waiting producers are released.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
-        self.data_ready.notify_one();
+        self.writer.wake();
         self.room_freed();
     }
 
@@ -300,7 +302,7 @@ impl Outbox {
             }
             state.closed = true;
         }
-        self.data_ready.notify_one();
+        self.writer.wake();
         self.room_freed();
     }
 
@@ -324,7 +326,17 @@ impl Outbox {
                 if closed {
                     break sink.close(closing).await;
                 }
-                self.data_ready.notified().await;
+                // Registered before looking, so a push in between wakes it.
+                std::future::poll_fn(|cx| {
+                    self.writer.register(cx.waker());
+                    let state = self.lock();
+                    if state.buf.is_empty() && !state.closed {
+                        Poll::Pending
+                    } else {
+                        Poll::Ready(())
+                    }
+                })
+                .await;
                 // Woken by the first message of a batch, by a task that is
                 // still running on this worker: Tokio runs the woken writer
                 // right after it, before the other ready tasks, so each write

@@ -119,6 +119,63 @@ async fn a_client_timeout_becomes_the_servers_deadline() {
 }
 
 #[tokio::test]
+async fn calls_past_their_deadline_time_out_and_are_cancelled_while_the_others_wait_on() {
+    // A peer that reads requests and answers only the one it is told to,
+    // so the client's session alone decides when a call has waited enough.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = Client::connect(addr).await.unwrap();
+    let (mut peer, _) = listener.accept().await.unwrap();
+
+    let patient = tokio::spawn({
+        let client = client.with_timeout(Duration::from_secs(30));
+        async move { client.call::<_, i64>("wait", &[1]).await }
+    });
+    let first = read_json(&mut peer).await;
+    assert_eq!(first["method"], "wait");
+    // Sooner deadlines than the one the session's timer is armed for.
+    let hasty = client.with_timeout(Duration::from_millis(100));
+    let hastier = client.with_timeout(Duration::from_millis(50));
+    let (a, b) = within("the short calls to time out", async {
+        tokio::join!(
+            hasty.call::<_, i64>("hang", &[2]),
+            hastier.call::<_, i64>("hang", &[3])
+        )
+    })
+    .await;
+    assert!(
+        matches!(a, Err(RpcError::Timeout(d)) if d == Duration::from_millis(100)),
+        "{a:?}"
+    );
+    assert!(
+        matches!(b, Err(RpcError::Timeout(d)) if d == Duration::from_millis(50)),
+        "{b:?}"
+    );
+
+    // The peer saw both calls, then a cancel for each, by id.
+    let mut hangs = Vec::new();
+    let mut cancelled = Vec::new();
+    while cancelled.len() < 2 {
+        let message = read_json(&mut peer).await;
+        match message["method"].as_str() {
+            Some("hang") => hangs.push(message["id"].clone()),
+            Some("rpc.cancel") => cancelled.push(message["params"]["id"].clone()),
+            _ => panic!("unexpected message: {message}"),
+        }
+    }
+    hangs.sort_by_key(|id| id.as_i64());
+    cancelled.sort_by_key(|id| id.as_i64());
+    assert_eq!(hangs, cancelled, "each timed-out call is cancelled");
+
+    // The long call still waits, and its answer still reaches it.
+    assert!(!patient.is_finished());
+    let answer = format!(r#"{{"jsonrpc":"2.0","result":42,"id":{}}}"#, first["id"]);
+    send_frame(&mut peer, answer.as_bytes()).await;
+    let answered = within("the patient call's answer", patient).await.unwrap();
+    assert_eq!(answered.unwrap(), 42);
+}
+
+#[tokio::test]
 async fn a_handler_sees_its_remaining_budget_and_passes_it_on() {
     let fx = probe_server(ServerBuilder::default()).await;
     let addr = fx.server.addr();

@@ -948,6 +948,111 @@ async fn a_panicking_handler_yields_an_internal_error_and_the_server_goes_on() {
     fx.shutdown().await;
 }
 
+/// Handlers that panic at different points of their life: on their first
+/// poll (which the server makes inline, in the session loop) or after they
+/// first waited (in the call's own task).
+mod brittle {
+    use std::sync::Arc;
+    use tokio::sync::Notify;
+
+    #[rpc_core::service]
+    pub trait Brittle {
+        /// Returns 1 once the gate opens.
+        async fn wait(&self) -> u32;
+        /// Panics before it ever waits.
+        async fn boom(&self) -> u32;
+        /// Waits once (yields), then panics.
+        async fn late_boom(&self) -> u32;
+        /// Returns 7 at once.
+        async fn steady(&self) -> u32;
+    }
+
+    pub struct Vase(pub Arc<Notify>);
+    impl Brittle for Vase {
+        async fn wait(&self) -> u32 {
+            self.0.notified().await;
+            1
+        }
+        async fn boom(&self) -> u32 {
+            panic!("on the first poll")
+        }
+        async fn late_boom(&self) -> u32 {
+            tokio::task::yield_now().await;
+            panic!("after waiting")
+        }
+        async fn steady(&self) -> u32 {
+            7
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panic_on_a_handlers_first_poll_fails_only_its_own_call() {
+    use brittle::{BrittleServer, Vase};
+
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let fx =
+        TestServer::start(Server::builder().service(BrittleServer::new(Vase(gate.clone())))).await;
+    let mut s = fx.raw().await;
+
+    // Every request in one write, so the session loop handles them in one
+    // burst: a panic escaping the inline poll would take the loop, the
+    // call waiting in its task and the calls after it down with it.
+    let requests = [
+        json!({"jsonrpc": "2.0", "method": "wait", "id": 1}),
+        json!({"jsonrpc": "2.0", "method": "boom", "id": 2}),
+        json!({"jsonrpc": "2.0", "method": "steady", "id": 3}),
+        json!({"jsonrpc": "2.0", "method": "late_boom", "id": 4}),
+        json!({"jsonrpc": "2.0", "method": "boom"}),
+        json!({"jsonrpc": "2.0", "method": "steady", "id": 5}),
+    ];
+    let mut bytes = Vec::new();
+    for request in &requests {
+        let body = serde_json::to_vec(request).unwrap();
+        bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&body);
+    }
+    s.write_all(&bytes).await.unwrap();
+
+    let mut answers = BTreeMap::new();
+    while answers.len() < 4 {
+        let response = read_json(&mut s).await;
+        answers.insert(response["id"].to_string(), response);
+    }
+    assert_error(&answers["2"], code::INTERNAL_ERROR, &json!(2));
+    assert!(
+        answers["2"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("on the first poll"),
+        "{}",
+        answers["2"]
+    );
+    assert_result(&answers["3"], &json!(3), &json!(7));
+    assert_error(&answers["4"], code::INTERNAL_ERROR, &json!(4));
+    assert_result(&answers["5"], &json!(5), &json!(7));
+    assert!(
+        !answers.contains_key("1"),
+        "`wait` still waits: {answers:?}"
+    );
+
+    // The call that was waiting in its own task is still served.
+    gate.notify_one();
+    assert_result(&read_json(&mut s).await, &json!(1), &json!(1));
+    assert_result(
+        &exchange(
+            &mut s,
+            &json!({"jsonrpc": "2.0", "method": "steady", "id": 6}),
+        )
+        .await,
+        &json!(6),
+        &json!(7),
+    );
+
+    drop(s);
+    fx.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_call_beyond_the_in_flight_limit_gets_server_busy_and_the_connection_survives() {
     use common::gated::Gate;

@@ -5,16 +5,22 @@
 //! loop matches each inbound response to its entry by id and hands the
 //! answer over a oneshot channel. The table is behind one short-held lock,
 //! shared by the callers (insert, remove on drop) and the loop (deliver).
+//! The loop also keeps the calls' deadlines, with one timer for the whole
+//! table rather than one per call: it drops the entry of a call whose
+//! deadline passed, and the caller reports the timeout.
 
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::transport::Timer;
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
+use std::task::Context;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -58,6 +64,10 @@ pub(crate) enum Answer {
 #[derive(Debug)]
 struct Pending {
     answer: oneshot::Sender<Answer>,
+    /// When the session loop gives up on it (dropping `answer`, which the
+    /// caller then reports as a timeout); `None`: the caller keeps its own
+    /// time (a batch).
+    deadline: Option<Instant>,
     /// Where notifications in reply to this call go, if anyone listens.
     notifications: Option<mpsc::Sender<Notification>>,
     /// For a call that opens a stream: where its items will go.
@@ -102,6 +112,10 @@ struct State {
     last_unattributed: Option<Box<ErrorObject>>,
     /// Responses and stream items received: a sign of life (keepalive).
     heard: u64,
+    /// No pending call has a deadline before this (it may be earlier than
+    /// every deadline left: answered calls do not move it); `None`: no
+    /// pending call has a deadline.
+    next_deadline: Option<Instant>,
 }
 
 /// The table of this side's calls.
@@ -109,6 +123,9 @@ struct State {
 pub(crate) struct Calls {
     state: Mutex<State>,
     next_id: AtomicU64,
+    /// Wakes the session loop when a call's deadline comes before the one
+    /// its timer is armed for.
+    loop_waker: AtomicWaker,
 }
 
 impl Default for Calls {
@@ -116,6 +133,7 @@ impl Default for Calls {
         Self {
             state: Mutex::default(),
             next_id: AtomicU64::new(1),
+            loop_waker: AtomicWaker::new(),
         }
     }
 }
@@ -194,13 +212,15 @@ impl Calls {
         })
     }
 
-    /// Registers a call: its id and the channel its answer comes on.
+    /// Registers a call: its id and the channel its answer comes on,
+    /// dropped unanswered by the session loop once `deadline` passes.
     pub(crate) fn register(
         &self,
         notifications: Option<mpsc::Sender<Notification>>,
+        deadline: Instant,
     ) -> Result<(u64, oneshot::Receiver<Answer>), RpcError> {
         let (tx, rx) = oneshot::channel();
-        let id = self.register_sender(tx, notifications)?;
+        let id = self.insert(tx, notifications, None, Some(deadline))?;
         Ok((id, rx))
     }
 
@@ -208,19 +228,21 @@ impl Calls {
     pub(crate) fn register_stream(
         &self,
         sink: Sink,
+        deadline: Instant,
     ) -> Result<(u64, oneshot::Receiver<Answer>), RpcError> {
         let (tx, rx) = oneshot::channel();
-        let id = self.insert(tx, None, Some(sink))?;
+        let id = self.insert(tx, None, Some(sink), Some(deadline))?;
         Ok((id, rx))
     }
 
-    /// Registers a call whose answer goes to `answer`.
+    /// Registers a call whose answer goes to `answer`, with no deadline
+    /// of its own (the caller keeps the time).
     pub(crate) fn register_sender(
         &self,
         answer: oneshot::Sender<Answer>,
         notifications: Option<mpsc::Sender<Notification>>,
     ) -> Result<u64, RpcError> {
-        self.insert(answer, notifications, None)
+        self.insert(answer, notifications, None, None)
     }
 
     fn insert(
@@ -228,6 +250,7 @@ impl Calls {
         answer: oneshot::Sender<Answer>,
         notifications: Option<mpsc::Sender<Notification>>,
         stream: Option<Sink>,
+        deadline: Option<Instant>,
     ) -> Result<u64, RpcError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
@@ -239,11 +262,45 @@ impl Calls {
             id,
             Pending {
                 answer,
+                deadline,
                 notifications,
                 stream,
             },
         );
+        // Deadlines mostly come later than the ones before (one timeout,
+        // later calls): the loop is woken only for an earlier one.
+        let sooner = deadline.filter(|d| state.next_deadline.is_none_or(|next| *d < next));
+        if let Some(deadline) = sooner {
+            state.next_deadline = Some(deadline);
+        }
+        drop(state);
+        if sooner.is_some() {
+            self.loop_waker.wake();
+        }
         Ok(id)
+    }
+
+    /// For the session loop: drops the calls whose deadline has passed
+    /// (each caller then reports a timeout and cancels its call), with one
+    /// timer for all of them. Never `Ready`: it only registers the loop's
+    /// waker and arms `timer` for the next deadline.
+    pub(crate) fn poll_deadlines(&self, cx: &mut Context<'_>, timer: &mut Timer) {
+        self.loop_waker.register(cx.waker());
+        loop {
+            let Some(next) = self.lock().next_deadline else {
+                return;
+            };
+            if timer.poll_at(cx, next).is_pending() {
+                return;
+            }
+            let now = Instant::now();
+            let mut state = self.lock();
+            // Dropping a sender wakes its caller.
+            state
+                .pending
+                .retain(|_, call| call.deadline.is_none_or(|d| d > now));
+            state.next_deadline = state.pending.values().filter_map(|c| c.deadline).min();
+        }
     }
 
     /// Removes entries that will never be answered.
@@ -399,8 +456,8 @@ impl Session {
         opens: Opens,
     ) -> Result<Answer, RpcError> {
         let (credit, registered) = match opens {
-            Opens::Call(notifications) => (None, self.calls.register(notifications)),
-            Opens::Stream(sink, credit) => (credit, self.calls.register_stream(sink)),
+            Opens::Call(notifications) => (None, self.calls.register(notifications, deadline)),
+            Opens::Stream(sink, credit) => (credit, self.calls.register_stream(sink, deadline)),
         };
         let (id, answer) = registered?;
         let mut guard = PendingGuard {
@@ -429,16 +486,19 @@ impl Session {
             .map_err(|e| self.queue_error(e))?;
         guard.sent = true;
         tracing::Span::current().record("id", id);
-        match tokio::time::timeout_at(deadline, answer).await {
-            Ok(Ok(answer)) => {
-                guard.armed = false;
-                Ok(answer)
+        // No timer of its own: the session loop drops the call's entry
+        // once its deadline passes (`Calls::poll_deadlines`), one timer
+        // for all of the session's calls.
+        let answered = answer.await;
+        guard.armed = false;
+        match answered {
+            Ok(answer) => Ok(answer),
+            Err(_) if Instant::now() >= deadline => {
+                // Expired (its entry is gone): tell the peer to stop.
+                self.cancel(id);
+                Err(RpcError::Timeout(timeout))
             }
-            Ok(Err(_)) => {
-                guard.armed = false;
-                Err(self.calls.closed_error())
-            }
-            Err(_) => Err(RpcError::Timeout(timeout)),
+            Err(_) => Err(self.calls.closed_error()),
         }
     }
 

@@ -145,6 +145,7 @@ pub(crate) async fn run(
     let mut stopped = std::pin::pin!(stop.as_ref().map(CancellationToken::cancelled));
     let mut grace_timer = Timer::default();
     let mut stall_timer = Timer::default();
+    let mut deadline_timer = Timer::default();
     // When the peer's unread answers filled the outbox, if they have.
     let mut stalled_since: Option<Instant> = None;
     let reason = loop {
@@ -191,6 +192,8 @@ pub(crate) async fn run(
                     }
                 }
             }
+            // This side's calls past their deadline, from one timer.
+            session.calls.poll_deadlines(cx, &mut deadline_timer);
             // Polled only when nothing is ready to read, so not once per
             // message: a failed writer also shows every few messages below.
             if let Poll::Ready(written) = Pin::new(&mut writer).poll(cx) {
@@ -352,9 +355,10 @@ pub(crate) async fn run(
     }
 }
 
-/// Closes the session's outbox when dropped: the writer flushes what is
-/// queued and closes the outbound half. Normally redundant (the loop closes
-/// it on its way out); on a panic, the only thing that does.
+/// Closes the session's outbox and its calls when dropped: the writer
+/// flushes what is queued and closes the outbound half, and callers still
+/// waiting are told. Normally redundant (the loop closes both on its way
+/// out); on a panic or an abort, the only thing that does.
 struct CloseOnDrop(Arc<Session>);
 
 impl Drop for CloseOnDrop {
@@ -366,6 +370,12 @@ impl Drop for CloseOnDrop {
                 .close(CloseReason::Protocol("the session failed".to_owned()));
             self.0.outbox.close_because(Closing::Failed);
         }
+        // Calls still waiting (the loop's task aborted: the client dropped
+        // its link) wait for nothing more: the loop timed them out.
+        // Normally redundant too: the first reason given stands.
+        self.0
+            .calls
+            .close(CloseReason::PeerClosed { last_error: None });
         self.0.outbox.close();
     }
 }

@@ -1,8 +1,16 @@
 //! Serving the peer's calls on a session: admission, routing, deadlines,
 //! cancellation, panics, and writing each answer.
 //!
-//! Every request runs in a task of its own, so the calls of one session
-//! proceed concurrently and their responses are written as they complete.
+//! The session loop polls each handler once, inline, as soon as the call is
+//! admitted: most handlers finish on that first poll, and their answer is
+//! queued at once, with no task spawned. A handler still pending after it
+//! continues in a task of its own, so the calls of one session proceed
+//! concurrently and their responses are written as they complete. (The
+//! price: a handler that computes for a long time before its first
+//! `.await` holds up the reading of its connection's next messages; on a
+//! one-thread runtime it would hold up everything in its task too.) A
+//! panic in the inline poll is caught, as in a task, and fails only its
+//! own call.
 //! Admission happens before any handler runs, in this order: the
 //! [middleware](crate::middleware) (the token check is the first layer),
 //! `rpc.cancel`, the shutdown, the in-flight limit, then routing to a
@@ -187,10 +195,7 @@ impl Responder {
                         Some(id) => push_reply(self.replier(reply).outbox(), &id, answer),
                         None => log_notification_error(&request.method, &answer),
                     },
-                    Admitted::Run(call) => {
-                        let replier = self.replier(reply);
-                        self.spawn(call, id, replier, handlers)
-                    }
+                    Admitted::Run(call) => self.run(call, id, reply, handlers),
                 }
             }
             Incoming::Batch(members) => {
@@ -357,15 +362,44 @@ impl Responder {
         });
     }
 
-    /// Runs `call` in a task of its own, cancellable by id.
-    fn spawn(
+    /// Runs `call`: its handler's first poll here, inline
+    /// ([`Call::poll_inline`]), and, if it is still pending after that, the
+    /// rest in a task of its own, cancellable by id. A streaming call goes
+    /// to its task at once (its stream is served from there).
+    ///
+    /// An answer found inline is queued without waiting for room: the loop
+    /// reads a message only when the outbox is below its high-water mark,
+    /// so this overshoots the mark by at most one answer per message read.
+    fn run(
         &mut self,
         call: Call,
         id: Option<Bytes>,
-        replier: Replier,
+        reply: Option<Arc<ReplyTo>>,
         handlers: &mut JoinSet<()>,
     ) {
-        let Some(id) = id else {
+        let in_flight = id.map(|id| Arc::new(InFlight::new(self.session.outbox.clone(), id)));
+        // For the log of a notification that fails (a `&'static str` when
+        // routed, so no copy).
+        let method = in_flight.is_none().then(|| call.method.clone());
+        let call = match call.opening() {
+            Some(_) => call,
+            None => match call.poll_inline(in_flight.as_ref()) {
+                Inline::Answered(answer) => {
+                    let outbox = match &reply {
+                        Some(reply) => &reply.outbox,
+                        None => &*self.session.outbox,
+                    };
+                    match &in_flight {
+                        Some(in_flight) => push_reply(outbox, &in_flight.id, answer),
+                        None => log_notification_error(method.as_deref().unwrap_or(""), &answer),
+                    }
+                    return;
+                }
+                Inline::Pending(call) => call,
+            },
+        };
+        let replier = self.replier(reply);
+        let Some(in_flight) = in_flight else {
             handlers.spawn(async move {
                 let method = call.method.clone();
                 let reply = call.run(None).await;
@@ -374,7 +408,6 @@ impl Responder {
             });
             return;
         };
-        let in_flight = Arc::new(InFlight::new(self.session.outbox.clone(), id));
         let entry = in_flight.clone();
         let opening = call.opening();
         let abort = handlers.spawn(async move {
@@ -474,7 +507,7 @@ impl Responder {
         );
         Admitted::Run(Call {
             method: Cow::Borrowed(method),
-            work: Work::Running {
+            work: Work::Running(Running {
                 span,
                 future,
                 deadline,
@@ -482,9 +515,10 @@ impl Responder {
                 opening,
                 metrics,
                 received,
+                started: None,
                 peer: self.session.info.clone(),
                 _permit: permit,
-            },
+            }),
         })
     }
 }
@@ -563,23 +597,97 @@ struct Call {
 
 enum Work {
     Ready(Reply),
-    Running {
-        span: tracing::Span,
-        future: HandlerFuture,
-        deadline: Option<Instant>,
-        timeout_ms: Option<u64>,
-        /// For a streaming method: where its stream goes.
-        opening: Option<Arc<Opening>>,
-        /// Its method's metrics, on a server that records them.
-        metrics: Option<Arc<MethodMetrics>>,
-        /// When its message arrived: the start of its latency.
-        received: Instant,
-        /// What the transport knows of the caller (`context::peer`).
-        peer: Arc<ConnectionInfo>,
-        /// Counts the call against the session's in-flight limit until it
-        /// ends (a stream's, until the stream ends).
-        _permit: OwnedSemaphorePermit,
-    },
+    Running(Running),
+}
+
+/// A call whose handler has work to do.
+struct Running {
+    span: tracing::Span,
+    future: HandlerFuture,
+    deadline: Option<Instant>,
+    timeout_ms: Option<u64>,
+    /// For a streaming method: where its stream goes.
+    opening: Option<Arc<Opening>>,
+    /// Its method's metrics, on a server that records them.
+    metrics: Option<Arc<MethodMetrics>>,
+    /// When its message arrived: the start of its latency.
+    received: Instant,
+    /// Set when the handler is first polled: `Some(when)`, the time only
+    /// if the span records it (the clock is read only then).
+    started: Option<Option<Instant>>,
+    /// What the transport knows of the caller (`context::peer`).
+    peer: Arc<ConnectionInfo>,
+    /// Counts the call against the session's in-flight limit until it
+    /// ends (a stream's, until the stream ends).
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Running {
+    /// What happens once, before the handler is first polled.
+    fn begin(&mut self) {
+        if self.started.is_none() {
+            self.started = Some((!self.span.is_disabled()).then(Instant::now));
+            if let Some(metrics) = &self.metrics {
+                metrics.started();
+            }
+        }
+    }
+
+    /// The handler's context: its deadline, where it pushes, its stream.
+    fn context(&self, push: Option<PushTarget>) -> CallContext {
+        CallContext::new(self.deadline)
+            .with_peer(self.peer.clone())
+            .with_push(push)
+            .with_opening(self.opening.clone())
+    }
+
+    /// The handler is done (or panicked): records it and gives the reply.
+    fn finish(self, method: &str, outcome: Result<Reply, Box<dyn std::any::Any + Send>>) -> Reply {
+        let Running {
+            span,
+            opening,
+            metrics,
+            received,
+            started,
+            _permit: permit,
+            ..
+        } = self;
+        match opening {
+            Some(opening) => opening.keep(permit),
+            None => drop(permit),
+        }
+        let reply = outcome.unwrap_or_else(|panic| Err(panicked(method, &*panic)));
+        if let Some(metrics) = &metrics {
+            // From the message's arrival: queueing counts as latency.
+            metrics.finished(reply.is_ok(), received.elapsed());
+        }
+        if span.is_disabled() {
+            return reply;
+        }
+        span.in_scope(|| {
+            let elapsed_us = started
+                .flatten()
+                .map_or(0, |t| t.elapsed().as_micros() as u64);
+            match &reply {
+                Ok(_) => tracing::debug!(elapsed_us, outcome = "ok", "call finished"),
+                Err(e) => tracing::debug!(
+                    elapsed_us,
+                    outcome = "error",
+                    code = e.code,
+                    "call finished"
+                ),
+            }
+        });
+        reply
+    }
+}
+
+/// What a handler's inline first poll came to.
+enum Inline {
+    /// It finished (or panicked): its reply.
+    Answered(Reply),
+    /// It waits for something: the call, to go on in a task of its own.
+    Pending(Call),
 }
 
 impl Call {
@@ -593,8 +701,45 @@ impl Call {
     /// For a streaming call, where its handler leaves the stream.
     fn opening(&self) -> Option<Arc<Opening>> {
         match &self.work {
-            Work::Running { opening, .. } => opening.clone(),
+            Work::Running(running) => running.opening.clone(),
             Work::Ready(_) => None,
+        }
+    }
+
+    /// Polls the handler once, here and now, inside its call context and
+    /// span: [`Inline::Answered`] if it finished (a panic becomes an
+    /// internal error for this call only, as in [`Call::run`]), else the
+    /// call back, to be run in a task of its own. Most handlers finish on their first poll,
+    /// and then the call costs no task.
+    ///
+    /// The poll gets a no-op waker: a handler that is still pending is
+    /// polled again as soon as its task starts, which registers the task's
+    /// own waker wherever it waits.
+    fn poll_inline(self, push: Option<&PushTarget>) -> Inline {
+        let Call { method, work } = self;
+        let mut running = match work {
+            Work::Ready(reply) => return Inline::Answered(reply),
+            Work::Running(running) => running,
+        };
+        running.begin();
+        let context = running.context(push.cloned());
+        let polled = {
+            let _entered = (!running.span.is_disabled()).then(|| running.span.enter());
+            let future = &mut running.future;
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                context.sync_scope(|| future.as_mut().poll(&mut cx))
+            }))
+        };
+        match polled {
+            Ok(std::task::Poll::Pending) => Inline::Pending(Call {
+                method,
+                work: Work::Running(running),
+            }),
+            Ok(std::task::Poll::Ready(reply)) => {
+                Inline::Answered(running.finish(&method, Ok(reply)))
+            }
+            Err(panic) => Inline::Answered(running.finish(&method, Err(panic))),
         }
     }
 
@@ -602,73 +747,29 @@ impl Call {
     /// turning a panic into an internal error. (The deadline bounds a
     /// streaming method until it returns its stream, not the stream.)
     async fn run(self, push: Option<PushTarget>) -> Reply {
-        let (span, future, deadline, timeout_ms, opening, metrics, received, peer, permit) =
-            match self.work {
-                Work::Ready(reply) => return reply,
-                Work::Running {
-                    span,
-                    future,
-                    deadline,
-                    timeout_ms,
-                    opening,
-                    metrics,
-                    received,
-                    peer,
-                    _permit,
-                } => (
-                    span, future, deadline, timeout_ms, opening, metrics, received, peer, _permit,
-                ),
-            };
-        // The clock is read only when the span records it.
-        let started = (!span.is_disabled()).then(Instant::now);
-        if let Some(metrics) = &metrics {
-            metrics.started();
-        }
-        let context = CallContext::new(deadline)
-            .with_peer(peer)
-            .with_push(push)
-            .with_opening(opening.clone());
-        let guarded = AssertUnwindSafe(context.scope(future))
+        let mut running = match self.work {
+            Work::Ready(reply) => return reply,
+            Work::Running(running) => running,
+        };
+        running.begin();
+        let context = running.context(push);
+        let guarded = AssertUnwindSafe(context.scope(&mut running.future))
             .catch_unwind()
-            .instrument(span.clone());
-        let outcome = match deadline {
+            .instrument(running.span.clone());
+        let outcome = match running.deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, guarded).await {
                 Ok(outcome) => outcome,
                 Err(_) => Ok(Err(ErrorObject::new(
                     code::DEADLINE_EXCEEDED,
                     format!(
                         "deadline exceeded: the call did not finish within its budget of {} ms; the server stopped working on it",
-                        timeout_ms.unwrap_or_default()
+                        running.timeout_ms.unwrap_or_default()
                     ),
                 ))),
             },
             None => guarded.await,
         };
-        match opening {
-            Some(opening) => opening.keep(permit),
-            None => drop(permit),
-        }
-        let reply = outcome.unwrap_or_else(|panic| Err(panicked(&self.method, &*panic)));
-        if let Some(metrics) = &metrics {
-            // From the message's arrival: queueing counts as latency.
-            metrics.finished(reply.is_ok(), received.elapsed());
-        }
-        if span.is_disabled() {
-            return reply;
-        }
-        span.in_scope(|| {
-            let elapsed_us = started.map_or(0, |t| t.elapsed().as_micros() as u64);
-            match &reply {
-                Ok(_) => tracing::debug!(elapsed_us, outcome = "ok", "call finished"),
-                Err(e) => tracing::debug!(
-                    elapsed_us,
-                    outcome = "error",
-                    code = e.code,
-                    "call finished"
-                ),
-            }
-        });
-        reply
+        running.finish(&self.method, outcome)
     }
 }
 

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::io::poll_read_buf;
@@ -189,10 +189,21 @@ impl Reader {
                 }
                 return Poll::Ready(Ok(Some(frame)));
             }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
-            }
-            match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf) {
+            let read = if self.buf.capacity() == 0 {
+                // Nothing half-read and no buffer (the usual start of a
+                // burst): read onto the stack, and keep only what came, in
+                // a buffer of its size. Small bursts then cost one small
+                // allocation, which the allocator serves from its
+                // per-thread cache, instead of a fresh `READ_CHUNK` buffer
+                // (and a read that finds nothing costs none).
+                self.read_onto_stack(cx)
+            } else {
+                if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                    self.buf.reserve(READ_CHUNK);
+                }
+                poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+            };
+            match read {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(if self.buf.is_empty() {
                         Ok(None)
@@ -229,6 +240,24 @@ impl Reader {
                     return Poll::Pending;
                 }
             }
+        }
+    }
+
+    /// One read into a stack buffer of `READ_CHUNK` bytes; what came
+    /// becomes `buf` (empty before), exactly sized.
+    fn read_onto_stack(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        let mut stack = [std::mem::MaybeUninit::<u8>::uninit(); READ_CHUNK];
+        let mut read = ReadBuf::uninit(&mut stack);
+        match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => {
+                let filled = read.filled();
+                if !filled.is_empty() {
+                    self.buf = BytesMut::from(filled);
+                }
+                Poll::Ready(Ok(filled.len()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
         }
     }
 

@@ -232,8 +232,15 @@ impl Inbound {
     }
 }
 
-/// A timer kept across polls and reset in place, so waiting with a
-/// deadline allocates once per connection, not once per message.
+/// A timer kept across polls, so waiting with a deadline allocates once per
+/// connection, not once per message.
+///
+/// Its entry in Tokio's timer wheel moves only when a deadline comes
+/// *earlier* than where it is armed. A later one (the idle and frame
+/// deadlines move forward with every read) leaves it where it is: it fires
+/// early, finds the deadline not yet passed, and only then moves on to it.
+/// Moving an entry takes the timer driver's lock, so this turns a move per
+/// burst of messages into one per timeout period.
 #[derive(Default)]
 pub(crate) struct Timer(Option<Pin<Box<Sleep>>>);
 
@@ -242,13 +249,21 @@ impl Timer {
     pub(crate) fn poll_at(&mut self, cx: &mut Context<'_>, at: Instant) -> Poll<()> {
         let sleep = match &mut self.0 {
             Some(sleep) => {
-                if sleep.deadline() != at {
+                if sleep.deadline() > at {
                     sleep.as_mut().reset(at);
                 }
                 sleep
             }
             None => self.0.insert(Box::pin(tokio::time::sleep_until(at))),
         };
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if sleep.deadline() == at || Instant::now() >= at {
+            return Poll::Ready(());
+        }
+        // Armed early for a deadline that has since moved on.
+        sleep.as_mut().reset(at);
         sleep.as_mut().poll(cx)
     }
 
@@ -329,6 +344,34 @@ pub(crate) fn foreign(first: &[u8; 4]) -> Option<Protocol> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Polls `timer` for `at` once, with a waker that does nothing.
+    fn poll_once(timer: &mut Timer, at: Instant) -> Poll<()> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        timer.poll_at(&mut cx, at)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timer_moved_later_fires_at_the_later_deadline_only() {
+        let start = Instant::now();
+        let mut timer = Timer::default();
+        assert!(poll_once(&mut timer, start + Duration::from_secs(10)).is_pending());
+        // Moved on (armed where it was): not ready at the first deadline.
+        let later = start + Duration::from_secs(20);
+        assert!(poll_once(&mut timer, later).is_pending());
+        tokio::time::sleep_until(start + Duration::from_secs(10)).await;
+        assert!(poll_once(&mut timer, later).is_pending());
+        // Re-armed for the later deadline, which then fires.
+        tokio::time::sleep_until(later).await;
+        assert!(poll_once(&mut timer, later).is_ready());
+        // Moved earlier again: it fires at the earlier one.
+        let sooner = later + Duration::from_secs(5);
+        let mut timer = Timer::default();
+        assert!(poll_once(&mut timer, later + Duration::from_secs(60)).is_pending());
+        assert!(poll_once(&mut timer, sooner).is_pending());
+        tokio::time::sleep_until(sooner).await;
+        assert!(poll_once(&mut timer, sooner).is_ready());
+    }
 
     #[test]
     fn first_bytes_tell_frames_http_and_tls_apart() {
