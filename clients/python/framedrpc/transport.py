@@ -142,6 +142,8 @@ _MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 _READ_SLACK = 0.001
 # How long after a read refresh() trusts it (seconds).
 _FRESH = 0.001
+# Bytes of frames that may wait for another thread's write (see send).
+_QUEUE_LIMIT = 1 << 20
 
 
 class _PlainIO:
@@ -280,6 +282,12 @@ class FramedConnection:
         self._helper_turn = False
         self._read_limit: Optional[float] = None  # SO_RCVTIMEO now (None: none)
         self._last_read = 0.0  # time.monotonic() of the last read that brought bytes
+        # Frames waiting for the thread that is writing (see send).
+        self._out_guard = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._outbox: List[bytes] = []
+        self._queued = 0
+        self._writing = False
         sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -309,16 +317,41 @@ class FramedConnection:
         return self._dead is None and not self.session.draining
 
     def send(self, body: bytes) -> None:
-        """Writes one frame. A failed write ends the connection (a partial
-        frame cannot be taken back) and raises that ``OSError``."""
+        """Writes one frame, or leaves it to the thread writing at the
+        moment, which writes every frame queued meanwhile in one system
+        call (unless more than ``_QUEUE_LIMIT`` bytes wait: then this
+        thread waits its turn to write). A failed write ends the
+        connection (a partial frame cannot be taken back), fails the calls
+        waiting, and raises that ``OSError`` in the thread that wrote."""
         dead = self._dead
         if dead is not None:
             raise fresh(dead)
-        try:
-            self._io.send(encode_frame(body))
-        except OSError as e:
-            self._end(e)
-            raise
+        frame = encode_frame(body)
+        guard = self._out_guard
+        with guard:
+            self._outbox.append(frame)
+            self._queued += len(frame)
+            if self._writing and self._queued <= _QUEUE_LIMIT:
+                return
+        with self._write_lock:
+            while True:
+                with guard:
+                    box = self._outbox
+                    if not box:
+                        self._writing = False
+                        return
+                    self._outbox = []
+                    self._queued = 0
+                    self._writing = True
+                try:
+                    self._io.send(box[0] if len(box) == 1 else b"".join(box))
+                except OSError as e:
+                    with guard:
+                        self._writing = False
+                        self._outbox = []
+                        self._queued = 0
+                    self._end(e)
+                    raise
 
     def send_quietly(self, body: bytes) -> None:
         """As :meth:`send`, ignoring a failure (for ``rpc.cancel``)."""
