@@ -76,6 +76,7 @@ class Namespace:
             raise AttributeError(
                 f"the server has no method {prefix + name!r}; dir() lists the methods it described"
             )
+        found: Any
         if isinstance(node, dict):
             found = Namespace(node, invoke, prefix + name + ".")
         else:

@@ -214,7 +214,8 @@ class _TlsIO:
         while True:
             with self.lock:
                 try:
-                    count: Optional[int] = self.tls.read(_READ_SIZE, self.plain)
+                    # With a buffer, read() returns the count (typeshed says bytes).
+                    count: Optional[int] = self.tls.read(_READ_SIZE, self.plain)  # type: ignore[assignment]
                 except ssl.SSLWantReadError:
                     count = None
                 except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
@@ -351,6 +352,8 @@ class FramedConnection:
                         self._outbox = []
                         self._queued = 0
                     self._end(e)
+                    if self._dead is not e:  # it had ended already (a closed socket): say why
+                        raise fresh(self._dead) from None  # type: ignore[arg-type]
                     raise
 
     def send_quietly(self, body: bytes) -> None:
@@ -380,6 +383,7 @@ class FramedConnection:
                 settled = waiter.settled
                 if settled:
                     lead = False
+                    self._parked.pop(waiter, None)
                 elif promoted or not self._reading:
                     self._reading = lead = True
                 else:
