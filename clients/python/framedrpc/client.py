@@ -1,9 +1,10 @@
 """The threaded client: :func:`connect` returns a :class:`Proxy`.
 
 One proxy may be shared by any number of threads: over ``tcp://`` and
-``tls://`` their calls are multiplexed on one connection and matched by id
-by a reader thread; over ``http://`` and ``https://`` each call is a POST on
-a pooled keep-alive connection.
+``tls://`` their calls are multiplexed on one connection and matched by
+id, the answers read by the calling threads themselves (whichever is
+waiting reads for all; see :class:`FramedConnection`); over ``http://``
+and ``https://`` each call is a POST on a pooled keep-alive connection.
 """
 
 import collections
@@ -30,10 +31,10 @@ _UNSET: Any = object()
 
 
 class _StreamBuffer:
-    """A stream's sink for the reader thread: the items received and not
-    yet read, and the end. Holds no reference to the :class:`Stream`, so
-    dropping the stream (a ``break``) lets it be collected and
-    unsubscribed."""
+    """A stream's sink for the thread reading the connection: the items
+    received and not yet read, and the end. Holds no reference to the
+    :class:`Stream`, so dropping the stream (a ``break``) lets it be
+    collected and unsubscribed."""
 
     __slots__ = ("condition", "items", "end", "ended")
 
@@ -281,9 +282,12 @@ class Client:
                 ``timeout_ms``. When it passes without an answer the call
                 raises :class:`DeadlineExceeded` (``local=True``) and
                 ``rpc.cancel`` is sent.
-            on_notification: called as ``f(method, params)`` from the reader
-                thread for each notification the server sends during this
-                call (``in_reply_to``; framed transports only).
+            on_notification: called as ``f(method, params)`` for each
+                notification the server sends during this call
+                (``in_reply_to``; framed transports only), from the thread
+                reading the connection at the time: this one, another
+                caller's, or the helper that reads for open streams. It
+                must not wait for another call on the same connection.
 
         Raises:
             RpcError: a subclass for the error the server answered.

@@ -32,7 +32,7 @@ import itertools
 import json
 import keyword
 import struct
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from .errors import (
     ProtocolError,
@@ -116,8 +116,9 @@ class FrameDecoder:
         self.max_frame = max_frame
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> List[bytes]:
-        """Adds ``data``; returns the bodies of the frames it completed, in order."""
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> List[bytes]:
+        """Adds ``data`` (copied: a reused read buffer is fine); returns the
+        bodies of the frames it completed, in order."""
         buffer = self._buffer
         buffer += data
         bodies = []
@@ -262,8 +263,8 @@ class Session:
 
     Not thread-safe by itself beyond what CPython's atomic dict operations
     give; the threaded client registers calls from many threads and
-    resolves them from its reader thread, which is safe because each
-    pending call is popped exactly once (by :meth:`receive`, :meth:`forget`
+    resolves them from whichever thread reads the connection (one at a
+    time), which is safe because each pending call is popped exactly once (by :meth:`receive`, :meth:`forget`
     or :meth:`fail_all`).
 
     Attributes:

@@ -1,6 +1,7 @@
 """Blocking transports of the threaded client: framed TCP (optionally in
-TLS) with a reader thread, and HTTP(S) POSTs with a pool of keep-alive
-connections. Also the address parsing shared with the asyncio client."""
+TLS), read by the calling threads, and HTTP(S) POSTs with a pool of
+keep-alive connections. Also the address parsing shared with the asyncio
+client."""
 
 import copy
 import http.client
