@@ -154,12 +154,11 @@ class _PlainIO:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.lock = threading.Lock()
         self.view = memoryview(bytearray(_READ_SIZE))
 
     def send(self, data: bytes) -> None:
-        with self.lock:
-            self.sock.sendall(data)
+        """Writes ``data`` (one thread at a time: the connection's writer)."""
+        self.sock.sendall(data)
 
     def recv(self, flags: int = 0) -> memoryview:
         return self.view[: self.sock.recv_into(self.view, _READ_SIZE, flags)]
@@ -286,7 +285,7 @@ class FramedConnection:
         self._last_read = 0.0  # time.monotonic() of the last read that brought bytes
         # Frames waiting for the thread that is writing (see send).
         self._out_guard = threading.Lock()
-        self._write_lock = threading.Lock()
+        self._written = threading.Lock()  # held by the writer (see send)
         self._outbox: List[bytes] = []
         self._queued = 0
         self._writing = False
@@ -322,7 +321,7 @@ class FramedConnection:
         """Writes one frame, or leaves it to the thread writing at the
         moment, which writes every frame queued meanwhile in one system
         call (unless more than ``_QUEUE_LIMIT`` bytes wait: then this
-        thread waits its turn to write). A failed write ends the
+        thread waits for that write to end). A failed write ends the
         connection (a partial frame cannot be taken back), fails the calls
         waiting, and raises that ``OSError`` in the thread that wrote."""
         dead = self._dead
@@ -330,32 +329,48 @@ class FramedConnection:
             raise fresh(dead)
         frame = encode_frame(body)
         guard = self._out_guard
-        with guard:
-            self._outbox.append(frame)
-            self._queued += len(frame)
-            if self._writing and self._queued <= _QUEUE_LIMIT:
-                return
-        with self._write_lock:
-            while True:
-                with guard:
+        written = self._written  # held exactly while _writing (both changed under guard)
+        while True:
+            with guard:
+                if not self._writing:
+                    self._writing = True
+                    written.acquire()
                     box = self._outbox
-                    if not box:
-                        self._writing = False
-                        return
+                    box.append(frame)
                     self._outbox = []
                     self._queued = 0
-                    self._writing = True
-                try:
-                    self._io.send(box[0] if len(box) == 1 else b"".join(box))
-                except OSError as e:
-                    with guard:
-                        self._writing = False
-                        self._outbox = []
-                        self._queued = 0
-                    self._end(e)
-                    if self._dead is not e:  # it had ended already (a closed socket): say why
-                        raise fresh(self._dead) from None  # type: ignore[arg-type]
+                    break
+                if self._queued + len(frame) <= _QUEUE_LIMIT:
+                    self._outbox.append(frame)
+                    self._queued += len(frame)
+                    return
+            written.acquire()  # too much queued: wait for the writer, then look again
+            written.release()
+        # This thread is the writer until it finds nothing more queued.
+        while True:
+            try:
+                self._io.send(box[0] if len(box) == 1 else b"".join(box))
+            except BaseException as e:
+                with guard:
+                    self._writing = False
+                    written.release()
+                    self._outbox = []
+                    self._queued = 0
+                if not isinstance(e, OSError):  # KeyboardInterrupt: a frame may be cut short
+                    self._end(ConnectionAbortedError(f"a write to the server was interrupted ({e!r})"))
                     raise
+                self._end(e)
+                if self._dead is not e:  # it had ended already (a closed socket): say why
+                    raise fresh(self._dead) from None  # type: ignore[arg-type]
+                raise
+            with guard:
+                box = self._outbox
+                if not box:
+                    self._writing = False
+                    written.release()
+                    return
+                self._outbox = []
+                self._queued = 0
 
     def send_quietly(self, body: bytes) -> None:
         """As :meth:`send`, ignoring a failure (for ``rpc.cancel``)."""
