@@ -118,7 +118,7 @@ class SharedReading(unittest.TestCase):
         self.assertEqual(reader_threads(), [])
 
     def test_a_reader_that_times_out_hands_the_reading_to_a_waiting_thread(self):
-        first = Outcome(lambda: self.p.with_timeout(2.0).slow())
+        first = Outcome(lambda: self.p.with_timeout(1.0).slow())
         first_id, _ = self.scripted.next_request()
         until(lambda: self.conn._reading, "the first caller reads")
         second = Outcome(lambda: self.p.later())
@@ -179,6 +179,52 @@ class SharedReading(unittest.TestCase):
         self.assertFalse(self.conn.usable)
         self.assertFalse(self.conn._reading)
         self.assertEqual(self.conn._parked, {})
+
+
+class SharedWriting(unittest.TestCase):
+    def test_frames_queued_behind_a_blocked_write_are_bounded_and_all_arrive_whole(self):
+        go = threading.Event()
+        received = []
+
+        def script(conn) -> None:
+            go.wait(LIMIT)  # read nothing at first: the client's writes block
+            while True:
+                request = read_request(conn)
+                if request is None:
+                    return
+                received.append(request)
+
+        with FakeServer(script) as fake:
+            p = framedrpc.connect(fake.url, discover_methods=False, timeout=LIMIT)
+            try:
+                blob = "x" * 200_000
+                senders = [
+                    threading.Thread(
+                        target=lambda t=t: [p.notify("blob", [t, i, blob]) for i in range(20)], daemon=True
+                    )
+                    for t in range(4)
+                ]
+                for t in senders:
+                    t.start()
+                until(lambda: p.client._conn is not None, "the connection is dialled")
+                conn = p.client._conn
+                limit = framedrpc.transport._QUEUE_LIMIT
+                # One thread writes (blocked: the server reads nothing); the
+                # others queue frames for it until the queue is full, then wait.
+                until(lambda: conn._queued > limit - 200_100, "the queue fills up")
+                for _ in range(50):
+                    self.assertLessEqual(conn._queued, limit)
+                go.set()
+                for t in senders:
+                    t.join(LIMIT)
+                self.assertFalse(any(t.is_alive() for t in senders), "a sender still waits")
+            finally:
+                p.close()
+        self.assertEqual(len(received), 80)
+        for t in range(4):
+            mine = [r["params"][1] for r in received if r["params"][0] == t]
+            self.assertEqual(mine, list(range(20)), f"thread {t}'s frames out of order or lost")
+        self.assertTrue(all(r["method"] == "blob" and r["params"][2] == blob for r in received))
 
 
 class ManyThreads(unittest.TestCase):
