@@ -80,11 +80,45 @@ def _dumps(message: Any) -> bytes:
     return _ENCODER.encode(message).encode("utf-8")
 
 
-_encode = _ENCODER.encode
+# What _ENCODER.encode runs, built once rather than per call (its
+# iterencode makes a new C encoder each time), without the
+# circular-reference table: a circular value exceeds the recursion limit
+# instead, reported as the same ValueError. None without the _json
+# accelerator.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_encoder = (
+    _c_make_encoder(None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    if _c_make_encoder is not None
+    else None
+)
+
+
+def _encode(value: Any) -> str:
+    """``_ENCODER.encode(value)``."""
+    if _c_encoder is None:  # pragma: no cover
+        return _ENCODER.encode(value)
+    try:
+        return "".join(_c_encoder(value, 0))
+    except RecursionError:
+        raise ValueError("Circular reference detected (or values nested too deep to encode)") from None
+
 
 # One decoder for every frame: ``json.loads`` of bytes first guesses the
 # encoding in Python code; the protocol's frames are UTF-8 (RFC 8259).
-_decode = json.JSONDecoder().decode
+_DECODER = json.JSONDecoder()
+_raw_decode = _DECODER.raw_decode
+
+
+def _decode(text: str) -> Any:
+    """``json.loads(text)``: the value alone (the common case, no white
+    space around it) without the two white-space scans of ``decode``."""
+    try:
+        value, end = _raw_decode(text)
+        if end == len(text):
+            return value
+    except ValueError:
+        pass
+    return _DECODER.decode(text)  # white space around it, or the error to raise
 
 # The start of a request, up to its id, by method name: most programs call
 # few methods, many times. Bounded, for programs that call many names.
