@@ -285,7 +285,8 @@ class FramedConnection:
         self._last_read = 0.0  # time.monotonic() of the last read that brought bytes
         # Frames waiting for the thread that is writing (see send).
         self._out_guard = threading.Lock()
-        self._written = threading.Lock()  # held by the writer (see send)
+        self._room = threading.Condition(self._out_guard)  # the queue was taken or the writer left
+        self._room_waiters = 0
         self._outbox: List[bytes] = []
         self._queued = 0
         self._writing = False
@@ -320,32 +321,33 @@ class FramedConnection:
     def send(self, body: bytes) -> None:
         """Writes one frame, or leaves it to the thread writing at the
         moment, which writes every frame queued meanwhile in one system
-        call (unless more than ``_QUEUE_LIMIT`` bytes wait: then this
-        thread waits for that write to end). A failed write ends the
-        connection (a partial frame cannot be taken back), fails the calls
-        waiting, and raises that ``OSError`` in the thread that wrote."""
+        call (unless more than ``_QUEUE_LIMIT`` bytes would wait: then
+        this thread waits until the writer takes them). A failed write
+        ends the connection (a partial frame cannot be taken back), fails
+        the calls waiting, and raises that ``OSError`` in the thread that
+        wrote."""
         dead = self._dead
         if dead is not None:
             raise fresh(dead)
         frame = encode_frame(body)
         guard = self._out_guard
-        written = self._written  # held exactly while _writing (both changed under guard)
-        while True:
-            with guard:
-                if not self._writing:
-                    self._writing = True
-                    written.acquire()
-                    box = self._outbox
-                    box.append(frame)
-                    self._outbox = []
-                    self._queued = 0
-                    break
+        with guard:
+            while self._writing:
                 if self._queued + len(frame) <= _QUEUE_LIMIT:
                     self._outbox.append(frame)
                     self._queued += len(frame)
                     return
-            written.acquire()  # too much queued: wait for the writer, then look again
-            written.release()
+                # Too much queued: wait until the writer takes it (or ends).
+                self._room_waiters += 1
+                try:
+                    self._room.wait()
+                finally:
+                    self._room_waiters -= 1
+            self._writing = True
+            box = self._outbox
+            box.append(frame)
+            self._outbox = []
+            self._queued = 0
         # This thread is the writer until it finds nothing more queued.
         while True:
             try:
@@ -353,9 +355,10 @@ class FramedConnection:
             except BaseException as e:
                 with guard:
                     self._writing = False
-                    written.release()
                     self._outbox = []
                     self._queued = 0
+                    if self._room_waiters:
+                        self._room.notify_all()
                 if not isinstance(e, OSError):  # KeyboardInterrupt: a frame may be cut short
                     self._end(ConnectionAbortedError(f"a write to the server was interrupted ({e!r})"))
                     raise
@@ -365,9 +368,10 @@ class FramedConnection:
                 raise
             with guard:
                 box = self._outbox
+                if self._room_waiters:
+                    self._room.notify_all()
                 if not box:
                     self._writing = False
-                    written.release()
                     return
                 self._outbox = []
                 self._queued = 0
