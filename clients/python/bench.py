@@ -3,25 +3,32 @@
 Python's own SimpleXMLRPCServer, with the same `add`, from 1 and from 8
 threads.
 
-    python3 bench.py --demo PATH/TO/rpc-demo [--seconds 3]
+    python3 bench.py --demo PATH/TO/rpc-demo [--seconds 3] [--rounds 3]
 
 framedrpc: one shared proxy (one framed TCP connection, calls multiplexed
 by id) for all threads; also one shared HTTP proxy. xmlrpc: a
 ThreadingMixIn SimpleXMLRPCServer (a thread per connection, HTTP/1.1
 keep-alive, logging off) in a process of its own, and one ServerProxy per
 thread (a ServerProxy is not thread-safe). Each measurement runs for a
-fixed time and counts the calls that completed with the right answer.
-Prints a table and the ratios.
+fixed time and counts the calls that completed with the right answer, and
+the CPU time this process (the client) spent per call.
+
+Every round measures every row, one after the other, so that a ratio is
+taken between rows measured moments apart; on a busy machine the rounds
+differ, and the medians are what to read. Prints each round, then the
+median of each row and of each round's ratios.
 """
 
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
 import time
 import xmlrpc.client
+from typing import Dict, List, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,9 +52,10 @@ def xmlrpc_server_main() -> None:
     server.serve_forever()
 
 
-def measure(make_call, threads: int, seconds: float) -> float:
+def measure(make_call, threads: int, seconds: float) -> Tuple[float, float]:
     """Calls per second of `make_call()` (a per-thread callable `f(i)`
-    returning whether the answer was right) from `threads` threads."""
+    returning whether the answer was right) from `threads` threads, and
+    the CPU seconds this process spent per call."""
     counts = [0] * threads
     wrong = []
     start = threading.Barrier(threads + 1)
@@ -68,13 +76,16 @@ def measure(make_call, threads: int, seconds: float) -> float:
         t.start()
     stop_at[0] = time.monotonic() + seconds
     began = time.monotonic()
+    cpu = time.process_time()
     start.wait()
     for t in pool:
         t.join(seconds + 30)
     elapsed = time.monotonic() - began
+    cpu = time.process_time() - cpu
     if wrong:
         raise AssertionError(f"{len(wrong)} wrong answers")
-    return sum(counts) / elapsed
+    calls = sum(counts)
+    return calls / elapsed, cpu / max(calls, 1)
 
 
 def start(args, pattern: str):
@@ -94,6 +105,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--demo", default=os.environ.get("RPC_DEMO_BIN"), help="the rpc-demo binary (or RPC_DEMO_BIN)")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each measurement (3)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement (3)")
     args = parser.parse_args()
     if not args.demo:
         parser.error("give --demo PATH (the rpc-demo binary, a release build for real figures)")
@@ -111,21 +123,36 @@ def main() -> int:
             server = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{xml_port}")
             return lambda n: server.add(n, 1) == n + 1
 
-        rows = []
+        clients = (("framedrpc tcp://", shared(tcp)), ("framedrpc http://", shared(http)), ("xmlrpc.client", own_xmlrpc))
+        rates: Dict[Tuple[int, str], List[float]] = {}
+        cpus: Dict[Tuple[int, str], List[float]] = {}
+        ratios: Dict[Tuple[int, str], List[float]] = {}
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.seconds} s per row, {args.rounds} round(s)")
+        print(f"{'round':>5}  {'threads':>7}  {'client':<18} {'calls/s':>10} {'CPU us/call':>12}")
+        for round_ in range(1, args.rounds + 1):
+            for threads in (1, 8):
+                by = {}
+                for name, make in clients:
+                    rate, cpu = measure(make, threads, args.seconds)
+                    by[name] = rate
+                    rates.setdefault((threads, name), []).append(rate)
+                    cpus.setdefault((threads, name), []).append(cpu)
+                    print(f"{round_:>5}  {threads:>7}  {name:<18} {rate:>10.0f} {cpu * 1e6:>12.1f}", flush=True)
+                for name in ("framedrpc tcp://", "framedrpc http://"):
+                    ratios.setdefault((threads, name), []).append(by[name] / by["xmlrpc.client"])
+        print("medians:")
+        for (threads, name), values in rates.items():
+            cpu = statistics.median(cpus[(threads, name)])
+            print(f"{'':>5}  {threads:>7}  {name:<18} {statistics.median(values):>10.0f} {cpu * 1e6:>12.1f}")
         for threads in (1, 8):
-            rows.append((threads, "framedrpc tcp://", measure(shared(tcp), threads, args.seconds)))
-            rows.append((threads, "framedrpc http://", measure(shared(http), threads, args.seconds)))
-            rows.append((threads, "xmlrpc.client", measure(own_xmlrpc, threads, args.seconds)))
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.seconds} s per row")
-        print(f"{'threads':>7}  {'client':<18} {'calls/s':>10}")
-        for threads, name, rate in rows:
-            print(f"{threads:>7}  {name:<18} {rate:>10.0f}")
-        for threads in (1, 8):
-            by = {name: rate for t, name, rate in rows if t == threads}
-            print(
-                f"{threads} thread(s): framedrpc tcp:// / xmlrpc = {by['framedrpc tcp://'] / by['xmlrpc.client']:.1f}x, "
-                f"http:// / xmlrpc = {by['framedrpc http://'] / by['xmlrpc.client']:.1f}x"
-            )
+            parts = []
+            for name in ("framedrpc tcp://", "framedrpc http://"):
+                each = ratios[(threads, name)]
+                parts.append(
+                    f"{name.split()[1]} / xmlrpc = {statistics.median(each):.1f}x "
+                    f"(rounds: {', '.join(f'{r:.1f}' for r in each)})"
+                )
+            print(f"{threads} thread(s): " + "; ".join(parts))
         tcp.close()
         http.close()
     finally:

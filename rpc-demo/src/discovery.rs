@@ -18,6 +18,7 @@ const BINDER_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Serves a binder on `listen` until Ctrl-C or SIGTERM.
 pub(crate) async fn binder(listen: &str) -> Result<(), DemoError> {
+    let mut stop = crate::StopSignal::listen()?;
     let server = rpc_core::Server::builder()
         .service(BinderServer::new(Directory::new()))
         .bind(listen)
@@ -26,7 +27,7 @@ pub(crate) async fn binder(listen: &str) -> Result<(), DemoError> {
         "rpc-demo binder on {}; servers register with `serve --binder {0}`; Ctrl-C to stop",
         server.local_addr()
     );
-    crate::stop_signal().await?;
+    stop.recv().await?;
     server.shutdown().await;
     say!("stopped");
     Ok(())

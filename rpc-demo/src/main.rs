@@ -545,6 +545,7 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
         }
         _ => false,
     };
+    let mut stop = StopSignal::listen()?;
     let server = builder.bind(args.listen.as_str()).await?;
     say!(
         "rpc-demo serving Calculator, Greeter, Echo, Chat{} on {}{}; Ctrl-C to stop",
@@ -563,7 +564,7 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
         say!("type a line and Enter to publish it to /live (live.watch)");
         std::thread::spawn(move || publish_typed_lines(&feed));
     }
-    stop_signal().await?;
+    stop.recv().await?;
     say!("stopping: finishing the calls in flight");
     server.shutdown().await;
     say!("stopped");
@@ -589,19 +590,46 @@ fn publish_typed_lines(feed: &rpc_demo::services::Feed) {
     }
 }
 
-/// Ctrl-C, or SIGTERM (what `docker stop` sends).
-pub(crate) async fn stop_signal() -> Result<(), DemoError> {
+/// Ctrl-C or SIGTERM (what `docker stop` sends), listened for from the
+/// moment it is made. Make it before saying that the server is up: a
+/// signal sent right after that line must stop the server gracefully, not
+/// kill the process (the default action of a signal nobody listens for yet,
+/// which `tokio::signal::ctrl_c` only starts listening for when first
+/// polled). Outside Unix, Ctrl-C only, listened for from the first wait.
+pub(crate) struct StopSignal {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
-            _ = term.recv() => {}
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    /// Starts listening. Fails (an I/O error) if the signal handlers cannot
+    /// be installed.
+    pub(crate) fn listen() -> Result<StopSignal, DemoError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignal {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(StopSignal {})
     }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+
+    /// Waits for the first Ctrl-C or SIGTERM.
+    pub(crate) async fn recv(&mut self) -> Result<(), DemoError> {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 """The threaded client: :func:`connect` returns a :class:`Proxy`.
 
 One proxy may be shared by any number of threads: over ``tcp://`` and
-``tls://`` their calls are multiplexed on one connection and matched by id
-by a reader thread; over ``http://`` and ``https://`` each call is a POST on
-a pooled keep-alive connection.
+``tls://`` their calls are multiplexed on one connection and matched by
+id, the answers read by the calling threads themselves (whichever is
+waiting reads for all; see :class:`FramedConnection`); over ``http://``
+and ``https://`` each call is a POST on a pooled keep-alive connection.
 """
 
 import collections
@@ -17,6 +18,7 @@ from .core import DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Catalog
 from .errors import DeadlineExceeded, MethodNotFound
 from .proxy import Namespace, tree_of
 from .transport import Address, FramedConnection, HttpTransport, fresh, tls_context
+from .transport import Waiter as _Waiter
 
 __all__ = ["connect", "Client", "Proxy", "Batch", "PendingCall", "Stream"]
 
@@ -28,54 +30,11 @@ DEFAULT_TIMEOUT = 30.0
 _UNSET: Any = object()
 
 
-class _Waiter:
-    """A call waiting for its answer: a lock released by the reader thread
-    (the cheapest wake-up CPython has)."""
-
-    __slots__ = ("_lock", "_value", "_error", "_done", "on_notification")
-
-    def __init__(self, on_notification: Optional[Callable[[str, Any], None]] = None) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-        self._value: Any = None
-        self._error: Optional[BaseException] = None
-        self._done = False
-        self.on_notification = on_notification
-
-    def resolve(self, value: Any) -> None:
-        self._value = value
-        self._lock.release()
-
-    def reject(self, error: BaseException) -> None:
-        self._error = error
-        self._lock.release()
-
-    def wait(self, timeout: Optional[float]) -> bool:
-        """True once settled (at once if it already was); False if
-        ``timeout`` seconds passed first. Only one thread waits at a time."""
-        if self._done:
-            return True
-        if timeout is None:
-            self._done = self._lock.acquire()
-        else:
-            self._done = self._lock.acquire(timeout=max(timeout, 0.0))
-        return self._done
-
-    @property
-    def settled(self) -> bool:
-        return self._done or not self._lock.locked()
-
-    def outcome(self) -> Any:
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 class _StreamBuffer:
-    """A stream's sink for the reader thread: the items received and not
-    yet read, and the end. Holds no reference to the :class:`Stream`, so
-    dropping the stream (a ``break``) lets it be collected and
-    unsubscribed."""
+    """A stream's sink for the thread reading the connection: the items
+    received and not yet read, and the end. Holds no reference to the
+    :class:`Stream`, so dropping the stream (a ``break``) lets it be
+    collected and unsubscribed."""
 
     __slots__ = ("condition", "items", "end", "ended")
 
@@ -271,8 +230,10 @@ class Client:
 
     def _connection(self) -> FramedConnection:
         conn = self._conn
-        if conn is not None and conn.usable:
-            return conn
+        if conn is not None:
+            conn.refresh()
+            if conn.usable:
+                return conn
         with self._dial_lock:
             if self._closed:
                 raise ConnectionAbortedError("this client was closed")
@@ -321,9 +282,12 @@ class Client:
                 ``timeout_ms``. When it passes without an answer the call
                 raises :class:`DeadlineExceeded` (``local=True``) and
                 ``rpc.cancel`` is sent.
-            on_notification: called as ``f(method, params)`` from the reader
-                thread for each notification the server sends during this
-                call (``in_reply_to``; framed transports only).
+            on_notification: called as ``f(method, params)`` for each
+                notification the server sends during this call
+                (``in_reply_to``; framed transports only), from the thread
+                reading the connection at the time: this one, another
+                caller's, or the helper that reads for open streams. It
+                must not wait for another call on the same connection.
 
         Raises:
             RpcError: a subclass for the error the server answered.
@@ -346,20 +310,31 @@ class Client:
         timeout: Optional[float],
         on_notification: Optional[Callable[[str, Any], None]] = None,
     ) -> Any:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout is None:
+            deadline = budget = None
+        else:
+            deadline = time.monotonic() + timeout
+            budget = max(0, math.ceil(timeout * 1000))
         waiter = _Waiter(on_notification)
-        request_id, body = conn.session.request(method, params, waiter, _budget_ms(deadline))
+        session = conn.session
+        request_id, body = session.request(method, params, waiter, budget)
         try:
             conn.send(body)
         except OSError:
-            conn.session.forget(request_id)
+            session.forget(request_id)
             raise
-        if not waiter.wait(None if deadline is None else deadline - time.monotonic()):
-            if conn.session.forget(request_id):
-                conn.send_quietly(conn.session.cancel(request_id))
+        try:
+            settled = conn.wait(waiter, deadline)
+        except BaseException:  # KeyboardInterrupt: stop the call on the server too
+            if session.forget(request_id):
+                conn.send_quietly(session.cancel(request_id))
+            raise
+        if not settled:
+            if session.forget(request_id):
+                conn.send_quietly(session.cancel(request_id))
                 raise _local_timeout(method, timeout)
-            # The answer arrived just now: the reader is resolving it.
-            waiter.wait(None)
+            # The answer arrived just now: another thread is resolving it.
+            conn.wait(waiter, None)
         return waiter.outcome()
 
     def stream(
@@ -400,11 +375,17 @@ class Client:
         except OSError:
             conn.session.forget(request_id)
             raise
-        if not waiter.wait(None if deadline is None else deadline - time.monotonic()):
+        try:
+            settled = conn.wait(waiter, deadline)
+        except BaseException:
+            if conn.session.forget(request_id):
+                conn.send_quietly(conn.session.cancel(request_id))
+            raise
+        if not settled:
             if conn.session.forget(request_id):
                 conn.send_quietly(conn.session.cancel(request_id))
                 raise _local_timeout(method, timeout)
-            waiter.wait(None)
+            conn.wait(waiter, None)
         stream_id = waiter.outcome()
         return Stream(conn, method, stream_id, buffer, DEFAULT_WINDOW if credit is None else credit, idle_timeout)
 
@@ -425,7 +406,7 @@ class Client:
         if answer is None:
             raise ConnectionError(f"the server sent no answer (204) to the call of `{method}`")
         session.receive_message(answer)
-        if not waiter.wait(0):
+        if not waiter.settled:
             raise ConnectionError(f"the server's answer does not answer the call of `{method}`: {answer!r}"[:300])
         return waiter.outcome()
 
@@ -476,13 +457,20 @@ class Client:
         for request_id, call in zip(ids, entries):
             if request_id is None:
                 continue
-            if not call._waiter.wait(None if deadline is None else deadline - time.monotonic()):
+            try:
+                settled = conn.wait(call._waiter, deadline)
+            except BaseException:
+                for other_id in ids:
+                    if other_id is not None:
+                        conn.session.forget(other_id)
+                raise
+            if not settled:
                 # Batch members cannot be cancelled one by one (PROTOCOL.md);
                 # stop waiting for all of them.
                 for other_id, other in zip(ids, entries):
                     if other_id is not None and conn.session.forget(other_id):
                         other._waiter.reject(_local_timeout(other.method, timeout))
-                call._waiter.wait(None)
+                conn.wait(call._waiter, None)
 
 
 class PendingCall:
@@ -509,7 +497,7 @@ class PendingCall:
             raise RuntimeError("the batch has not been sent yet: call result() after the `with` block")
         if self.notification:
             return None
-        if not self._waiter.wait(0):
+        if not self._waiter.settled:
             raise RuntimeError("the batch was not answered")  # pragma: no cover - send_batch settles all
         return self._waiter.outcome()
 

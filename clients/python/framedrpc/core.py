@@ -32,7 +32,7 @@ import itertools
 import json
 import keyword
 import struct
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 from .errors import (
     ProtocolError,
@@ -80,6 +80,61 @@ def _dumps(message: Any) -> bytes:
     return _ENCODER.encode(message).encode("utf-8")
 
 
+# What _ENCODER.encode runs, built once rather than per call (its
+# iterencode makes a new C encoder each time), without the
+# circular-reference table: a circular value exceeds the recursion limit
+# instead, reported as the same ValueError. None without the _json
+# accelerator.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_encoder = (
+    _c_make_encoder(None, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+    if _c_make_encoder is not None
+    else None
+)
+
+
+def _encode(value: Any) -> str:
+    """``_ENCODER.encode(value)``."""
+    if _c_encoder is None:  # pragma: no cover
+        return _ENCODER.encode(value)
+    try:
+        return "".join(_c_encoder(value, 0))
+    except RecursionError:
+        raise ValueError("Circular reference detected (or values nested too deep to encode)") from None
+
+
+# One decoder for every frame: ``json.loads`` of bytes first guesses the
+# encoding in Python code; the protocol's frames are UTF-8 (RFC 8259).
+_DECODER = json.JSONDecoder()
+_raw_decode = _DECODER.raw_decode
+
+
+def _decode(text: str) -> Any:
+    """``json.loads(text)``: the value alone (the common case, no white
+    space around it) without the two white-space scans of ``decode``."""
+    try:
+        value, end = _raw_decode(text)
+        if end == len(text):
+            return value
+    except ValueError:
+        pass
+    return _DECODER.decode(text)  # white space around it, or the error to raise
+
+# The start of a request, up to its id, by method name: most programs call
+# few methods, many times. Bounded, for programs that call many names.
+_HEADS: Dict[str, str] = {}
+_HEADS_MAX = 1024
+
+
+def _head(method: Any) -> str:
+    head = _HEADS.get(method) if type(method) is str else None
+    if head is None:
+        head = '{"jsonrpc":"2.0","method":' + _encode(method) + ',"id":'
+        if type(method) is str and len(_HEADS) < _HEADS_MAX:
+            _HEADS[method] = head
+    return head
+
+
 class FrameDecoder:
     """Splits a byte stream into frame bodies.
 
@@ -95,8 +150,9 @@ class FrameDecoder:
         self.max_frame = max_frame
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> List[bytes]:
-        """Adds ``data``; returns the bodies of the frames it completed, in order."""
+    def feed(self, data: Union[bytes, bytearray, memoryview]) -> List[bytes]:
+        """Adds ``data`` (copied: a reused read buffer is fine); returns the
+        bodies of the frames it completed, in order."""
         buffer = self._buffer
         buffer += data
         bodies = []
@@ -241,8 +297,8 @@ class Session:
 
     Not thread-safe by itself beyond what CPython's atomic dict operations
     give; the threaded client registers calls from many threads and
-    resolves them from its reader thread, which is safe because each
-    pending call is popped exactly once (by :meth:`receive`, :meth:`forget`
+    resolves them from whichever thread reads the connection (one at a
+    time), which is safe because each pending call is popped exactly once (by :meth:`receive`, :meth:`forget`
     or :meth:`fail_all`).
 
     Attributes:
@@ -285,13 +341,17 @@ class Session:
         Raises :class:`RequestTooLarge` or ``ValueError`` (NaN, unserializable
         values) without registering anything.
         """
-        request_id = self._new_id()
-        message: Dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": request_id}
+        request_id = next(self._ids)
+        # The bytes json.dumps would write for {"jsonrpc", "method", "id",
+        # "params", "timeout_ms"}, without building the dict.
+        text = _head(method) + str(request_id)
         if params is not None:
-            message["params"] = params
+            text += ',"params":' + _encode(params)
         if timeout_ms is not None:
-            message["timeout_ms"] = timeout_ms
-        body = self._check_size(_dumps(message))
+            text += ',"timeout_ms":' + (str(timeout_ms) if type(timeout_ms) is int else _encode(timeout_ms))
+        body = (text + "}").encode("utf-8")
+        if len(body) > self.max_frame:
+            self._check_size(body)
         self._pending[request_id] = _Pending(waiter, None)
         return request_id, body
 
@@ -440,9 +500,12 @@ class Session:
         body that is not a JSON object or array.
         """
         try:
-            message = json.loads(body)
-        except ValueError as e:
+            message = _decode(body.decode("utf-8") if isinstance(body, (bytes, bytearray)) else body)
+        except ValueError as e:  # UnicodeDecodeError too
             raise ProtocolError(f"the server sent a frame that is not JSON ({e}): {body[:120]!r}") from None
+        if type(message) is dict and "method" not in message:
+            # A response (the common case): straight to its call.
+            return self._one(message)
         return self.receive_message(message, body)
 
     def receive_message(self, message: Any, body: Optional[bytes] = None) -> List[bytes]:
@@ -669,6 +732,14 @@ class MethodSpec:
         self.stream: bool = method.get("x-stream") is True
         self.signature = self._signature()
         self.doc = self._doc(document)
+        # Positional-only calls are checked by count alone (every parameter
+        # is positional-or-keyword and the required ones come first), which
+        # is what Signature.bind would decide, without its cost per call.
+        self._arity: Optional[Tuple[int, int]] = None
+        if self.signature is not None and self.param_structure != "by-name":
+            parameters = self.signature.parameters.values()
+            required = sum(1 for p in parameters if p.default is inspect.Parameter.empty)
+            self._arity = (required, len(parameters))
 
     def _signature(self) -> Optional[inspect.Signature]:
         parameters = []
@@ -739,6 +810,9 @@ class MethodSpec:
         Raises ``TypeError`` (too many arguments, a missing required one, an
         unknown keyword) without sending anything.
         """
+        arity = self._arity
+        if arity is not None and not kwargs and arity[0] <= len(args) <= arity[1]:
+            return list(args) if args else None
         if self.signature is None:
             if args and kwargs:
                 raise TypeError(f"{self.name}() takes arguments by position or by name, not both")

@@ -62,15 +62,10 @@ class Namespace:
         self.__dict__["_ns_tree"] = tree
         self.__dict__["_ns_invoke"] = invoke
         self.__dict__["_ns_prefix"] = prefix
-        self.__dict__["_ns_cache"] = {}
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name.startswith("_ns_"):
             raise AttributeError(name)
-        cache = self.__dict__["_ns_cache"]
-        found = cache.get(name)
-        if found is not None:
-            return found
         tree = self.__dict__["_ns_tree"]
         invoke = self.__dict__["_ns_invoke"]
         prefix = self.__dict__["_ns_prefix"]
@@ -81,11 +76,14 @@ class Namespace:
             raise AttributeError(
                 f"the server has no method {prefix + name!r}; dir() lists the methods it described"
             )
+        found: Any
         if isinstance(node, dict):
             found = Namespace(node, invoke, prefix + name + ".")
         else:
             found = make_method(node, invoke, name)
-        cache[name] = found
+        # Found by ordinary lookup from now on, without this method (a name
+        # reaches here only when the class has no attribute of that name).
+        self.__dict__[name] = found
         return found
 
     def __setattr__(self, name: str, value: Any) -> None:

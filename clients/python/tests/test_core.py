@@ -161,7 +161,45 @@ class Sessions(unittest.TestCase):
             s.request("echo", ["x" * 200], Recorder())
         with self.assertRaises(ValueError):
             s.request("add", [float("nan"), 1], Recorder())
+        circular = []
+        circular.append(circular)
+        with self.assertRaisesRegex(ValueError, "Circular reference"):
+            Session().request("add", circular, Recorder())
+        with self.assertRaises(TypeError):
+            s.request("add", [object()], Recorder())
         self.assertEqual(s.in_flight, 0)
+
+    def test_requests_are_the_bytes_json_dumps_writes(self):
+        # The body is built without a dict; it must stay what json.dumps
+        # of the message dict writes, for any method name and params.
+        import json
+
+        s = Session()
+        for method, params, timeout_ms in [
+            ("add", [1, 2.5], 30000),
+            ('quo"te\\é\n', {"nested": [None, True, "ü"], "n": -1}, None),
+            ("calc.add", None, 0),
+            ("hello", "text", None),
+        ]:
+            request_id, body = s.request(method, params, Recorder(), timeout_ms)
+            message = {"jsonrpc": "2.0", "method": method, "id": request_id}
+            if params is not None:
+                message["params"] = params
+            if timeout_ms is not None:
+                message["timeout_ms"] = timeout_ms
+            expected = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+            self.assertEqual(body, expected)
+
+    def test_frames_with_white_space_around_the_value_decode(self):
+        s = Session()
+        w = Recorder()
+        request_id, _ = s.request("add", [1, 2], w)
+        s.receive(b' \n{"jsonrpc":"2.0","result":3,"id":%d}\r\n ' % request_id)
+        self.assertEqual(w.value, 3)
+        with self.assertRaisesRegex(framedrpc.ProtocolError, "not JSON"):
+            s.receive(b'{"jsonrpc":"2.0","result":3,"id":1} x')
+        with self.assertRaisesRegex(framedrpc.ProtocolError, "not JSON"):
+            s.receive(b'\xff{}')
 
 
 DOC = {
@@ -203,7 +241,14 @@ class Catalogs(unittest.TestCase):
         self.ns.greet("Zé")
         self.ns.pos(y=2)
         self.ns.pos()
-        self.assertEqual(self.sent, [("greet", {"name": "Zé"}), ("pos", [None, 2]), ("pos", None)])
+        self.ns.pos(1)
+        self.ns.pos(1, 2)
+        with self.assertRaises(TypeError):
+            self.ns.pos(1, 2, 3)
+        self.assertEqual(
+            self.sent,
+            [("greet", {"name": "Zé"}), ("pos", [None, 2]), ("pos", None), ("pos", [1]), ("pos", [1, 2])],
+        )
 
 
 class Sink:

@@ -278,13 +278,22 @@ class Draining(unittest.TestCase):
         server = DemoServer()
         try:
             p = framedrpc.connect(server.url("tcp"), timeout=LIMIT)
+            conn = p.client._conn
             out = []
             slow = threading.Thread(target=lambda: out.append(_outcome(lambda: p.sleep(1000))))
             slow.start()
-            self.assertEqual(p.add(1, 1), 2)  # answered: the sleep's earlier frame has been read
-            conn = p.client._conn
-            server.process.send_signal(signal.SIGINT)  # graceful stop: rpc.shutdown, then a grace period
+            # Once the sleep is sent (its thread waits for the answer, reading
+            # or parked behind a reader), the answer to a later call on the
+            # connection means the server has read the sleep's frame too: it
+            # is in flight there when the server starts stopping.
             waited = threading.Event()
+            deadline = LIMIT
+            while not (conn._reading and conn.session.in_flight == 1) and deadline > 0:
+                waited.wait(0.01)
+                deadline -= 0.01
+            self.assertEqual(conn.session.in_flight, 1, "the sleep was not sent")
+            self.assertEqual(p.add(1, 1), 2)
+            server.process.send_signal(signal.SIGINT)  # graceful stop: rpc.shutdown, then a grace period
             deadline = LIMIT
             while not conn.session.draining and deadline > 0:
                 waited.wait(0.01)
