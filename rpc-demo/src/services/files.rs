@@ -342,6 +342,14 @@ pub trait Files {
         sha256: String,
         if_match: Option<String>,
     ) -> Result<Begun, FilesError>;
+    /// Checks, before the client hashes its file, whether `begin` would
+    /// take an upload of `size` bytes to `name`: the path, the size limit
+    /// and the disk space (skipped when this user's upload of that size to
+    /// that name is in progress: it holds its room). `null` if so; the
+    /// error `begin` would give otherwise. Nothing is reserved: `begin`
+    /// checks again.
+    async fn check_upload(&self, session: String, name: String, size: u64)
+    -> Result<(), FilesError>;
     /// Writes `data` (base64, at most 1 MiB decoded, whose CRC-32 is
     /// `crc32`) at `offset`, which must be where the upload's data ends;
     /// returns the new end.
@@ -590,6 +598,16 @@ impl Files for FileStore {
         self.uploads
             .begin(&user, &name, size, &sha256, if_match.as_deref())
             .await
+    }
+
+    async fn check_upload(
+        &self,
+        session: String,
+        name: String,
+        size: u64,
+    ) -> Result<(), FilesError> {
+        let user = self.logins.user(&session)?;
+        self.uploads.check(&user, &name, size).await
     }
 
     async fn put(
