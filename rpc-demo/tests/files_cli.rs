@@ -231,6 +231,10 @@ fn login_ls_put_get_and_rm_work_against_serve_and_keep_the_token_out_of_logs() {
     let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
     assert!(log.contains("logged in"), "the log is written: {log}");
     assert!(
+        log.contains("peer=127.0.0.1") && !log.contains("peer=Some("),
+        "the caller's address, for people: {log}"
+    );
+    assert!(
         log.contains("TRACE") || log.contains("DEBUG"),
         "at trace level"
     );

@@ -761,7 +761,7 @@ fn the_cli_adds_removes_and_refuses_bad_input_in_one_line() {
         ),
         (
             ["add", "Bia", "20000002", "20", "2024", "Jubilado"],
-            "is not one of",
+            "situation \"Jubilado\" is not one of Cursando, Formado, Trancamento, Desistiu",
         ),
     ] {
         let out = students(&addr, &args, "");
