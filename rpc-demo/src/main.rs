@@ -330,6 +330,15 @@ enum DemoError {
     Usage(String),
 }
 
+/// `a`, `a and b`, `a, b and c`: a list in a sentence.
+fn in_words(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// Writes one line to standard output.
 fn say_line(args: std::fmt::Arguments<'_>) -> Result<(), DemoError> {
     use std::io::Write;
@@ -556,13 +565,13 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
         _ => false,
     };
     let server = builder.bind(args.listen.as_str()).await?;
+    let mut served = vec!["Calculator", "Greeter", "Echo", "Chat", "Live", "Students"];
+    if files.is_some() {
+        served.push("Files");
+    }
     say!(
-        "rpc-demo serving Calculator, Greeter, Echo, Chat{} on {}{}; Ctrl-C to stop",
-        if files.is_some() {
-            ", Live and Files"
-        } else {
-            " and Live"
-        },
+        "rpc-demo serving {} on {}{}; Ctrl-C to stop",
+        in_words(&served),
         server.local_addr(),
         if tls { " (TLS)" } else { "" }
     );

@@ -42,7 +42,10 @@ fn serve_files(dir: &Path) -> (Running, String) {
         for _ in lines {}
     });
     let line = rx.recv_timeout(LIMIT).expect("the server announces itself");
-    assert!(line.contains("Files"), "{line}");
+    assert!(
+        line.contains("serving Calculator, Greeter, Echo, Chat, Live, Students and Files on"),
+        "what is served, in order: {line}"
+    );
     let addr = line
         .split_whitespace()
         .find(|w| w.starts_with("127.0.0.1:"))
