@@ -8,14 +8,18 @@
 //! - **The session**: `login` keeps the token, with the server's address,
 //!   in a session file readable by its owner only (`--session-file`, by
 //!   default `$XDG_RUNTIME_DIR/rpc-demo-files-session.json`, else
-//!   `~/.rpc-demo-files-session.json`); the other commands read it. It is
-//!   never printed or logged.
+//!   `~/.rpc-demo-files-session.json`); the other commands read it, and
+//!   talk to its server unless `--server` is given (then the two must
+//!   agree). The token is never printed or logged.
 //! - **Progress bars** (indicatif) show the rate and the time left, on
 //!   standard output when it is a terminal (the last state stays on the
 //!   screen); otherwise nothing is drawn.
 //! - **`get`** downloads into `PATH.part` and renames it to `PATH` once its
 //!   SHA-256 is checked; an interrupted `get` resumes from the partial
-//!   file. **`put`** resumes an upload the server still holds.
+//!   file. It does not replace an existing `PATH` without `--force`.
+//! - **`put`** asks `files.check_upload` first, so a file over the
+//!   server's limit or its free space is refused before it is hashed;
+//!   then it resumes an upload the server still holds, or starts one.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

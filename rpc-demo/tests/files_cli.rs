@@ -340,7 +340,9 @@ fn at_a_terminal_passwords_are_not_echoed_and_transfers_draw_a_progress_bar() {
         "the rate and the time left: {screen}"
     );
     assert!(
-        screen.lines().any(|line| line.starts_with("stored big.bin")),
+        screen
+            .lines()
+            .any(|line| line.starts_with("stored big.bin")),
         "the last line starts a line of its own: {screen}"
     );
 
@@ -375,8 +377,14 @@ fn serve_files_with(dir: &Path, extra: &[&str]) -> (Running, String) {
         .into_iter()
         .map(str::to_owned)
         .collect::<Vec<_>>();
-    args.extend(["--users".to_owned(), dir.join("users.txt").display().to_string()]);
-    args.extend(["--db".to_owned(), dir.join("students.db").display().to_string()]);
+    args.extend([
+        "--users".to_owned(),
+        dir.join("users.txt").display().to_string(),
+    ]);
+    args.extend([
+        "--db".to_owned(),
+        dir.join("students.db").display().to_string(),
+    ]);
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     serve(&args)
@@ -442,7 +450,15 @@ fn files_commands_use_the_server_of_the_session_and_take_options_anywhere() {
     let session = session.to_str().unwrap();
     // Options before the action.
     ok(&run(
-        &["files", "--server", &addr, "--session-file", session, "login", "ana"],
+        &[
+            "files",
+            "--server",
+            &addr,
+            "--session-file",
+            session,
+            "login",
+            "ana",
+        ],
         "segredo\n",
     ));
     std::fs::write(dir.join("root/a.txt"), b"a").unwrap();
@@ -455,12 +471,21 @@ fn files_commands_use_the_server_of_the_session_and_take_options_anywhere() {
     assert_eq!(before.stdout, ls.stdout);
     // Another --server than the session's: refused, saying both.
     let other = run(
-        &["files", "ls", "--session-file", session, "--server", "127.0.0.1:9"],
+        &[
+            "files",
+            "ls",
+            "--session-file",
+            session,
+            "--server",
+            "127.0.0.1:9",
+        ],
         "",
     );
     assert_eq!(other.status.code(), Some(1));
     assert!(
-        other.stderr.contains(&format!("is for {addr}, not 127.0.0.1:9")),
+        other
+            .stderr
+            .contains(&format!("is for {addr}, not 127.0.0.1:9")),
         "{}",
         other.stderr
     );
@@ -508,7 +533,13 @@ fn get_refuses_to_overwrite_a_local_file_unless_forced_and_saves_into_a_folder()
     ok(&files(
         dir,
         &addr,
-        &["get", "sub/notes.txt", "--to", mine.to_str().unwrap(), "--force"],
+        &[
+            "get",
+            "sub/notes.txt",
+            "--to",
+            mine.to_str().unwrap(),
+            "--force",
+        ],
         "",
     ));
     assert_eq!(std::fs::read(&mine).unwrap(), b"server's");
@@ -522,7 +553,10 @@ fn get_refuses_to_overwrite_a_local_file_unless_forced_and_saves_into_a_folder()
         "",
     );
     ok(&into);
-    assert_eq!(std::fs::read(folder.join("notes.txt")).unwrap(), b"server's");
+    assert_eq!(
+        std::fs::read(folder.join("notes.txt")).unwrap(),
+        b"server's"
+    );
 
     let nowhere = dir.join("no/such/dir/x");
     let out = files(
@@ -533,7 +567,8 @@ fn get_refuses_to_overwrite_a_local_file_unless_forced_and_saves_into_a_folder()
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        out.stderr.contains(&format!("--to {}", nowhere.display())) && !out.stderr.contains(".part"),
+        out.stderr.contains(&format!("--to {}", nowhere.display()))
+            && !out.stderr.contains(".part"),
         "{}",
         out.stderr
     );
@@ -550,7 +585,12 @@ fn a_get_resumed_over_a_shorter_server_file_says_it_started_over() {
     std::fs::write(dir.join("root/f.bin"), &content).unwrap();
     let to = dir.join("f.bin");
     std::fs::write(dir.join("f.bin.part"), vec![1u8; 300_000]).unwrap();
-    let get = files(dir, &addr, &["get", "f.bin", "--to", to.to_str().unwrap()], "");
+    let get = files(
+        dir,
+        &addr,
+        &["get", "f.bin", "--to", to.to_str().unwrap()],
+        "",
+    );
     ok(&get);
     assert!(
         get.stdout.contains("changed on the server") && get.stdout.contains("from the start"),

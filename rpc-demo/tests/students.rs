@@ -754,7 +754,16 @@ fn the_cli_answers_the_four_questions() {
     assert_ok(&after);
     assert_eq!(after.stdout, before.stdout);
     let timeout = run(
-        &["students", "find", "--since", "2023", "--timeout", "5", "--server", &addr],
+        &[
+            "students",
+            "find",
+            "--since",
+            "2023",
+            "--timeout",
+            "5",
+            "--server",
+            &addr,
+        ],
         "",
     );
     assert_ok(&timeout);

@@ -378,8 +378,12 @@ pub trait Files {
     /// that name is in progress: it holds its room). `null` if so; the
     /// error `begin` would give otherwise. Nothing is reserved: `begin`
     /// checks again.
-    async fn check_upload(&self, session: String, name: String, size: u64)
-    -> Result<(), FilesError>;
+    async fn check_upload(
+        &self,
+        session: String,
+        name: String,
+        size: u64,
+    ) -> Result<(), FilesError>;
     /// Writes `data` (base64, at most 1 MiB decoded, whose CRC-32 is
     /// `crc32`) at `offset`, which must be where the upload's data ends;
     /// returns the new end.
