@@ -16,7 +16,8 @@
 //!   screen); otherwise nothing is drawn.
 //! - **`get`** downloads into `PATH.part` and renames it to `PATH` once its
 //!   SHA-256 is checked; an interrupted `get` resumes from the partial
-//!   file. It does not replace an existing `PATH` without `--force`.
+//!   file. It does not replace an existing `PATH` that differs from the
+//!   server's file without `--force`.
 //! - **`put`** asks `files.check_upload` first, so a file over the
 //!   server's limit or its free space is refused before it is hashed;
 //!   then it resumes an upload the server still holds, or starts one.
@@ -169,8 +170,8 @@ enum FilesCommand {
         /// name (default: its name, in this folder).
         #[arg(long, value_name = "PATH")]
         to: Option<PathBuf>,
-        /// Replace an existing local file (otherwise refused, so local
-        /// edits are not lost).
+        /// Replace an existing local file that differs from the server's
+        /// (otherwise refused, so local edits are not lost).
         #[arg(long)]
         force: bool,
     },
@@ -273,8 +274,11 @@ pub(crate) async fn run(args: FilesArgs) -> Result<(), DemoError> {
         }
         FilesCommand::Get { name, to, force } => {
             let saved = load_session(&session, &mut client)?;
-            let to = local_target(&name, to, force)?;
+            let to = local_target(&name, to)?;
             let files = connect(&client).await?;
+            if !force && !may_replace(&files, &saved.token, &name, &to).await? {
+                return Ok(());
+            }
             let bar = Bar::new(TRANSFER);
             let shown = bar.clone();
             let progress = move |at: u64, total: u64| shown.show(at, total);
@@ -377,8 +381,8 @@ struct Place {
 
 /// Where `get NAME --to TO` saves: `TO`, or `TO/NAME's file name` when
 /// `TO` is a folder, or NAME's file name here. Refuses a path whose folder
-/// does not exist, and an existing file unless `force`.
-fn local_target(name: &str, to: Option<PathBuf>, force: bool) -> Result<PathBuf, DemoError> {
+/// does not exist.
+fn local_target(name: &str, to: Option<PathBuf>) -> Result<PathBuf, DemoError> {
     let base = name.rsplit('/').next().unwrap_or(name);
     let to = match to {
         Some(to) if to.is_dir() => {
@@ -412,13 +416,53 @@ fn local_target(name: &str, to: Option<PathBuf>, force: bool) -> Result<PathBuf,
             to.display()
         )));
     }
-    if !force && std::fs::symlink_metadata(&to).is_ok() {
-        return Err(DemoError::Usage(format!(
-            "{} already exists; nothing was downloaded. Give --force to replace it, or --to another path",
-            to.display()
-        )));
-    }
     Ok(to)
+}
+
+/// Whether `get NAME --to TO` may go on over an existing `TO`: no if it
+/// differs from the server's file (a refusal saying so: local edits would
+/// be lost), `Ok(false)` if it already holds the same bytes (nothing to
+/// download), `Ok(true)` if there is no `TO`.
+async fn may_replace(
+    files: &FilesClient,
+    token: &str,
+    name: &str,
+    to: &Path,
+) -> Result<bool, DemoError> {
+    if std::fs::symlink_metadata(to).is_err() {
+        return Ok(true);
+    }
+    let refusal = || {
+        DemoError::Usage(format!(
+            "{} already exists and differs from the server's {name}; nothing was downloaded. Give --force to replace it, or --to another path",
+            to.display()
+        ))
+    };
+    let local = {
+        let path = to.to_owned();
+        tokio::task::spawn_blocking(move || files::sha256_of(&path))
+            .await
+            .map_err(|e| DemoError::Other(e.to_string()))?
+            .map_err(|e| DemoError::Usage(format!("{}: {e}", to.display())))?
+    };
+    let local = files::hex(&local);
+    let (dir, base) = name.rsplit_once('/').unwrap_or(("", name));
+    let Ok(entries) = files.list(token.to_owned(), dir.to_owned()).await else {
+        return Err(refusal());
+    };
+    let same = entries.iter().any(|entry| {
+        entry.kind == Kind::File
+            && entry.name.rsplit('/').next() == Some(base)
+            && entry.sha256.as_deref() == Some(local.as_str())
+    });
+    if !same {
+        return Err(refusal());
+    }
+    say!(
+        "{} already holds {name} (sha256 {local}); nothing to download",
+        to.display()
+    );
+    Ok(false)
 }
 
 async fn connect(client: &ClientArgs) -> Result<FilesClient, DemoError> {

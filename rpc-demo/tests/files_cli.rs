@@ -543,6 +543,19 @@ fn get_refuses_to_overwrite_a_local_file_unless_forced_and_saves_into_a_folder()
         "",
     ));
     assert_eq!(std::fs::read(&mine).unwrap(), b"server's");
+    // The same bytes already there: nothing to lose, nothing to download.
+    let same = files(
+        dir,
+        &addr,
+        &["get", "sub/notes.txt", "--to", mine.to_str().unwrap()],
+        "",
+    );
+    ok(&same);
+    assert!(
+        same.stdout.contains("already holds sub/notes.txt"),
+        "{}",
+        same.stdout
+    );
 
     let folder = dir.join("downloads");
     std::fs::create_dir(&folder).unwrap();
