@@ -182,7 +182,7 @@ impl ConnectOptions {
                 None => (Some(self.binder), None),
             };
             return Ok(ClientArgs {
-                server: target.to_owned(),
+                server: Some(target.to_owned()),
                 binder,
                 etcd,
                 timeout: self.timeout,
@@ -208,7 +208,7 @@ impl ConnectOptions {
             }
         };
         Ok(ClientArgs {
-            server,
+            server: Some(server),
             binder: None,
             etcd: None,
             timeout: self.timeout,
@@ -265,30 +265,40 @@ struct ServeArgs {
     files: files_cli::ServeFiles,
 }
 
+/// How a client reaches its server. The options are global: `students`
+/// and `files` take them before or after the action alike.
 #[derive(Debug, Args)]
 struct ClientArgs {
-    /// Address of a running `rpc-demo serve`.
-    #[arg(long, default_value = DEFAULT_ADDR)]
-    server: String,
+    /// Address of a running `rpc-demo serve` [default: 127.0.0.1:7070;
+    /// for `files`, the server of the session].
+    #[arg(long, global = true, value_name = "ADDR")]
+    server: Option<String>,
     /// Find the servers through this binder instead (`rpc-demo binder`),
     /// spreading calls over every instance.
-    #[arg(long, value_name = "ADDR", conflicts_with = "server")]
+    #[arg(long, global = true, value_name = "ADDR", conflicts_with = "server")]
     binder: Option<String>,
     /// Find the servers through etcd at this URL (`http://127.0.0.1:2379`).
-    #[arg(long, value_name = "URL", conflicts_with_all = ["server", "binder"])]
+    #[arg(long, global = true, value_name = "URL", conflicts_with_all = ["server", "binder"])]
     etcd: Option<String>,
     /// Seconds to wait for each answer.
-    #[arg(long, value_name = "SECS", default_value_t = rpc_core::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
+    #[arg(long, global = true, value_name = "SECS", default_value_t = rpc_core::DEFAULT_TIMEOUT.as_secs_f64(), value_parser = seconds)]
     timeout: f64,
     /// Token to present if the server requires one.
-    #[arg(long, value_name = "TOKEN")]
+    #[arg(long, global = true, value_name = "TOKEN")]
     token: Option<String>,
     /// Speak TLS, trusting the CA certificate(s) in this PEM file.
-    #[arg(long, value_name = "PEM")]
+    #[arg(long, global = true, value_name = "PEM")]
     tls_ca: Option<PathBuf>,
     /// Name the server's certificate must carry (default: the host of --server).
-    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    #[arg(long, global = true, value_name = "NAME", requires = "tls_ca")]
     tls_name: Option<String>,
+}
+
+impl ClientArgs {
+    /// The server's address: `--server`, or [`DEFAULT_ADDR`].
+    fn server(&self) -> &str {
+        self.server.as_deref().unwrap_or(DEFAULT_ADDR)
+    }
 }
 
 /// Parses a positive number of seconds.
@@ -318,6 +328,15 @@ enum DemoError {
     Other(String),
     #[error("{0}")]
     Usage(String),
+}
+
+/// `a`, `a and b`, `a, b and c`: a list in a sentence.
+fn in_words(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// Writes one line to standard output.
@@ -454,7 +473,7 @@ fn where_from(args: &ClientArgs) -> String {
     match (&args.binder, &args.etcd) {
         (Some(binder), _) => format!("the servers the binder at {binder} knows"),
         (None, Some(etcd)) => format!("the servers etcd at {etcd} knows"),
-        (None, None) => args.server.clone(),
+        (None, None) => args.server().to_owned(),
     }
 }
 
@@ -464,7 +483,7 @@ async fn connect_to(args: &ClientArgs, service: &str) -> Result<rpc_core::Client
     let registry = match (&args.binder, &args.etcd) {
         (Some(binder), _) => discovery::registry(binder).await?,
         (None, Some(etcd)) => discovery::etcd(etcd).await?,
-        (None, None) => return Ok(client_builder(args)?.connect(args.server.as_str()).await?),
+        (None, None) => return Ok(client_builder(args)?.connect(args.server()).await?),
     };
     Ok(client_builder(args)?.discover(registry, service).await?)
 }
@@ -472,7 +491,7 @@ async fn connect_to(args: &ClientArgs, service: &str) -> Result<rpc_core::Client
 /// Connects to `list` or `call`'s target: an address, or a service name
 /// found through the binder.
 async fn connect(args: &ClientArgs) -> Result<rpc_core::Client, DemoError> {
-    connect_to(args, &args.server).await
+    connect_to(args, args.server()).await
 }
 
 /// The client options of `args`.
@@ -485,7 +504,7 @@ fn client_builder(args: &ClientArgs) -> Result<rpc_core::ClientBuilder, DemoErro
         let config = rpc_core::tls::client_config(&rpc_core::tls::read_pem(ca)?, None)?;
         let name = match &args.tls_name {
             Some(name) => name.clone(),
-            None => host_of(&args.server).to_owned(),
+            None => host_of(args.server()).to_owned(),
         };
         builder = builder.tls(config, name)?;
     }
@@ -547,13 +566,13 @@ async fn serve(args: ServeArgs) -> Result<(), DemoError> {
     };
     let mut stop = StopSignal::listen()?;
     let server = builder.bind(args.listen.as_str()).await?;
+    let mut served = vec!["Calculator", "Greeter", "Echo", "Chat", "Live", "Students"];
+    if files.is_some() {
+        served.push("Files");
+    }
     say!(
-        "rpc-demo serving Calculator, Greeter, Echo, Chat{} on {}{}; Ctrl-C to stop",
-        if files.is_some() {
-            ", Live and Files"
-        } else {
-            " and Live"
-        },
+        "rpc-demo serving {} on {}{}; Ctrl-C to stop",
+        in_words(&served),
         server.local_addr(),
         if tls { " (TLS)" } else { "" }
     );

@@ -21,8 +21,9 @@ use crate::{ClientArgs, DemoError};
 /// The longest answer read from the keyboard, in bytes.
 const MAX_ANSWER: u64 = 256;
 
-/// `rpc-demo students [CLIENT OPTIONS] ACTION`: the client's options
-/// (`--server`, `--timeout`, `--token`, TLS) come before the action.
+/// `rpc-demo students ACTION [OPTIONS]`: the client's options
+/// (`--server`, `--timeout`, `--token`, TLS) go before or after the action
+/// alike.
 #[derive(Debug, Args)]
 pub(crate) struct StudentsArgs {
     #[command(subcommand)]
@@ -56,10 +57,10 @@ enum Action {
         /// In this situation (`Trancamento`: who suspended their enrolment).
         #[arg(long)]
         situation: Option<String>,
-        /// Entered after this year (`2012`: from 2013 on).
+        /// Entered after this year, not in it (`2012`: from 2013 on).
         #[arg(long, value_name = "YEAR", conflicts_with = "since")]
         entered_after: Option<i64>,
-        /// Entered in this year or later.
+        /// Entered in this year or later (`2012`: from 2012 on).
         #[arg(long, value_name = "YEAR")]
         since: Option<i64>,
         /// With this name (the whole name; A to Z in any case).
@@ -93,7 +94,14 @@ enum Action {
 pub(crate) async fn run(args: StudentsArgs) -> Result<(), DemoError> {
     let client = StudentsClient::new(crate::connect_to(&args.client, "Students").await?);
     match args.action {
-        Action::List => print(&all(&client, Filter::default()).await?),
+        Action::List => {
+            let students = all(&client, Filter::default()).await?;
+            if students.is_empty() {
+                say!("there are no students; add one with `rpc-demo students add`");
+                return Ok(());
+            }
+            print(&students)
+        }
         Action::Add {
             name,
             enrolment,
@@ -135,7 +143,12 @@ pub(crate) async fn run(args: StudentsArgs) -> Result<(), DemoError> {
                 min_age,
                 max_age,
             };
-            print(&all(&client, filter).await?)
+            let found = all(&client, filter).await?;
+            if found.is_empty() {
+                say!("no student matches");
+                return Ok(());
+            }
+            print(&found)
         }
         Action::Rename { names, enrolment } => rename(&client, names, enrolment).await,
         Action::Remove { enrolment } => {

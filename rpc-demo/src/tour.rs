@@ -27,7 +27,10 @@ pub(crate) async fn run() -> Result<(), DemoError> {
         .bind("127.0.0.1:0")
         .await?;
     let addr = server.local_addr();
-    say!("server listening on {addr} with Calculator, Greeter, Echo, Chat and Live\n");
+    say!(
+        "server listening on {addr} with {}\n",
+        crate::in_words(&["Calculator", "Greeter", "Echo", "Chat", "Live", "Students"])
+    );
 
     let calc = CalculatorClient::connect(addr).await?;
     // The other proxies share the calculator's connection.
@@ -122,7 +125,7 @@ pub(crate) async fn run() -> Result<(), DemoError> {
 
     drop((calc, greeter, echo, chat));
     server.shutdown().await;
-    say!("\nserver stopped");
+    say!("\nserver stopped (Calculator, Greeter, Echo, Chat, Live and Students)");
 
     files().await?;
 
@@ -138,7 +141,9 @@ async fn files() -> Result<(), DemoError> {
     use rpc_demo::services::files::{Begun, Chunk, FilesError, Limits, Users};
     use rpc_demo::services::{FileStore, FilesClient, FilesServer};
 
-    say!("\nFiles: log in, upload in chunks, list, download as a stream");
+    say!(
+        "\nFiles, on a second server over a temporary folder: log in, upload in chunks, list, download as a stream"
+    );
     // Removed when dropped, on every way out.
     let root = tempfile::tempdir()?;
     let mut users = Users::default();

@@ -41,6 +41,19 @@ fn the_tour_calls_every_method_and_exits_zero() {
             out.stdout
         );
     }
+    // The lines say what is served, in the order it is shown.
+    let first = out.stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.ends_with("with Calculator, Greeter, Echo, Chat, Live and Students"),
+        "{first}"
+    );
+    let at = |text: &str| {
+        out.stdout
+            .find(text)
+            .unwrap_or_else(|| panic!("missing {text:?} in:\n{}", out.stdout))
+    };
+    assert!(at("\nStudents:") < at("\nserver stopped (Calculator"));
+    assert!(at("\nserver stopped (Calculator") < at("\nFiles, on a second server"));
 }
 
 #[test]

@@ -1011,3 +1011,59 @@ async fn a_user_has_at_most_16_uploads_in_progress() {
         .expect("room again after an abort");
     assert_eq!(served.names().len(), 16, "16 temporary files, no more");
 }
+
+#[tokio::test]
+async fn check_upload_gives_the_refusals_of_begin_without_a_digest() {
+    let served = Served::start(Limits {
+        max_file_size: 1000,
+        min_free_space: 0,
+        ..Limits::default()
+    })
+    .await;
+    std::fs::create_dir(served.root.join("sub")).unwrap();
+    let (files, token) = served.login().await;
+    let check = |name: &str, size: u64| files.check_upload(token.clone(), name.into(), size);
+    check("a.bin", 1000).await.expect("at the limit");
+    check("new/folder/a.bin", 0)
+        .await
+        .expect("in folders to be made");
+    assert_eq!(
+        refused(check("a.bin", 1001).await),
+        FilesError::TooLarge {
+            size: 1001,
+            max: 1000
+        }
+    );
+    assert!(matches!(
+        refused(check("../a.bin", 1).await),
+        FilesError::BadPath { .. }
+    ));
+    assert_eq!(
+        refused(check("sub", 1).await),
+        FilesError::WrongKind {
+            name: "sub".into(),
+            is: rpc_demo::services::files::Kind::Dir
+        }
+    );
+    assert!(matches!(
+        refused(
+            files
+                .check_upload("not-a-token".into(), "a.bin".into(), 1)
+                .await
+        ),
+        FilesError::UnknownSession
+    ));
+
+    let full = Served::start(Limits {
+        min_free_space: u64::MAX / 2,
+        ..Limits::default()
+    })
+    .await;
+    let (files, token) = full.login().await;
+    match refused(files.check_upload(token, "a.bin".into(), 10).await) {
+        FilesError::NoSpace { needed, available } => assert!(needed > available),
+        other => panic!("{other:?}"),
+    }
+    assert!(served.names().iter().all(|n| n == "sub"), "nothing written");
+    assert!(full.names().is_empty(), "nothing written");
+}

@@ -732,6 +732,42 @@ fn the_cli_answers_the_four_questions() {
     assert_ok(&out);
     let out = students(&addr, &["find", "--name", "Paulo"], "");
     assert!(out.stdout.contains("2213482"), "{}", out.stdout);
+
+    // No match: said in words, not an empty table.
+    let out = students(&addr, &["find", "--name", "Ninguem"], "");
+    assert_ok(&out);
+    assert_eq!(out.stdout, "no student matches\n");
+
+    // --entered-after excludes the year, --since includes it (Maísa
+    // entered in 2023, the latest).
+    let after = students(&addr, &["find", "--entered-after", "2023"], "");
+    assert_ok(&after);
+    assert_eq!(after.stdout, "no student matches\n");
+    let since = students(&addr, &["find", "--since", "2023"], "");
+    assert_ok(&since);
+    assert_eq!(since.stdout.lines().count(), 1 + 1, "{}", since.stdout);
+    assert!(since.stdout.contains("Maísa"), "{}", since.stdout);
+
+    // The client's options go after the action as well as before it.
+    let before = run(&["students", "--server", &addr, "list"], "");
+    let after = run(&["students", "list", "--server", &addr], "");
+    assert_ok(&after);
+    assert_eq!(after.stdout, before.stdout);
+    let timeout = run(
+        &[
+            "students",
+            "find",
+            "--since",
+            "2023",
+            "--timeout",
+            "5",
+            "--server",
+            &addr,
+        ],
+        "",
+    );
+    assert_ok(&timeout);
+    assert_eq!(timeout.stdout, since.stdout);
 }
 
 #[test]
@@ -761,7 +797,7 @@ fn the_cli_adds_removes_and_refuses_bad_input_in_one_line() {
         ),
         (
             ["add", "Bia", "20000002", "20", "2024", "Jubilado"],
-            "is not one of",
+            "situation \"Jubilado\" is not one of Cursando, Formado, Trancamento, Desistiu",
         ),
     ] {
         let out = students(&addr, &args, "");

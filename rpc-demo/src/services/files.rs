@@ -87,6 +87,35 @@ pub enum Kind {
     Dir,
 }
 
+impl Kind {
+    /// The other kind: a folder for a file, a file for a folder.
+    pub fn other(self) -> Self {
+        match self {
+            Self::File => Self::Dir,
+            Self::Dir => Self::File,
+        }
+    }
+}
+
+/// `file` or `folder`, for people.
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::File => "file",
+            Self::Dir => "folder",
+        })
+    }
+}
+
+/// What [`FilesError::Changed`] says of the file now: its digest, or that
+/// it is gone.
+fn now_as_words(current: Option<&str>) -> String {
+    match current {
+        Some(digest) => format!("its SHA-256 is now {digest}"),
+        None => "it no longer exists".to_owned(),
+    }
+}
+
 /// One entry of a folder, or a file just written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Entry {
@@ -180,7 +209,7 @@ pub enum FilesError {
         name: String,
     },
     /// A file was expected and this is a folder, or the reverse.
-    #[error("{name:?} is a {is:?}, not what this method works on")]
+    #[error("{name:?} is a {is}, not a {}", is.other())]
     WrongKind {
         /// The path as given.
         name: String,
@@ -213,7 +242,8 @@ pub enum FilesError {
     /// `if_match` was given and the file's current digest differs (or the
     /// file no longer exists): it changed since you read it.
     #[error(
-        "the file changed since you read it (its SHA-256 is now {current:?}); download it again and redo your edit"
+        "the file changed since you read it ({}); download it again and redo your edit",
+        now_as_words(current.as_deref())
     )]
     Changed {
         /// The file's digest now, or `None` if it no longer exists.
@@ -342,6 +372,18 @@ pub trait Files {
         sha256: String,
         if_match: Option<String>,
     ) -> Result<Begun, FilesError>;
+    /// Checks, before the client hashes its file, whether `begin` would
+    /// take an upload of `size` bytes to `name`: the path, the size limit
+    /// and the disk space (skipped when this user's upload of that size to
+    /// that name is in progress: it holds its room). `null` if so; the
+    /// error `begin` would give otherwise. Nothing is reserved: `begin`
+    /// checks again.
+    async fn check_upload(
+        &self,
+        session: String,
+        name: String,
+        size: u64,
+    ) -> Result<(), FilesError>;
     /// Writes `data` (base64, at most 1 MiB decoded, whose CRC-32 is
     /// `crc32`) at `offset`, which must be where the upload's data ends;
     /// returns the new end.
@@ -590,6 +632,16 @@ impl Files for FileStore {
         self.uploads
             .begin(&user, &name, size, &sha256, if_match.as_deref())
             .await
+    }
+
+    async fn check_upload(
+        &self,
+        session: String,
+        name: String,
+        size: u64,
+    ) -> Result<(), FilesError> {
+        let user = self.logins.user(&session)?;
+        self.uploads.check(&user, &name, size).await
     }
 
     async fn put(
@@ -895,5 +947,34 @@ mod tests {
         assert_eq!(parse_digest("abc"), Err(FilesError::BadDigest));
         assert_eq!(parse_digest(&"zz".repeat(32)), Err(FilesError::BadDigest));
         assert_eq!(parse_digest(&"é".repeat(32)), Err(FilesError::BadDigest));
+    }
+
+    #[test]
+    fn refusals_read_as_words_not_rust_values() {
+        let kind = FilesError::WrongKind {
+            name: "sub".to_owned(),
+            is: Kind::Dir,
+        };
+        assert_eq!(kind.to_string(), "\"sub\" is a folder, not a file");
+        let kind = FilesError::WrongKind {
+            name: "a.txt".to_owned(),
+            is: Kind::File,
+        };
+        assert_eq!(kind.to_string(), "\"a.txt\" is a file, not a folder");
+        let digest = "5e".repeat(32);
+        let changed = FilesError::Changed {
+            current: Some(digest.clone()),
+        };
+        assert_eq!(
+            changed.to_string(),
+            format!(
+                "the file changed since you read it (its SHA-256 is now {digest}); download it again and redo your edit"
+            )
+        );
+        let gone = FilesError::Changed { current: None }.to_string();
+        assert!(gone.contains("(it no longer exists)"), "{gone}");
+        for text in [kind.to_string(), changed.to_string(), gone] {
+            assert!(!text.contains("Some(") && !text.contains("None"), "{text}");
+        }
     }
 }

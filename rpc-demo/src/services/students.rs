@@ -179,7 +179,7 @@ pub enum StudentsError {
         enrolment: i64,
     },
     /// The situation is not one of the course's.
-    #[error("situation {situation:?} is not one of {allowed:?}")]
+    #[error("situation {situation:?} is not one of {}", allowed.join(", "))]
     UnknownSituation {
         /// The situation given.
         situation: String,

@@ -92,12 +92,10 @@ pub struct Uploaded {
 /// Uploads local file `local` as `name`, resuming an interrupted upload of
 /// the same content. With `if_match`, the server refuses it unless its
 /// file still has that SHA-256. `progress` gets the bytes the server has,
-/// after each chunk.
+/// after each chunk. [`upload_reporting`] also reports the hashing.
 ///
 /// # Errors
-/// [`TransferError::Local`] if `local` cannot be read,
-/// [`TransferError::Refused`] for the server's refusals,
-/// [`TransferError::Rpc`] once `retries` reconnections have failed.
+/// As [`upload_reporting`].
 pub async fn upload(
     files: &FilesClient,
     session: &str,
@@ -107,20 +105,58 @@ pub async fn upload(
     retries: u32,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<Uploaded, TransferError> {
+    upload_reporting(
+        files,
+        session,
+        local,
+        name,
+        if_match,
+        retries,
+        &|_, _| {},
+        progress,
+    )
+    .await
+}
+
+/// [`upload`], first asking the server whether it would take a file of
+/// this size (`files.check_upload`: the size limit, the path, the disk
+/// space), so a refusal comes before the file is hashed; then hashing it,
+/// with `hashing` getting the bytes hashed so far and the file's size
+/// (for a progress bar: a big file takes a while).
+///
+/// # Errors
+/// [`TransferError::Local`] if `local` cannot be read,
+/// [`TransferError::Refused`] for the server's refusals (by
+/// `check_upload` before any hashing, or later),
+/// [`TransferError::Rpc`] once `retries` reconnections have failed.
+#[allow(clippy::too_many_arguments)]
+pub async fn upload_reporting(
+    files: &FilesClient,
+    session: &str,
+    local: &Path,
+    name: &str,
+    if_match: Option<&str>,
+    retries: u32,
+    hashing: &(dyn Fn(u64, u64) + Send + Sync),
+    progress: &(dyn Fn(u64) + Send + Sync),
+) -> Result<Uploaded, TransferError> {
     let local_error = |source| TransferError::Local {
         path: local.to_owned(),
         source,
     };
-    let (size, digest) = {
-        let path = local.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let size = std::fs::metadata(&path)?.len();
-            Ok((size, sha256_of(&path)?))
-        })
+    let size = tokio::fs::metadata(local).await.map_err(local_error)?.len();
+    match files
+        .check_upload(session.to_owned(), name.to_owned(), size)
         .await
-        .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-        .map_err(local_error)?
-    };
+    {
+        Ok(()) => {}
+        // A server from before `check_upload`: `begin` checks the same.
+        Err(RpcError::Server(e)) if e.code == rpc_core::code::METHOD_NOT_FOUND => {}
+        Err(e) => return Err(e.into()),
+    }
+    let digest = hash_reporting(local, size, hashing)
+        .await
+        .map_err(local_error)?;
     let digest = hex(&digest);
     let mut file = tokio::fs::File::open(local).await.map_err(local_error)?;
     let mut failures = 0;
@@ -148,6 +184,40 @@ pub async fn upload(
             }
         }
     }
+}
+
+/// The SHA-256 of file `path` (of `size` bytes), hashed on a blocking
+/// thread; `hashing` gets the bytes hashed so far, and `size`.
+async fn hash_reporting(
+    path: &Path,
+    size: u64,
+    hashing: &(dyn Fn(u64, u64) + Send + Sync),
+) -> std::io::Result<[u8; 32]> {
+    let (done, mut seen) = tokio::sync::watch::channel(0u64);
+    let path = path.to_owned();
+    let task = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(&path)?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0; 1 << 20];
+        let mut at = 0u64;
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            at += n as u64;
+            done.send_replace(at);
+        }
+        Ok::<_, std::io::Error>(<[u8; 32]>::from(hasher.finalize()))
+    });
+    hashing(0, size);
+    // Ends when the task drops its sender: done or failed.
+    while seen.changed().await.is_ok() {
+        hashing(*seen.borrow_and_update(), size);
+    }
+    task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 /// One attempt at an upload: `begin`, the chunks from its offset,
@@ -229,8 +299,12 @@ pub struct Downloaded {
     /// Its SHA-256, checked.
     pub sha256: String,
     /// The length of the partial file it started from (0 for a fresh
-    /// download).
+    /// download, or one that started over).
     pub resumed_from: u64,
+    /// Whether the partial file was thrown away and the download started
+    /// over from byte 0: the file changed on the server since the partial
+    /// file was written (it got shorter, or its digest no longer matched).
+    pub started_over: bool,
     /// How many times the connection broke and the download went on.
     pub retries: u32,
 }
@@ -295,6 +369,7 @@ pub async fn download(
                         size,
                         sha256,
                         resumed_from: resumed_from.unwrap_or(0),
+                        started_over,
                         retries: failures,
                     });
                 }
@@ -317,6 +392,7 @@ pub async fn download(
         };
         if restart {
             started_over = true;
+            resumed_from = Some(0);
             let _ = tokio::fs::remove_file(&part).await;
         }
     }

@@ -148,6 +148,77 @@ impl Uploads {
         }
     }
 
+    /// Whether `begin` would accept an upload of `size` bytes to `name`,
+    /// checked without a digest, so before the client hashes its file
+    /// (`files.check_upload`): the path, the kind of what is there, the
+    /// size limit and, unless an upload of this size to this name by
+    /// `user` is in progress (it already holds its room), the disk space.
+    ///
+    /// # Errors
+    /// [`FilesError::BadPath`], [`FilesError::WrongKind`],
+    /// [`FilesError::TooLarge`], [`FilesError::NoSpace`],
+    /// [`FilesError::Io`].
+    pub async fn check(&self, user: &str, name: &str, size: u64) -> Result<(), FilesError> {
+        let target = self.root.resolve(name)?;
+        if size > self.limits.max_file_size {
+            return Err(FilesError::TooLarge {
+                size,
+                max: self.limits.max_file_size,
+            });
+        }
+        {
+            let target = target.clone();
+            let name = super::Root::clean(name);
+            blocking(move || match std::fs::metadata(&target) {
+                Ok(meta) if meta.is_dir() => Err(FilesError::WrongKind {
+                    name,
+                    is: Kind::Dir,
+                }),
+                _ => Ok(()),
+            })
+            .await?;
+        }
+        let (resuming, reserved) = {
+            let table = self.table();
+            (
+                table
+                    .values()
+                    .any(|u| u.user == user && u.target == target && u.size == size),
+                table.values().map(|u| u.outstanding()).sum::<u64>(),
+            )
+        };
+        if resuming {
+            return Ok(());
+        }
+        let dir = target.parent().unwrap_or(self.root.dir()).to_owned();
+        self.check_space(&dir, size, reserved).await
+    }
+
+    /// Refuses with [`FilesError::NoSpace`] unless the disk of `dir` (or
+    /// of its nearest existing ancestor) has room for `size` bytes plus
+    /// the space kept free, after the `reserved` bytes uploads in
+    /// progress will still write.
+    async fn check_space(&self, dir: &Path, size: u64, reserved: u64) -> Result<(), FilesError> {
+        let needed = size.saturating_add(self.limits.min_free_space);
+        let available = {
+            let dir = dir.to_owned();
+            let root = self.root.dir().to_owned();
+            blocking(move || {
+                // The nearest folder that exists: the target's folders
+                // are made after the check.
+                let existing = dir.ancestors().find(|d| d.is_dir()).unwrap_or(&root);
+                fs4::available_space(existing)
+                    .map_err(|e| FilesError::io("checking the free space", &e))
+            })
+            .await?
+        }
+        .saturating_sub(reserved);
+        if available < needed {
+            return Err(FilesError::NoSpace { needed, available });
+        }
+        Ok(())
+    }
+
     /// Starts or resumes an upload (`files.begin`).
     ///
     /// # Errors
@@ -211,24 +282,8 @@ impl Uploads {
                 max: MAX_UPLOADS_PER_USER as u64,
             });
         }
-        let needed = size.saturating_add(self.limits.min_free_space);
         let dir = target.parent().unwrap_or(self.root.dir()).to_owned();
-        let available = {
-            let dir = dir.clone();
-            let root = self.root.dir().to_owned();
-            blocking(move || {
-                // The nearest folder that exists: the target's folders
-                // are made below, after the check.
-                let existing = dir.ancestors().find(|d| d.is_dir()).unwrap_or(&root);
-                fs4::available_space(existing)
-                    .map_err(|e| FilesError::io("checking the free space", &e))
-            })
-            .await?
-        }
-        .saturating_sub(reserved);
-        if available < needed {
-            return Err(FilesError::NoSpace { needed, available });
-        }
+        self.check_space(&dir, size, reserved).await?;
         let mut random = [0u8; 16];
         getrandom::fill(&mut random)
             .map_err(|e| FilesError::Io(format!("no random numbers for an id: {e}")))?;

@@ -379,7 +379,7 @@ impl Logins {
                 }
             }
             if let Some(wait) = wait {
-                tracing::warn!(user, ?peer, "login refused: locked out");
+                tracing::warn!(user, peer = %PeerShown(peer), "login refused: locked out");
                 return Err(FilesError::LockedOut {
                     retry_after_secs: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
                 });
@@ -417,7 +417,7 @@ impl Logins {
         let now = Instant::now();
         let mut state = self.state();
         if !right {
-            tracing::warn!(user, ?peer, "login failed: wrong user or password");
+            tracing::warn!(user, peer = %PeerShown(peer), "login failed: wrong user or password");
             return Err(FilesError::BadCredentials);
         }
         state.users.remove(user);
@@ -439,7 +439,7 @@ impl Logins {
         state
             .sessions
             .insert(token_key(&token), (user.to_owned(), now + self.ttl));
-        tracing::info!(user, ?peer, "logged in");
+        tracing::info!(user, peer = %PeerShown(peer), "logged in");
         Ok(Session {
             token,
             user: user.to_owned(),
@@ -491,6 +491,19 @@ impl Logins {
 
 fn token_key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// A caller's address in the log: the address, or `unknown` (a caller
+/// over an in-process connection has none).
+struct PeerShown(Option<IpAddr>);
+
+impl std::fmt::Display for PeerShown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
 }
 
 #[cfg(test)]
