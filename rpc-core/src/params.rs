@@ -103,7 +103,7 @@ impl<'a> ParamReader<'a> {
         };
         let name = self.names.get(index).copied().unwrap_or("?");
         match raw {
-            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
+            Some(raw) => crate::json::from_valid(raw.get()).map_err(|e| {
                 invalid(format_args!(
                     "parameter `{name}` (position {index}) has the wrong type: {}",
                     quote(without_position(&e.to_string()))
