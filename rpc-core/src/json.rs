@@ -9,6 +9,11 @@
 //! numbers, options, sequences, tuples, structs, enum variants) and hands
 //! anything else (maps, bytes, ...) to `serde_json`, one element at a time,
 //! so the output is always exactly what `serde_json::to_writer` writes.
+//!
+//! On the way in, [`from_valid`] decodes a value that has already been
+//! validated (an argument, a result) exactly as `serde_json::from_str`
+//! would, but takes a string without escapes as it is instead of scanning
+//! it a second time.
 
 use std::fmt::Display;
 use std::io;
