@@ -6,6 +6,8 @@
 #   bench/callgrind.sh [N1 [N2]]        (defaults: 10000 20000)
 #   CONNS=16 IN_FLIGHT=8 bench/callgrind.sh     (the `conns` scenario's shape)
 #   CONNS=1000 IN_FLIGHT=1 bench/callgrind.sh   (`fanin`'s)
+#   ECHO=1048576 IN_FLIGHT=1 bench/callgrind.sh 20 40   (`big`'s: echo(s)
+#       of a 1 MiB string instead of add; far fewer calls, each is ~MiB)
 #
 # Builds `rpc-bench` in release, then for each side runs
 # `rpc-bench callgrind server 127.0.0.1:0` and `rpc-bench callgrind client
@@ -30,6 +32,7 @@ N1=${1:-10000}
 N2=${2:-20000}
 IN_FLIGHT=${IN_FLIGHT:-64}
 CONNS=${CONNS:-1}
+ECHO=${ECHO:-}
 LIMIT=900           # seconds any one process may take
 ADDR_WAIT=120       # seconds to wait for the server's address
 
@@ -38,6 +41,10 @@ die() { echo "callgrind.sh: $*" >&2; exit 1; }
 [[ $N1 =~ ^[0-9]+$ && $N2 =~ ^[0-9]+$ && $N2 -gt $N1 ]] || die "usage: $0 [N1 [N2]] with N2 > N1"
 [[ $CONNS =~ ^[1-9][0-9]*$ && $IN_FLIGHT =~ ^[1-9][0-9]*$ ]] ||
     die "CONNS and IN_FLIGHT must be positive integers"
+[[ -z $ECHO || $ECHO =~ ^[0-9]+$ ]] || die "ECHO must be a byte count"
+ECHO_ARGS=()
+CALL="add(i64, i64)"
+if [[ -n $ECHO ]]; then ECHO_ARGS=(--echo "$ECHO"); CALL="echo(s) of $ECHO bytes"; fi
 # Each connection is a descriptor on both sides: raise the soft limit.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 command -v valgrind >/dev/null ||
@@ -91,7 +98,7 @@ measure() {
     done
 
     timeout "$LIMIT" "${client_vg[@]}" "$BIN" callgrind client "$addr" "$n" \
-        --conns "$CONNS" --in-flight "$IN_FLIGHT" --max-secs "$LIMIT" 2>"$TMP/client.err" ||
+        --conns "$CONNS" --in-flight "$IN_FLIGHT" "${ECHO_ARGS[@]}" --max-secs "$LIMIT" 2>"$TMP/client.err" ||
         die "client ($side under callgrind, $n calls) failed: $(cat "$TMP/client.err")"
     local status=0
     wait "$SERVER_PID" || status=$?
@@ -107,7 +114,7 @@ commit=$(git -C "$BENCH" rev-parse --short HEAD 2>/dev/null || echo unknown)
 if [[ -n $(git -C "$BENCH/.." status --porcelain --untracked-files=no 2>/dev/null) ]]; then
     commit="$commit (with uncommitted changes)"
 fi
-echo "commit $commit; add(i64, i64), $CONNS connection(s) × $IN_FLIGHT in flight, current_thread runtimes; valgrind $(valgrind --version)"
+echo "commit $commit; $CALL, $CONNS connection(s) × $IN_FLIGHT in flight, current_thread runtimes; valgrind $(valgrind --version)"
 printf '%-8s %16s %16s %12s\n' side "Ir($N1)" "Ir($N2)" "Ir/call"
 for side in client server; do
     echo "running: $side under callgrind, $N1 and $N2 calls..." >&2

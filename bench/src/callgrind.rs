@@ -86,11 +86,27 @@ pub fn server(addr: &str, max_secs: u64) {
 /// `callgrind client ADDR N`: opens `conns` connections (each its own
 /// `BenchServiceClient::connect`), makes `calls` calls of `add` spread over
 /// them, `in_flight` at a time on each, checks each answer, then asks the
-/// server to stop. Exit status 0 only if every answer was right and all
-/// came within `max_secs`.
-pub fn client(addr: &str, calls: u64, conns: u64, in_flight: u64, max_secs: u64) {
+/// server to stop. With `echo: Some(bytes)` the calls are `echo(s)` of a
+/// string of that many bytes (the `big` scenario's letters), each answer
+/// compared byte for byte. Exit status 0 only if every answer was right and
+/// all came within `max_secs`.
+pub fn client(
+    addr: &str,
+    calls: u64,
+    conns: u64,
+    in_flight: u64,
+    echo: Option<usize>,
+    max_secs: u64,
+) {
     let in_flight = in_flight.max(1);
     let conns = conns.max(1);
+    let payload: Option<Arc<String>> = echo.map(|bytes| {
+        Arc::new(
+            (0..bytes)
+                .map(|i| (b'a' + (i % 26) as u8) as char)
+                .collect(),
+        )
+    });
     let outcome = runtime().block_on(async {
         let mut clients = Vec::with_capacity(conns as usize);
         for _ in 0..conns {
@@ -105,12 +121,24 @@ pub fn client(addr: &str, calls: u64, conns: u64, in_flight: u64, max_secs: u64)
             let mut slots = tokio::task::JoinSet::new();
             for slot in 0..slots_total {
                 let client = clients[(slot % conns) as usize].clone();
+                let payload = payload.clone();
                 // Slot `s` makes calls s, s + slots, s + 2 slots, ...:
                 // `calls` in all, each slot's next call sent when its last
                 // one is answered.
                 slots.spawn(async move {
                     let mut done = 0u64;
                     for i in (slot..calls).step_by(slots_total as usize) {
+                        if let Some(payload) = &payload {
+                            let echoed = client
+                                .echo(String::clone(payload))
+                                .await
+                                .map_err(|e| format!("echo #{i}: {e}"))?;
+                            if echoed != **payload {
+                                return Err(format!("echo #{i} answered a different string"));
+                            }
+                            done += 1;
+                            continue;
+                        }
                         let (a, b) = ((i as i64).wrapping_mul(7919), slot as i64);
                         let sum = client
                             .add(a, b)

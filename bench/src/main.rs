@@ -198,6 +198,11 @@ enum CallgrindRole {
         /// `stream` scenario), each checked.
         #[arg(long)]
         stream: bool,
+        /// Make `echo(s)` calls with a string of this many bytes instead of
+        /// `add` (the `big` scenario is 1048576 with 1 × 1 in flight),
+        /// each answer checked byte for byte.
+        #[arg(long)]
+        echo: Option<usize>,
         /// Give up (exit status 1) after this many seconds.
         #[arg(long, default_value_t = 600)]
         max_secs: u64,
@@ -269,15 +274,17 @@ fn main() {
             conns: _,
             stream,
             max_secs,
+            echo: _,
         })) if stream => callgrind::stream_client(&addr, calls, max_secs),
         Some(Cmd::Callgrind(CallgrindRole::Client {
             addr,
             calls,
             in_flight,
             conns,
+            echo,
             max_secs,
             ..
-        })) => callgrind::client(&addr, calls, conns, in_flight, max_secs),
+        })) => callgrind::client(&addr, calls, conns, in_flight, echo, max_secs),
         Some(Cmd::Guard {
             rounds,
             secs,

@@ -9,11 +9,17 @@
 //! numbers, options, sequences, tuples, structs, enum variants) and hands
 //! anything else (maps, bytes, ...) to `serde_json`, one element at a time,
 //! so the output is always exactly what `serde_json::to_writer` writes.
+//!
+//! On the way in, [`from_valid`] decodes a value that has already been
+//! validated (an argument, a result) exactly as `serde_json::from_str`
+//! would, but takes a string without escapes as it is instead of scanning
+//! it a second time.
 
 use std::fmt::Display;
 use std::io;
 
 use bytes::{BufMut, BytesMut};
+use serde::de::{self, DeserializeOwned, Visitor};
 use serde::ser::{self, Impossible, Serialize};
 
 /// Where JSON is written: a growable buffer that can be cut back.
@@ -342,6 +348,84 @@ impl<S: Sink> ser::SerializeStruct for Struct<'_, S> {
     }
 }
 
+/// Decodes `T` from `text`, one JSON value that has already been validated
+/// (a `RawValue`, or a slice of a message that was parsed as one): exactly
+/// what `serde_json::from_str` returns, errors included, with one shortcut.
+/// A string without escapes that `T` asks for as a string is handed to it
+/// as the slice between the quotes, with no second scan: validation already
+/// rejected control characters and bad UTF-8, so those bytes are the
+/// string. Everything else goes through `serde_json`.
+pub(crate) fn from_valid<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    T::deserialize(Valid(text))
+}
+
+/// The deserializer of [`from_valid`].
+struct Valid<'de>(&'de str);
+
+impl<'de> Valid<'de> {
+    /// The text between the quotes, if `self` is a string with no escape.
+    fn plain_str(&self) -> Option<&'de str> {
+        let inner = self.0.strip_prefix('"')?.strip_suffix('"')?;
+        memchr::memchr(b'\\', inner.as_bytes())
+            .is_none()
+            .then_some(inner)
+    }
+
+    /// `serde_json`'s own deserializer over the text, run to its end.
+    fn json<V>(
+        self,
+        run: impl FnOnce(
+            &mut serde_json::Deserializer<serde_json::de::StrRead<'de>>,
+        ) -> serde_json::Result<V>,
+    ) -> serde_json::Result<V> {
+        let mut de = serde_json::Deserializer::from_str(self.0);
+        let value = run(&mut de)?;
+        de.end()?;
+        Ok(value)
+    }
+}
+
+macro_rules! forward_to_serde_json {
+    ($($method:ident $(($($arg:ident: $ty:ty),*))?),* $(,)?) => {
+        $(
+            fn $method<V: Visitor<'de>>(self, $($($arg: $ty,)*)? visitor: V) -> serde_json::Result<V::Value> {
+                self.json(|de| de.$method($($($arg,)*)? visitor))
+            }
+        )*
+    };
+}
+
+impl<'de> de::Deserializer<'de> for Valid<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> serde_json::Result<V::Value> {
+        match self.plain_str() {
+            Some(s) => visitor.visit_borrowed_str(s),
+            None => self.json(|de| de.deserialize_str(visitor)),
+        }
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> serde_json::Result<V::Value> {
+        self.deserialize_str(visitor)
+    }
+
+    forward_to_serde_json! {
+        deserialize_any, deserialize_bool, deserialize_i8, deserialize_i16, deserialize_i32,
+        deserialize_i64, deserialize_i128, deserialize_u8, deserialize_u16, deserialize_u32,
+        deserialize_u64, deserialize_u128, deserialize_f32, deserialize_f64, deserialize_char,
+        deserialize_bytes, deserialize_byte_buf, deserialize_option, deserialize_unit,
+        deserialize_unit_struct(name: &'static str),
+        deserialize_newtype_struct(name: &'static str),
+        deserialize_seq,
+        deserialize_tuple(len: usize),
+        deserialize_tuple_struct(name: &'static str, len: usize),
+        deserialize_map,
+        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
+        deserialize_identifier, deserialize_ignored_any,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,5 +520,45 @@ mod tests {
             }
         }
         assert!(needs_no_escape(&"é ok \u{7f} ".repeat(50)));
+    }
+}
+
+#[cfg(test)]
+mod from_valid_tests {
+    use std::collections::BTreeMap;
+
+    use super::from_valid;
+
+    /// `from_valid` against `serde_json::from_str`: same value, or same
+    /// error message.
+    fn same<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(text: &str) {
+        let ours = from_valid::<T>(text).map_err(|e| e.to_string());
+        let theirs = serde_json::from_str::<T>(text).map_err(|e| e.to_string());
+        assert_eq!(ours, theirs, "{text}");
+    }
+
+    #[test]
+    fn decodes_exactly_what_serde_json_decodes() {
+        for text in [
+            r#""plain""#,
+            r#""""#,
+            r#""esc\"aped\n\u00e9\ud83d\ude00""#,
+            "\"é ünïcode\"",
+            "12",
+            "null",
+        ] {
+            same::<String>(text);
+            same::<Option<String>>(text);
+            same::<Box<str>>(text);
+            same::<serde_json::Value>(text);
+            same::<char>(text);
+            same::<i64>(text);
+            same::<Vec<String>>(text);
+        }
+        same::<f64>("0.1");
+        same::<f64>("1e400");
+        same::<(String, u8)>(r#"["a", 300]"#);
+        same::<BTreeMap<String, String>>(r#"{"k": "v", "k2": "w\\x"}"#);
+        same::<u8>("-1");
     }
 }

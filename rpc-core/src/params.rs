@@ -33,7 +33,8 @@ pub struct ParamReader<'a> {
 
 #[derive(Debug)]
 enum Values<'a> {
-    ByPosition(Vec<&'a RawValue>),
+    /// The elements' JSON text, in order.
+    ByPosition(Vec<&'a str>),
     /// Slot `i` holds the value given for `names[i]`, if any.
     ByName(Vec<Option<&'a RawValue>>),
 }
@@ -49,7 +50,14 @@ impl<'a> ParamReader<'a> {
         let values = match params {
             None => Values::ByPosition(Vec::new()),
             Some(raw) if raw.get().starts_with('[') => {
-                let list: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(invalid)?;
+                let list = match split_array(raw.get()) {
+                    Some(list) => list,
+                    None => serde_json::from_str::<Vec<&RawValue>>(raw.get())
+                        .map_err(invalid)?
+                        .into_iter()
+                        .map(RawValue::get)
+                        .collect(),
+                };
                 if list.len() > names.len() {
                     return Err(invalid(if names.is_empty() {
                         format!("this method takes no parameters, got {}", list.len())
@@ -99,11 +107,11 @@ impl<'a> ParamReader<'a> {
     pub fn arg<T: DeserializeOwned>(&mut self, index: usize) -> Result<T, ErrorObject> {
         let raw = match &self.values {
             Values::ByPosition(list) => list.get(index).copied(),
-            Values::ByName(slots) => slots.get(index).copied().flatten(),
+            Values::ByName(slots) => slots.get(index).copied().flatten().map(RawValue::get),
         };
         let name = self.names.get(index).copied().unwrap_or("?");
         match raw {
-            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| {
+            Some(raw) => crate::json::from_valid(raw).map_err(|e| {
                 invalid(format_args!(
                     "parameter `{name}` (position {index}) has the wrong type: {}",
                     quote(without_position(&e.to_string()))
@@ -120,6 +128,45 @@ impl<'a> ParamReader<'a> {
 }
 
 /// An object's members in order, keeping duplicates (a map would hide them).
+/// The elements of `text`, a JSON array that has already been validated
+/// (the text of a `RawValue`), each without the whitespace around it: what
+/// `serde_json::from_str::<Vec<&RawValue>>` returns, found without a second
+/// validation. Strings are skipped with `memchr2` to their closing quote;
+/// outside them only brackets, braces and commas matter. `None` if `text`
+/// is not shaped like an array after all (the caller then asks serde_json).
+fn split_array(text: &str) -> Option<Vec<&str>> {
+    const WS: [char; 4] = [' ', '\t', '\n', '\r'];
+    let inner = text.strip_prefix('[')?.strip_suffix(']')?;
+    let bytes = inner.as_bytes();
+    let mut out = Vec::new();
+    let (mut depth, mut start, mut i) = (0usize, 0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => loop {
+                i += 1;
+                i += memchr::memchr2(b'"', b'\\', bytes.get(i..)?)?;
+                if bytes[i] == b'"' {
+                    break;
+                }
+                i += 1; // the escaped byte
+            },
+            b'[' | b'{' => depth += 1,
+            b']' | b'}' => depth = depth.checked_sub(1)?,
+            b',' if depth == 0 => {
+                out.push(inner[start..i].trim_matches(WS));
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let last = inner[start..].trim_matches(WS);
+    if !last.is_empty() || !out.is_empty() {
+        out.push(last);
+    }
+    (depth == 0).then_some(out)
+}
+
 struct NamedParams<'a>(Vec<(std::borrow::Cow<'a, str>, &'a RawValue)>);
 
 impl<'de> serde::Deserialize<'de> for NamedParams<'de> {
@@ -177,6 +224,27 @@ fn invalid(detail: impl std::fmt::Display) -> ErrorObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_array_finds_what_serde_json_finds() {
+        for text in [
+            "[]",
+            "[ ]",
+            "[1]",
+            " [1] ",
+            "[ 1 , \"a,]\\\"[\" ,\n[1,[2,{\"k\":[3]}]], {\"a,b\": \"}\"}\t, null ]",
+            r#"["\\", "\"", ""]"#,
+            "[[],{},[[]]]",
+        ] {
+            let raw = raw(text.trim());
+            let theirs: Vec<&str> = serde_json::from_str::<Vec<&RawValue>>(raw.get())
+                .unwrap()
+                .into_iter()
+                .map(RawValue::get)
+                .collect();
+            assert_eq!(split_array(raw.get()), Some(theirs), "{text}");
+        }
+    }
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()

@@ -867,7 +867,14 @@ fn decode<T: DeserializeOwned, E: DeserializeOwned>(
     answer: Answer,
 ) -> Result<T, RpcError<E>> {
     match answer {
-        Answer::Result(json) => serde_json::from_slice(&json).map_err(|source| {
+        // `json` is a slice of a message already parsed as UTF-8 JSON, so
+        // the first branch is the one taken; the second keeps serde_json's
+        // error should that ever change.
+        Answer::Result(json) => match std::str::from_utf8(&json) {
+            Ok(text) => crate::json::from_valid(text),
+            Err(_) => serde_json::from_slice(&json),
+        }
+        .map_err(|source| {
             RpcError::Decode(DecodeError::Result {
                 method: method.to_owned(),
                 source,
