@@ -494,6 +494,33 @@ class Streams(unittest.TestCase):
         self.assertEqual(self.p.client._conn.session.open_streams, 0)
         self.assertEqual(self.p.add(1, 2), 3)  # the connection is still good
 
+    def test_leaving_the_block_or_closing_frees_the_nick_at_once(self):
+        # close() and the with block wait for the answer to rpc.unsubscribe,
+        # which the server sends once the room has forgotten the member: the
+        # same nick may join again at once, never "that nick is taken".
+        for i in range(30):
+            with self.p.chat.join("volta", "eva") as events:
+                self.assertEqual(next(events)["kind"], "joined")
+            self.assertEqual(self.q.chat.who("volta"), [], f"round {i}")
+            stream = self.p.chat.join("volta", "eva")
+            stream.close()
+            self.assertEqual(self.q.chat.who("volta"), [], f"round {i}")
+        self.assertEqual(self.p.client._conn.session.open_streams, 0)
+
+    def test_asyncio_aclose_and_async_with_free_the_nick_at_once(self):
+        async def main():
+            p = await framedrpc.aconnect(self.server.url("tcp"), timeout=LIMIT)
+            for i in range(30):
+                async with await p.chat.join("avolta", "rui") as events:
+                    self.assertEqual((await events.__anext__())["kind"], "joined")
+                self.assertEqual(self.q.chat.who("avolta"), [], f"round {i}")
+                stream = await p.chat.join("avolta", "rui")
+                await stream.aclose()
+                self.assertEqual(self.q.chat.who("avolta"), [], f"round {i}")
+            await p.close()
+
+        asyncio.run(asyncio.wait_for(main(), 60))
+
     def test_a_small_window_delivers_a_long_history_with_several_grants(self):
         with self.q.chat.join("longa", "escritor"):
             for i in range(50):
