@@ -16,9 +16,9 @@ from typing import Any, Deque, Generic, List, Optional, Tuple, TypeVar
 
 from .client import DEFAULT_TIMEOUT, _UNSET, Client, streaming_methods
 from .core import DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Catalog, FrameDecoder, Session, encode_frame
-from .errors import DeadlineExceeded, MethodNotFound, ProtocolError
+from .errors import DeadlineExceeded, MethodNotFound, ProtocolError, Unauthorized, token_hint
 from .proxy import Namespace, tree_of
-from .transport import Address, fresh, tls_context
+from .transport import Address, fresh, naming, tls_context
 
 __all__ = ["aconnect", "AsyncClient", "AsyncProxy", "AsyncStream"]
 
@@ -287,13 +287,16 @@ class AsyncClient:
             conn = self._conn
             if conn is not None and conn.usable:
                 return conn
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self.address.host, self.address.port, ssl=self._context,
-                    server_hostname=self.address.host if self._context else None,
-                ),
-                self.connect_timeout,
-            )
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        self.address.host, self.address.port, ssl=self._context,
+                        server_hostname=self.address.host if self._context else None,
+                    ),
+                    self.connect_timeout,
+                )
+            except OSError as e:
+                raise naming(self.address, e) from e
             conn = _Connection(reader, writer, self.max_frame_size)
             if self.token is not None:
                 try:
@@ -317,7 +320,12 @@ class AsyncClient:
                 None, lambda: self._sync.call(method, params, timeout=timeout)  # type: ignore[union-attr]
             )
         conn = await self._connection()
-        return await self._framed_call(conn, method, params, timeout, on_notification)
+        try:
+            return await self._framed_call(conn, method, params, timeout, on_notification)
+        except Unauthorized as e:
+            if self.token is None:
+                raise token_hint(e) from None
+            raise
 
     async def _framed_call(
         self, conn: _Connection, method: str, params: Any, timeout: Optional[float], on_notification: Any

@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Deque, Generic, Iterator, List, Optional, Tuple, TypeVar
 
 from .core import DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Catalog
-from .errors import DeadlineExceeded, MethodNotFound
+from .errors import DeadlineExceeded, MethodNotFound, Unauthorized, token_hint
 from .proxy import Namespace, tree_of
 from .transport import Address, FramedConnection, HttpTransport, fresh, tls_context
 from .transport import Waiter as _Waiter
@@ -331,9 +331,14 @@ class Client:
         if self._closed:
             raise ConnectionAbortedError("this client was closed")
         timeout = self._timeout(timeout)
-        if self._http is not None:
-            return self._http_call(method, params, timeout)
-        return self._framed_call(self._connection(), method, params, timeout, on_notification)
+        try:
+            if self._http is not None:
+                return self._http_call(method, params, timeout)
+            return self._framed_call(self._connection(), method, params, timeout, on_notification)
+        except Unauthorized as e:
+            if self.token is None:
+                raise token_hint(e) from None
+            raise
 
     def _framed_call(
         self,

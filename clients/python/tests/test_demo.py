@@ -224,8 +224,29 @@ class Security(unittest.TestCase):
                     with self.assertRaises(errors.Unauthorized) as e:
                         framedrpc.connect(server.url(scheme), token="wrong")
                     self.assertEqual(e.exception.code, -32003)
-                    with self.assertRaises(errors.Unauthorized):
+                    self.assertNotIn("token=", str(e.exception))
+                    with self.assertRaises(errors.Unauthorized) as e:
                         framedrpc.connect(server.url(scheme))
+                    self.assertIn("framedrpc.connect(url, token=...)", str(e.exception))
+
+    def test_a_url_without_scheme_is_tcp_and_a_refused_connection_names_the_address(self):
+        with DemoServer() as server:
+            host_port = server.url("tcp")[len("tcp://"):]
+            with framedrpc.connect(host_port) as p:
+                self.assertEqual(p.add(2, 3), 5)
+                self.assertEqual(p.client.address.scheme, "tcp")
+            port = server.url("tcp").rsplit(":", 1)[1]
+        # The server is gone: its port refuses.
+        with self.assertRaises(ConnectionRefusedError) as e:
+            framedrpc.connect(f"127.0.0.1:{port}")
+        self.assertIn(f"could not connect to 127.0.0.1:{port}", str(e.exception))
+
+        async def refused():
+            with self.assertRaises(ConnectionRefusedError) as e:
+                await framedrpc.aconnect(f"tcp://127.0.0.1:{port}")
+            self.assertIn(f"could not connect to 127.0.0.1:{port}", str(e.exception))
+
+        asyncio.run(asyncio.wait_for(refused(), 60))
 
     def test_tls_and_https_with_a_ca_file(self):
         ca, _, _ = tls_files()
