@@ -43,7 +43,8 @@ class Stubgen(unittest.TestCase):
                              "def hello(self, name: str) -> str:", "def sleep(self, ms: int) -> int:",
                              'CalcError = Union[Literal["DivisionByZero"], ', "(TypedDict):", "Returns `a + b`.",
                              "def chat_join(self, room: str, nick: str) -> framedrpc.Stream[Event]:",
-                             "def live_watch(self) -> framedrpc.Stream[LiveEvent]:"):
+                             "def live_watch(self) -> framedrpc.Stream[LiveEvent]:",
+                             "    soma = add  # the server's alias `soma`", "    pot = pow  # the server's alias `pot`"):
                 self.assertIn(expected, source)
             with open(os.path.join(tmp, "calc_client.py"), "w") as f:
                 f.write(source)
@@ -56,6 +57,7 @@ class Stubgen(unittest.TestCase):
 
                     with CalcClient(sys.argv[1]) as calc:
                         total: float = calc.add(2, 3)
+                        assert calc.soma(2, 3) == total and calc.mult(2, 3) == 6.0
                         greeting: str = calc.hello("Zé")
                         try:
                             calc.div(1, 0)
