@@ -827,6 +827,14 @@ class MethodSpec:
             if args and kwargs:
                 raise TypeError(f"{self.name}() takes arguments by position or by name, not both")
             return dict(kwargs) if kwargs else (list(args) if args else None)
+        # An unknown keyword first: it is the likelier mistake (a misspelt
+        # name), and it explains the "missing" argument Signature.bind reports.
+        unknown = [k for k in kwargs if k not in self.signature.parameters]
+        if unknown:
+            raise TypeError(
+                f"{self.name}() got an unexpected keyword argument {unknown[0]!r}; "
+                f"signature: {self.name}{self.signature}"
+            )
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as e:

@@ -62,6 +62,15 @@ class Calls(unittest.TestCase):
                 bad()
         with self.assertRaises(AttributeError):
             p.nope
+        # A misspelt keyword is named before the argument it leaves missing.
+        with self.assertRaisesRegex(TypeError, r"^add\(\) got an unexpected keyword argument 'c'"):
+            p.add(a=1, c=2)
+        # help(proxy) lists the remote methods, once each, with their aliases.
+        text = pydoc.render_doc(p, renderer=pydoc.plaintext)
+        self.assertIn("add(a: float, b: float) -> float  (also: soma)", text)
+        self.assertIn("chat.join(room: str, nick: str)", text)
+        self.assertNotIn("    pot(", text)
+        self.assertIsInstance(p, framedrpc.Proxy)
 
     def test_errors_the_server_answers(self):
         for p in self.each():
