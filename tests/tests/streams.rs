@@ -48,6 +48,12 @@ struct Probe {
     sender: Mutex<Option<StreamSender<String>>>,
     /// Notified when a `blobs` producer stops, its stream closed.
     stopped: Notify,
+    /// `silent` streams dropped so far.
+    silent_dropped: AtomicU64,
+    /// If set, the next `silent` stream's drop tells `dropping`, then
+    /// waits for a message here before it counts as dropped.
+    gate: std::sync::Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    dropping: Notify,
 }
 
 #[derive(Clone, Default)]
@@ -91,6 +97,13 @@ impl Feed for F {
         struct Stopped(Arc<Probe>);
         impl Drop for Stopped {
             fn drop(&mut self) {
+                let gate = self.0.gate.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(gate) = gate {
+                    self.0.dropping.notify_one();
+                    // Bounded: a test that fails never leaves this waiting.
+                    let _ = gate.recv_timeout(std::time::Duration::from_secs(30));
+                }
+                self.0.silent_dropped.fetch_add(1, Ordering::SeqCst);
                 self.0.stopped.notify_one();
             }
         }
@@ -519,5 +532,83 @@ async fn a_large_item_after_a_small_one_does_not_stall_a_small_window() {
     )
     .await;
     assert_eq!(items, [54, 134, 54]);
+    fx.shutdown().await;
+}
+
+/// `rpc.unsubscribe` is answered only once the handler's stream is dropped
+/// (a chat room has forgotten the member by then), on the wire and through
+/// `RemoteStream::close`. First with a drop held open: a call made meanwhile
+/// is answered, the `rpc.unsubscribe` only after the drop; then many times
+/// over, at full speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn unsubscribe_is_answered_after_the_handlers_stream_is_dropped() {
+    let (fx, feed) = serve(Via::Tcp).await;
+    let mut raw = fx.raw().await;
+    let (release, gate) = std::sync::mpsc::channel();
+    *feed.0.gate.lock().unwrap() = Some(gate);
+    let opened = exchange(
+        &mut raw,
+        &json!({"jsonrpc": "2.0", "method": "silent", "id": 1}),
+    )
+    .await;
+    assert_eq!(opened["result"]["stream"], json!(1), "{opened}");
+    let dropping = feed.0.dropping.notified();
+    send_json(
+        &mut raw,
+        &json!({"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": 1}, "id": 2}),
+    )
+    .await;
+    within("the drop to begin", dropping).await;
+    let answer = exchange(
+        &mut raw,
+        &json!({"jsonrpc": "2.0", "method": "rpc.ping", "id": 3}),
+    )
+    .await;
+    assert_eq!(
+        answer,
+        json!({"jsonrpc": "2.0", "result": "pong", "id": 3}),
+        "answered before the drop"
+    );
+    release.send(()).unwrap();
+    let answer = within("the answer", read_json(&mut raw)).await;
+    assert_eq!(answer, json!({"jsonrpc": "2.0", "result": true, "id": 2}));
+    assert_eq!(feed.0.silent_dropped.load(Ordering::SeqCst), 1);
+    for n in 2..=50u64 {
+        let opened = exchange(
+            &mut raw,
+            &json!({"jsonrpc": "2.0", "method": "silent", "id": n * 2}),
+        )
+        .await;
+        assert_eq!(opened["result"]["stream"], json!(n), "{opened}");
+        let answer = exchange(
+            &mut raw,
+            &json!({"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": n}, "id": n * 2 + 1}),
+        )
+        .await;
+        assert_eq!(
+            answer,
+            json!({"jsonrpc": "2.0", "result": true, "id": n * 2 + 1})
+        );
+        assert_eq!(
+            feed.0.silent_dropped.load(Ordering::SeqCst),
+            n,
+            "answered before the drop"
+        );
+    }
+    let client = FeedClient::from(fx.client().await);
+    for n in 51..=100u64 {
+        let stream = within("the stream to open", client.silent()).await.unwrap();
+        within(
+            "the close",
+            stream.close(std::time::Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            feed.0.silent_dropped.load(Ordering::SeqCst),
+            n,
+            "closed before the drop"
+        );
+    }
     fx.shutdown().await;
 }

@@ -9,7 +9,7 @@ def main() -> int:
         from .stubgen import main as stubgen
 
         return stubgen(sys.argv[2:])
-    print("usage: python -m framedrpc stubgen URL [--class NAME] [--token T] [--ca-file F]", file=sys.stderr)
+    print("usage: python -m framedrpc stubgen URL [--class-name NAME] [--token T] [--ca-file F]", file=sys.stderr)
     return 2
 
 

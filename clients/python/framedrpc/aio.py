@@ -16,9 +16,9 @@ from typing import Any, Deque, Generic, List, Optional, Tuple, TypeVar
 
 from .client import DEFAULT_TIMEOUT, _UNSET, Client, streaming_methods
 from .core import DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Catalog, FrameDecoder, Session, encode_frame
-from .errors import DeadlineExceeded, MethodNotFound, ProtocolError
+from .errors import DeadlineExceeded, MethodNotFound, ProtocolError, Unauthorized, token_hint
 from .proxy import Namespace, tree_of
-from .transport import Address, fresh, tls_context
+from .transport import Address, fresh, naming, tls_context
 
 __all__ = ["aconnect", "AsyncClient", "AsyncProxy", "AsyncStream"]
 
@@ -68,18 +68,22 @@ class AsyncStream(Generic[T]):
     aproxy.live.watch(): ...``, or ``async with await aproxy.live.watch()
     as events:``. The same semantics: items in order, credit granted as
     they are read, an error end raised, a lost connection a
-    ``ConnectionError``; :meth:`aclose` (or ``close``, leaving the
-    ``async with`` block, or dropping the stream after a ``break``) sends
-    ``rpc.unsubscribe``; ``idle_timeout`` raises :class:`DeadlineExceeded`."""
+    ``ConnectionError``; :meth:`aclose` (or leaving the ``async with``
+    block) sends ``rpc.unsubscribe`` and waits, at most ``close_timeout``
+    seconds (the client's timeout), until the server confirms it has let
+    the stream go; ``close`` (no ``await``) and dropping the stream after
+    a ``break`` send it without waiting; ``idle_timeout`` raises
+    :class:`DeadlineExceeded`."""
 
     def __init__(
         self, conn: "_Connection", method: str, stream_id: int, buffer: _StreamBuffer,
-        window: int, idle_timeout: Optional[float] = None,
+        window: int, idle_timeout: Optional[float] = None, close_timeout: Optional[float] = 30.0,
     ) -> None:
         self.method = method
         self.id = stream_id
         self.window = window
         self.idle_timeout = idle_timeout
+        self.close_timeout = close_timeout
         self._conn = conn
         self._buffer = buffer
         self._closed = False
@@ -127,12 +131,10 @@ class AsyncStream(Generic[T]):
 
     def close(self) -> None:
         """Ends the stream here and on the server (``rpc.unsubscribe``),
-        unless it has ended. Idempotent; needs no ``await``."""
-        if self._closed:
+        unless it has ended. Idempotent; needs no ``await``, and so does not
+        wait for the server to confirm: use :meth:`aclose` for that."""
+        if not self._stop():
             return
-        self._closed = True
-        self._buffer.items.clear()
-        self._buffer.wakeup.set()
         body = self._conn.session.unsubscribe(self.id)
         if body is not None:
             try:
@@ -140,9 +142,37 @@ class AsyncStream(Generic[T]):
             except (OSError, RuntimeError):  # RuntimeError: the event loop is closed
                 pass
 
+    def _stop(self) -> bool:
+        if self._closed:
+            return False
+        self._closed = True
+        self._buffer.items.clear()
+        self._buffer.wakeup.set()
+        return True
+
     async def aclose(self) -> None:
-        """:meth:`close`, awaitable (as async generators have it)."""
-        self.close()
+        """Ends the stream as :meth:`close`, then waits, at most
+        ``close_timeout`` seconds, for the server's answer to
+        ``rpc.unsubscribe``: it answers once the handler's stream is
+        dropped. A lost connection ends the wait. Idempotent."""
+        if not self._stop():
+            return
+        waiter = _Waiter(asyncio.get_running_loop())
+        pending = self._conn.session.unsubscribe_request(self.id, waiter)
+        if pending is None:
+            return
+        request_id, body = pending
+        try:
+            self._conn.send(body)
+        except (OSError, RuntimeError):
+            self._conn.session.forget(request_id)
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.future), self.close_timeout)
+        except asyncio.TimeoutError:
+            self._conn.session.forget(request_id)
+        except Exception:  # the answer was an error, or the connection was lost: it is over either way
+            pass
 
     @property
     def closed(self) -> bool:
@@ -153,7 +183,7 @@ class AsyncStream(Generic[T]):
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        self.close()
+        await self.aclose()
 
     def __del__(self) -> None:
         try:
@@ -257,13 +287,16 @@ class AsyncClient:
             conn = self._conn
             if conn is not None and conn.usable:
                 return conn
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self.address.host, self.address.port, ssl=self._context,
-                    server_hostname=self.address.host if self._context else None,
-                ),
-                self.connect_timeout,
-            )
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        self.address.host, self.address.port, ssl=self._context,
+                        server_hostname=self.address.host if self._context else None,
+                    ),
+                    self.connect_timeout,
+                )
+            except OSError as e:
+                raise naming(self.address, e) from e
             conn = _Connection(reader, writer, self.max_frame_size)
             if self.token is not None:
                 try:
@@ -287,7 +320,12 @@ class AsyncClient:
                 None, lambda: self._sync.call(method, params, timeout=timeout)  # type: ignore[union-attr]
             )
         conn = await self._connection()
-        return await self._framed_call(conn, method, params, timeout, on_notification)
+        try:
+            return await self._framed_call(conn, method, params, timeout, on_notification)
+        except Unauthorized as e:
+            if self.token is None:
+                raise token_hint(e) from None
+            raise
 
     async def _framed_call(
         self, conn: _Connection, method: str, params: Any, timeout: Optional[float], on_notification: Any
@@ -355,7 +393,9 @@ class AsyncClient:
                 if unsubscribe is not None:
                     conn.send(unsubscribe)
             raise
-        return AsyncStream(conn, method, stream_id, buffer, DEFAULT_WINDOW if credit is None else credit, idle_timeout)
+        return AsyncStream(
+            conn, method, stream_id, buffer, DEFAULT_WINDOW if credit is None else credit, idle_timeout, timeout
+        )
 
     @staticmethod
     def _cancel(conn: _Connection, request_id: Any) -> None:

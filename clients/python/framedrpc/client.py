@@ -15,7 +15,7 @@ import time
 from typing import Any, Callable, Deque, Generic, Iterator, List, Optional, Tuple, TypeVar
 
 from .core import DEFAULT_MAX_FRAME, DEFAULT_WINDOW, Catalog
-from .errors import DeadlineExceeded, MethodNotFound
+from .errors import DeadlineExceeded, MethodNotFound, Unauthorized, token_hint
 from .proxy import Namespace, tree_of
 from .transport import Address, FramedConnection, HttpTransport, fresh, tls_context
 from .transport import Waiter as _Waiter
@@ -71,10 +71,13 @@ class Stream(Generic[T]):
       items buffered here are bounded by it. A server that exceeds it
       breaks the protocol: the stream raises :class:`ProtocolError` and is
       unsubscribed.
-    - :meth:`close` (or leaving a ``with`` block, or dropping the stream,
-      as a ``break`` out of ``for ... in proxy.live.watch()`` does) ends it
-      on the server (``rpc.unsubscribe``). Prefer ``with`` or
-      :meth:`close` when the stream is kept in a variable.
+    - :meth:`close` (or leaving a ``with`` block) ends it on the server
+      (``rpc.unsubscribe``) and waits, at most ``close_timeout`` seconds
+      (the client's timeout), until the server confirms: when it returns,
+      the server has let the stream go (a chat room has forgotten the
+      member). Dropping the stream (a ``break`` out of ``for ... in
+      proxy.live.watch()``) also unsubscribes, but cannot wait: use
+      ``with`` or :meth:`close` when what follows depends on the end.
     - ``idle_timeout``: seconds to wait for the next item or the end;
       then :class:`DeadlineExceeded` (a ``TimeoutError``) and the stream is
       closed. Default: no limit.
@@ -87,12 +90,13 @@ class Stream(Generic[T]):
 
     def __init__(
         self, conn: FramedConnection, method: str, stream_id: int, buffer: _StreamBuffer,
-        window: int, idle_timeout: Optional[float] = None,
+        window: int, idle_timeout: Optional[float] = None, close_timeout: Optional[float] = DEFAULT_TIMEOUT,
     ) -> None:
         self.method = method
         self.id = stream_id
         self.window = window
         self.idle_timeout = idle_timeout
+        self.close_timeout = close_timeout
         self._conn = conn
         self._buffer = buffer
         self._closed = False
@@ -135,16 +139,40 @@ class Stream(Generic[T]):
     def close(self) -> None:
         """Ends the stream here and on the server (``rpc.unsubscribe``),
         unless it has ended; items not yet read are dropped, and a thread
-        waiting in ``next()`` stops. Idempotent."""
+        waiting in ``next()`` stops. Then waits, at most ``close_timeout``
+        seconds, for the server's answer: it answers once the handler's
+        stream is dropped. A lost connection ends the wait (the server
+        drops the connection's streams too). Idempotent."""
+        if not self._stop():
+            return
+        waiter = _Waiter()
+        pending = self._conn.session.unsubscribe_request(self.id, waiter)
+        if pending is None:  # it had ended: nothing to wait for
+            return
+        request_id, body = pending
+        try:
+            self._conn.send(body)
+        except OSError:
+            self._conn.session.forget(request_id)
+            return
+        timeout = self.close_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            settled = self._conn.wait(waiter, deadline)
+        except OSError:
+            settled = True
+        if not settled:
+            self._conn.session.forget(request_id)
+
+    def _stop(self) -> bool:
+        """Marks the stream closed here; whether it was open."""
         with self._buffer.condition:
             if self._closed:
-                return
+                return False
             self._closed = True
             self._buffer.items.clear()
             self._buffer.condition.notify_all()
-        body = self._conn.session.unsubscribe(self.id)
-        if body is not None:
-            self._conn.send_quietly(body)
+        return True
 
     @property
     def closed(self) -> bool:
@@ -158,8 +186,13 @@ class Stream(Generic[T]):
         self.close()
 
     def __del__(self) -> None:
+        # May run on any thread, the connection's reader included: send the
+        # notification, never wait here.
         try:
-            self.close()
+            if self._stop():
+                body = self._conn.session.unsubscribe(self.id)
+                if body is not None:
+                    self._conn.send_quietly(body)
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
 
@@ -298,9 +331,14 @@ class Client:
         if self._closed:
             raise ConnectionAbortedError("this client was closed")
         timeout = self._timeout(timeout)
-        if self._http is not None:
-            return self._http_call(method, params, timeout)
-        return self._framed_call(self._connection(), method, params, timeout, on_notification)
+        try:
+            if self._http is not None:
+                return self._http_call(method, params, timeout)
+            return self._framed_call(self._connection(), method, params, timeout, on_notification)
+        except Unauthorized as e:
+            if self.token is None:
+                raise token_hint(e) from None
+            raise
 
     def _framed_call(
         self,
@@ -387,7 +425,9 @@ class Client:
                 raise _local_timeout(method, timeout)
             conn.wait(waiter, None)
         stream_id = waiter.outcome()
-        return Stream(conn, method, stream_id, buffer, DEFAULT_WINDOW if credit is None else credit, idle_timeout)
+        return Stream(
+            conn, method, stream_id, buffer, DEFAULT_WINDOW if credit is None else credit, idle_timeout, timeout
+        )
 
     def _http_call(self, method: str, params: Any, timeout: Optional[float]) -> Any:
         from .core import Session

@@ -420,6 +420,16 @@ class Session:
             return None
         return _dumps({"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": stream_id}})
 
+    def unsubscribe_request(self, stream_id: Any, waiter: Any) -> Optional[Tuple[int, bytes]]:
+        """Stops the stream here, as :meth:`unsubscribe`, but as a request
+        whose answer ``waiter`` gets: ``(id, body)`` to send, or ``None`` if
+        the stream had already ended. The server answers once it has let
+        the stream go (its handler's stream dropped), so waiting for the
+        answer is how a caller knows the stream is over on the server."""
+        if self._streams.pop(stream_id, None) is None:
+            return None
+        return self.request("rpc.unsubscribe", {"stream": stream_id}, waiter)
+
     @property
     def open_streams(self) -> int:
         """How many streams are open on this connection."""
@@ -817,6 +827,14 @@ class MethodSpec:
             if args and kwargs:
                 raise TypeError(f"{self.name}() takes arguments by position or by name, not both")
             return dict(kwargs) if kwargs else (list(args) if args else None)
+        # An unknown keyword first: it is the likelier mistake (a misspelt
+        # name), and it explains the "missing" argument Signature.bind reports.
+        unknown = [k for k in kwargs if k not in self.signature.parameters]
+        if unknown:
+            raise TypeError(
+                f"{self.name}() got an unexpected keyword argument {unknown[0]!r}; "
+                f"signature: {self.name}{self.signature}"
+            )
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as e:

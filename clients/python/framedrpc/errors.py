@@ -145,6 +145,16 @@ class Unauthorized(RpcError, PermissionError):
     CODE = -32003
 
 
+def token_hint(error: "Unauthorized") -> "Unauthorized":
+    """A copy of ``error`` whose message says how to give a token in
+    Python, for a client that was given none."""
+    hinted = Unauthorized(
+        error.code, f"{error.message}; pass the token: framedrpc.connect(url, token=...)",
+        *((error.data,) if error.has_data else ()),
+    )
+    return hinted
+
+
 class TooManyConnections(RpcError, ConnectionRefusedError):
     """-32004: the server serves its maximum of connections; it closed this one."""
 

@@ -62,6 +62,12 @@ class Namespace:
         self.__dict__["_ns_tree"] = tree
         self.__dict__["_ns_invoke"] = invoke
         self.__dict__["_ns_prefix"] = prefix
+        if tree:
+            # help(proxy) documents the instance's class: give this one a
+            # class of its own whose text lists the remote methods.
+            cls = type(self)
+            doc = (cls.__doc__ or "").rstrip() + "\n\nRemote methods (from rpc.discover):\n\n" + listing(tree, prefix)
+            object.__setattr__(self, "__class__", type(cls.__name__, (cls,), {"__doc__": doc, "__module__": cls.__module__}))
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") or name.startswith("_ns_"):
@@ -97,6 +103,30 @@ class Namespace:
     def __repr__(self) -> str:
         prefix = self.__dict__["_ns_prefix"]
         return f"<{type(self).__name__} {prefix.rstrip('.') or '(root)'}>"
+
+
+def listing(tree: Dict[str, Any], prefix: str = "") -> str:
+    """The methods of ``tree`` (``prefix``: the wire names' common start),
+    one entry each by wire name: the signature, the aliases, and the first
+    line of its text."""
+    specs: Dict[str, Any] = {}
+
+    def walk(node: Dict[str, Any]) -> None:
+        for value in node.values():
+            if isinstance(value, dict):
+                walk(value)
+            else:
+                specs[value.name] = value
+
+    walk(tree)
+    lines: List[str] = []
+    for name in sorted(specs):
+        spec = specs[name]
+        signature = str(spec.signature) if spec.signature is not None else "(...)"
+        aliases = f"  (also: {', '.join(spec.aliases)})" if spec.aliases else ""
+        first = (spec.doc or "").strip().split("\n", 1)[0]
+        lines.append(f"    {name[len(prefix):]}{signature}{aliases}" + (f"\n        {first}" if first else ""))
+    return "\n".join(lines)
 
 
 def tree_of(catalog: Optional[Catalog]) -> Optional[Dict[str, Any]]:

@@ -12,7 +12,7 @@ mypy accepts it.
 import json
 import keyword
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["generate", "python_name"]
 
@@ -166,6 +166,7 @@ def generate(document: Dict[str, Any], url: Optional[str] = None, class_name: Op
     gen.taken.add(cls)
     methods_src: List[str] = []
     used_names: set = {"close", "call"}
+    aliases: List[Tuple[str, str]] = []  # (alias, the method's Python name)
     for method in document.get("methods") or []:
         if not isinstance(method, dict) or not isinstance(method.get("name"), str):
             continue
@@ -204,6 +205,7 @@ def generate(document: Dict[str, Any], url: Optional[str] = None, class_name: Op
             )
         if method.get("x-aliases"):
             extra.append("Aliases on the server: " + ", ".join(method["x-aliases"]) + ".")
+            aliases += [(a, pyname) for a in method["x-aliases"] if isinstance(a, str)]
         error = method.get("x-application-error")
         if isinstance(error, dict):
             err_hint = gen.hint(error, stem + "Error")
@@ -227,6 +229,15 @@ def generate(document: Dict[str, Any], url: Optional[str] = None, class_name: Op
                 ]
             )
         )
+    alias_src: List[str] = []
+    for alias, target in aliases:
+        alias_py = python_name(alias)
+        if alias_py in used_names or alias_py.startswith("_"):
+            continue  # a method of that name exists: the alias adds nothing
+        used_names.add(alias_py)
+        alias_src.append(f"    {alias_py} = {target}  # the server's alias `{alias}`")
+    if alias_src:
+        methods_src.append("\n".join(alias_src))
     header = [
         f'"""Typed client for {title} {info.get("version", "")}'.rstrip() + ".",
         "",

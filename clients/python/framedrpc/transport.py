@@ -34,6 +34,8 @@ class Address:
     SCHEMES = ("tcp", "tls", "http", "https")
 
     def __init__(self, url: str) -> None:
+        if "://" not in url:  # HOST:PORT, as `rpc-demo call` takes it
+            url = "tcp://" + url
         parts = urlsplit(url)
         if parts.scheme not in self.SCHEMES:
             raise ValueError(f"unsupported URL scheme in {url!r}: use one of tcp://, tls://, http://, https://")
@@ -59,6 +61,19 @@ class Address:
     def framed(self) -> bool:
         """Length-prefixed frames (``tcp://``, ``tls://``) rather than HTTP."""
         return self.scheme in ("tcp", "tls")
+
+
+def naming(address: Address, error: OSError) -> OSError:
+    """``error`` again (the same class, so ``except ConnectionRefusedError``
+    still works), its message naming the address that was tried:
+    ``could not connect to 127.0.0.1:7070: Connection refused``."""
+    reason = error.strerror or str(error) or type(error).__name__
+    try:
+        named = type(error)(error.errno, f"could not connect to {address.host}:{address.port}: {reason}")
+    except Exception:  # pragma: no cover - an OSError subclass with another constructor
+        return error
+    named.__cause__ = error
+    return named
 
 
 def tls_context(ca_file: Optional[str], ssl_context: Optional[ssl.SSLContext]) -> ssl.SSLContext:
@@ -290,7 +305,10 @@ class FramedConnection:
         self._outbox: List[bytes] = []
         self._queued = 0
         self._writing = False
-        sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
+        try:
+            sock = socket.create_connection((address.host, address.port), timeout=connect_timeout)
+        except OSError as e:
+            raise naming(address, e) from e
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if context is not None:

@@ -62,6 +62,15 @@ class Calls(unittest.TestCase):
                 bad()
         with self.assertRaises(AttributeError):
             p.nope
+        # A misspelt keyword is named before the argument it leaves missing.
+        with self.assertRaisesRegex(TypeError, r"^add\(\) got an unexpected keyword argument 'c'"):
+            p.add(a=1, c=2)
+        # help(proxy) lists the remote methods, once each, with their aliases.
+        text = pydoc.render_doc(p, renderer=pydoc.plaintext)
+        self.assertIn("add(a: float, b: float) -> float  (also: soma)", text)
+        self.assertIn("chat.join(room: str, nick: str)", text)
+        self.assertNotIn("    pot(", text)
+        self.assertIsInstance(p, framedrpc.Proxy)
 
     def test_errors_the_server_answers(self):
         for p in self.each():
@@ -224,8 +233,29 @@ class Security(unittest.TestCase):
                     with self.assertRaises(errors.Unauthorized) as e:
                         framedrpc.connect(server.url(scheme), token="wrong")
                     self.assertEqual(e.exception.code, -32003)
-                    with self.assertRaises(errors.Unauthorized):
+                    self.assertNotIn("token=", str(e.exception))
+                    with self.assertRaises(errors.Unauthorized) as e:
                         framedrpc.connect(server.url(scheme))
+                    self.assertIn("framedrpc.connect(url, token=...)", str(e.exception))
+
+    def test_a_url_without_scheme_is_tcp_and_a_refused_connection_names_the_address(self):
+        with DemoServer() as server:
+            host_port = server.url("tcp")[len("tcp://"):]
+            with framedrpc.connect(host_port) as p:
+                self.assertEqual(p.add(2, 3), 5)
+                self.assertEqual(p.client.address.scheme, "tcp")
+            port = server.url("tcp").rsplit(":", 1)[1]
+        # The server is gone: its port refuses.
+        with self.assertRaises(ConnectionRefusedError) as e:
+            framedrpc.connect(f"127.0.0.1:{port}")
+        self.assertIn(f"could not connect to 127.0.0.1:{port}", str(e.exception))
+
+        async def refused():
+            with self.assertRaises(ConnectionRefusedError) as e:
+                await framedrpc.aconnect(f"tcp://127.0.0.1:{port}")
+            self.assertIn(f"could not connect to 127.0.0.1:{port}", str(e.exception))
+
+        asyncio.run(asyncio.wait_for(refused(), 60))
 
     def test_tls_and_https_with_a_ca_file(self):
         ca, _, _ = tls_files()
@@ -494,6 +524,33 @@ class Streams(unittest.TestCase):
         self.assertEqual(self.p.client._conn.session.open_streams, 0)
         self.assertEqual(self.p.add(1, 2), 3)  # the connection is still good
 
+    def test_leaving_the_block_or_closing_frees_the_nick_at_once(self):
+        # close() and the with block wait for the answer to rpc.unsubscribe,
+        # which the server sends once the room has forgotten the member: the
+        # same nick may join again at once, never "that nick is taken".
+        for i in range(30):
+            with self.p.chat.join("volta", "eva") as events:
+                self.assertEqual(next(events)["kind"], "joined")
+            self.assertEqual(self.q.chat.who("volta"), [], f"round {i}")
+            stream = self.p.chat.join("volta", "eva")
+            stream.close()
+            self.assertEqual(self.q.chat.who("volta"), [], f"round {i}")
+        self.assertEqual(self.p.client._conn.session.open_streams, 0)
+
+    def test_asyncio_aclose_and_async_with_free_the_nick_at_once(self):
+        async def main():
+            p = await framedrpc.aconnect(self.server.url("tcp"), timeout=LIMIT)
+            for i in range(30):
+                async with await p.chat.join("avolta", "rui") as events:
+                    self.assertEqual((await events.__anext__())["kind"], "joined")
+                self.assertEqual(self.q.chat.who("avolta"), [], f"round {i}")
+                stream = await p.chat.join("avolta", "rui")
+                await stream.aclose()
+                self.assertEqual(self.q.chat.who("avolta"), [], f"round {i}")
+            await p.close()
+
+        asyncio.run(asyncio.wait_for(main(), 60))
+
     def test_a_small_window_delivers_a_long_history_with_several_grants(self):
         with self.q.chat.join("longa", "escritor"):
             for i in range(50):
@@ -523,7 +580,12 @@ class Streams(unittest.TestCase):
         self.assertGreater(len(grants), 5, grants)
         self.assertTrue(all(g["stream"] == events.id and g["bytes"] > 0 for g in grants), grants)
         self.assertEqual(sent[0]["credit"], 200)
-        self.assertEqual(sent[-1], {"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": events.id}})
+        # Leaving the block unsubscribes with a request, whose answer it waits for.
+        self.assertEqual(
+            sent[-1],
+            {"jsonrpc": "2.0", "method": "rpc.unsubscribe", "params": {"stream": events.id}, "id": sent[-1].get("id")},
+        )
+        self.assertIsInstance(sent[-1]["id"], int)
 
     def test_a_small_item_then_a_large_one_does_not_stall(self):
         # Window 150: a ~56-byte item, then a ~136-byte one. After the first

@@ -43,7 +43,8 @@ class Stubgen(unittest.TestCase):
                              "def hello(self, name: str) -> str:", "def sleep(self, ms: int) -> int:",
                              'CalcError = Union[Literal["DivisionByZero"], ', "(TypedDict):", "Returns `a + b`.",
                              "def chat_join(self, room: str, nick: str) -> framedrpc.Stream[Event]:",
-                             "def live_watch(self) -> framedrpc.Stream[LiveEvent]:"):
+                             "def live_watch(self) -> framedrpc.Stream[LiveEvent]:",
+                             "    soma = add  # the server's alias `soma`", "    pot = pow  # the server's alias `pot`"):
                 self.assertIn(expected, source)
             with open(os.path.join(tmp, "calc_client.py"), "w") as f:
                 f.write(source)
@@ -56,6 +57,7 @@ class Stubgen(unittest.TestCase):
 
                     with CalcClient(sys.argv[1]) as calc:
                         total: float = calc.add(2, 3)
+                        assert calc.soma(2, 3) == total and calc.mult(2, 3) == 6.0
                         greeting: str = calc.hello("Zé")
                         try:
                             calc.div(1, 0)
@@ -109,6 +111,27 @@ class Examples(unittest.TestCase):
     def test_hello(self):
         self.assertEqual(self.example("hello_client.py", "João\n"), "Digite seu nome: Olá, João!\n")
 
+    def test_hello_asks_again_on_an_empty_name_and_ends_cleanly_at_end_of_input(self):
+        out = self.example("hello_client.py", "\n  \nJoão\n")
+        self.assertEqual(out.count("type a name"), 2, out)
+        self.assertTrue(out.endswith("Olá, João!\n"), out)
+        out = run([sys.executable, os.path.join(ROOT, "examples", "hello_client.py"), self.server.url("tcp")], "")
+        self.assertEqual((out.returncode, out.stderr), (1, "hello_client: no name was typed\n"))
+
+    def test_without_a_server_the_examples_print_one_line_naming_the_address(self):
+        import socket
+
+        with socket.socket() as s:  # a port nobody listens on: bound, not listening
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            for name in ("hello_client.py", "calculator_client.py", "echo_client.py"):
+                with self.subTest(name=name):
+                    out = run([sys.executable, os.path.join(ROOT, "examples", name), f"tcp://127.0.0.1:{port}"], "x\n")
+                    self.assertEqual(out.returncode, 1, out.stderr)
+                    self.assertEqual(out.stderr.count("\n"), 1, out.stderr)
+                    self.assertIn(f"could not connect to 127.0.0.1:{port}", out.stderr)
+                    self.assertNotIn("Traceback", out.stderr)
+
     def test_echo_stops_at_fim(self):
         out = self.example("echo_client.py", "um\ndois três\nfim\nnão enviado\n")
         self.assertIn("Server recebeu: um\n", out)
@@ -122,6 +145,11 @@ class Examples(unittest.TestCase):
         self.assertIn("Potência: 576650390625.0", out)
         out = self.example("calculator_client.py", "1\n0\n")
         self.assertIn("Dividir: erro (DivisionByZero: division by zero)", out)
+        # As `rpc-demo calc`: the decimal comma, and bad numbers asked again.
+        out = self.example("calculator_client.py", "dois\n2,5\ninf\n2\n")
+        self.assertEqual(out.count("is not a number"), 2, out)
+        self.assertIn("Somar: 4.5", out)
+        self.assertIn("Multiplicar: 5.0", out)
 
     def test_rest_exercise(self):
         out = self.example("rest_exercise_client.py", "mult\n8\n5\n", scheme="http")

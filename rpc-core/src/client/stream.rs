@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 
 use super::{CallOptions, Client, application_error};
 use crate::error::{DecodeError, Never, RpcError};
+use crate::message::streams::UNSUBSCRIBE;
 use crate::session::calls::{Sink, StreamEvent, opened_stream};
 use crate::session::{Answer, Session};
 use crate::stream::DEFAULT_WINDOW;
@@ -118,7 +119,9 @@ impl Client {
 ///   then sends more: a stream read slowly is sent slowly, and nothing else
 ///   on the connection waits for it.
 /// - Dropping it ends the stream on the server (`rpc.unsubscribe`), which
-///   stops producing.
+///   stops producing, but cannot wait for the server to let it go: when
+///   what follows depends on the end (a chat nick free again), use
+///   [`close`](Self::close), which waits for the server's confirmation.
 pub struct RemoteStream<T, E = Never> {
     session: Arc<Session>,
     id: u64,
@@ -159,6 +162,32 @@ impl<T, E> RemoteStream<T, E> {
         self.idle = Some(idle);
         self.idle_timer = None;
         self
+    }
+
+    /// Ends the stream here and on the server (`rpc.unsubscribe`), then
+    /// waits, at most `timeout`, for the server's answer, which it sends
+    /// once the handler's stream is dropped: when this returns `Ok`, the
+    /// server has let the stream go. `Ok` at once if the stream had ended.
+    ///
+    /// # Errors
+    ///
+    /// [`RpcError::Timeout`] if no answer comes within `timeout`, and
+    /// [`RpcError::Closed`] if the connection is lost first (the server then
+    /// ends the stream itself, but this side cannot know when).
+    pub async fn close(mut self, timeout: Duration) -> Result<(), RpcError> {
+        if self.ended {
+            return Ok(());
+        }
+        self.ended = true;
+        if !self.session.calls.forget_stream(self.id) {
+            return Ok(());
+        }
+        let params = serde_json::json!({ "stream": self.id });
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.session
+            .request(UNSUBSCRIBE, &params, deadline, timeout, None)
+            .await
+            .map(drop)
     }
 
     /// Stops the stream here and tells the server, unless it has ended.

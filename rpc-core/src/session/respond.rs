@@ -94,6 +94,9 @@ enum Admitted {
     Reply(Reply),
     /// Run a handler.
     Run(Call),
+    /// Nothing now: an `rpc.unsubscribe` the stream's task answers once
+    /// the stream's producer is dropped.
+    Later,
 }
 
 impl Responder {
@@ -190,7 +193,8 @@ impl Responder {
                     None => Ok(()),
                     Some(_) => Err(OVER_HTTP),
                 };
-                match self.admit(&request, received, streams) {
+                match self.admit(&request, received, streams, id.as_ref()) {
+                    Admitted::Later => {}
                     Admitted::Reply(answer) => match id {
                         Some(id) => push_reply(self.replier(reply).outbox(), &id, answer),
                         None => log_notification_error(&request.method, &answer),
@@ -315,8 +319,12 @@ impl Responder {
                         continue;
                     }
                     let id = request.id.map(|id| keep_id(body, id));
-                    let call = match self.admit(&request, received, Err(IN_BATCH)) {
+                    let call = match self.admit(&request, received, Err(IN_BATCH), None) {
                         Admitted::Reply(reply) => Call::ready(&request.method, reply),
+                        // Not given an id to answer later, `admit` answers now.
+                        Admitted::Later => {
+                            Call::ready(&request.method, crate::service::encode_reply(&true))
+                        }
                         Admitted::Run(call) => call,
                     };
                     calls.push((id, call));
@@ -431,12 +439,15 @@ impl Responder {
 
     /// Decides what to do with a request: the middleware, `rpc.cancel`, the
     /// shutdown, the in-flight limit, then routing. `streams` says whether a
-    /// streaming method may be called here, or why not.
+    /// streaming method may be called here, or why not; `later`, the
+    /// request's id if its answer may be sent later by another task (see
+    /// [`streams::immediate`]).
     fn admit(
         &mut self,
         request: &Request<'_>,
         received: Instant,
         streams: Result<(), &'static str>,
+        later: Option<&Bytes>,
     ) -> Admitted {
         let method = &*request.method;
         if !self.endpoint.middleware.is_empty() {
@@ -452,8 +463,10 @@ impl Responder {
         if let Some(reply) = builtins::immediate(method, request.params, &mut self.running) {
             return Admitted::Reply(reply);
         }
-        if let Some(reply) = streams::immediate(method, request.params, self.streams.as_deref()) {
-            return Admitted::Reply(reply);
+        match streams::immediate(method, request.params, self.streams.as_deref(), later) {
+            Some(streams::Immediate::Now(reply)) => return Admitted::Reply(reply),
+            Some(streams::Immediate::Later) => return Admitted::Later,
+            None => {}
         }
         if self.draining {
             return Admitted::Reply(Err(ErrorObject::new(
@@ -817,7 +830,8 @@ fn push_error(outbox: &Outbox, id: Option<&[u8]>, error: &ErrorObject) {
     });
 }
 
-fn push_reply(outbox: &Outbox, id: &Bytes, reply: Reply) {
+/// Queues the answer `reply` to request `id` (an error if it is too large).
+pub(super) fn push_reply(outbox: &Outbox, id: &Bytes, reply: Reply) {
     let pushed = outbox.push(|buf| {
         message::write_response(buf, id_str(id), as_response(&reply));
         Ok::<_, Infallible>(())

@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use futures_util::{Stream as FuturesStream, StreamExt};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -89,6 +90,7 @@ impl Streams {
             state: Mutex::new(Credit {
                 allowance: clamp(window),
                 end: table.ending,
+                answer: None,
             }),
             changed: Notify::new(),
             meter,
@@ -113,11 +115,16 @@ impl Streams {
         }
     }
 
-    /// Ends stream `id` at the caller's request; whether it was open.
-    fn unsubscribe(&self, id: u64) -> bool {
+    /// Ends stream `id` at the caller's request; whether it was open. If
+    /// it was and `answer` is the request's id, the stream's task answers
+    /// (`true`) once it has dropped the handler's stream, so that the
+    /// caller, answered, knows the handler has let it go (a chat room has
+    /// forgotten the member).
+    fn unsubscribe(&self, id: u64, answer: Option<Bytes>) -> bool {
         let flow = self.lock().open.remove(&id);
         match flow {
             Some(flow) => {
+                flow.lock().answer = answer;
                 flow.end(End::Unsubscribed);
                 true
             }
@@ -160,6 +167,9 @@ struct Credit {
     /// minus items sent.
     allowance: i64,
     end: Option<End>,
+    /// The id of an `rpc.unsubscribe` request to answer once the stream's
+    /// producer is dropped.
+    answer: Option<Bytes>,
 }
 
 impl Flow {
@@ -295,8 +305,16 @@ impl Opening {
         if opened.is_ok() {
             let end = pump(&self.table, &flow, items, outbox).await;
             tracing::debug!(stream = flow.id, ?end, "stream ended");
+        } else {
+            drop(items);
         }
         self.table.remove(flow.id);
+        // The producer is gone: now `rpc.unsubscribe` may be answered.
+        let answer = flow.lock().answer.take();
+        if let Some(answer) = answer {
+            outbox.wait_for_room().await;
+            super::respond::push_reply(outbox, &answer, service::encode_reply(&true));
+        }
         true
     }
 }
@@ -361,24 +379,42 @@ async fn pump(table: &Streams, flow: &Flow, mut items: Items, outbox: &Outbox) -
     Some(end)
 }
 
+/// What [`immediate`] decided.
+pub(crate) enum Immediate {
+    /// Answer this now.
+    Now(Reply),
+    /// The stream's task answers, once its producer is dropped.
+    Later,
+}
+
 /// `rpc.credit` and `rpc.unsubscribe`, answered in the session loop.
-/// `None` for any other method.
+/// `None` for any other method. `later`: the request's id, when the answer
+/// to an `rpc.unsubscribe` of an open stream may wait for the stream's
+/// producer to be dropped (not in a batch, whose answers go together).
 pub(crate) fn immediate(
     method: &str,
     params: Option<&RawValue>,
     table: Option<&Streams>,
-) -> Option<Reply> {
+    later: Option<&Bytes>,
+) -> Option<Immediate> {
     match method {
-        CREDIT => Some((|| {
+        CREDIT => Some(Immediate::Now((|| {
             let mut reader = ParamReader::new(params, &["stream", "bytes"])?;
             let (stream, bytes): (u64, u64) = (reader.arg(0)?, reader.arg(1)?);
             service::encode_reply(&table.is_some_and(|t| t.grant(stream, bytes)))
-        })()),
-        UNSUBSCRIBE => Some((|| {
-            let mut reader = ParamReader::new(params, &["stream"])?;
-            let stream: u64 = reader.arg(0)?;
-            service::encode_reply(&table.is_some_and(|t| t.unsubscribe(stream)))
-        })()),
+        })())),
+        UNSUBSCRIBE => Some(
+            (|| {
+                let mut reader = ParamReader::new(params, &["stream"])?;
+                let stream: u64 = reader.arg(0)?;
+                let open = table.is_some_and(|t| t.unsubscribe(stream, later.cloned()));
+                if open && later.is_some() {
+                    return Ok(Immediate::Later);
+                }
+                service::encode_reply(&open).map(|reply| Immediate::Now(Ok(reply)))
+            })()
+            .unwrap_or_else(|error| Immediate::Now(Err(error))),
+        ),
         _ => None,
     }
 }
