@@ -101,7 +101,12 @@ impl Feed for F {
                 if let Some(gate) = gate {
                     self.0.dropping.notify_one();
                     // Bounded: a test that fails never leaves this waiting.
-                    let _ = gate.recv_timeout(std::time::Duration::from_secs(30));
+                    // `block_in_place` hands this worker's other tasks (the
+                    // session's, perhaps in its LIFO slot) to another thread,
+                    // so holding the drop open blocks nothing else.
+                    let _ = tokio::task::block_in_place(|| {
+                        gate.recv_timeout(std::time::Duration::from_secs(30))
+                    });
                 }
                 self.0.silent_dropped.fetch_add(1, Ordering::SeqCst);
                 self.0.stopped.notify_one();
