@@ -378,8 +378,8 @@ fn check_bytes(h: &Harness, bytes: &[u8]) -> Result<(), TestCaseError> {
             reply_ids(&frame)?;
             if first && std::str::from_utf8(bytes).is_err() {
                 // Not UTF-8: a parse error, answered before the ping is read.
-                let response: Response<'_> =
-                    serde_json::from_str(&frame).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let response: Response<'_> = serde_json::from_str(&frame)
+                    .map_err(|e| TestCaseError::fail(format!("{e}: {frame}")))?;
                 prop_assert_eq!(response.error.map(|e| e.code), Some(-32700), "{}", frame);
                 prop_assert_eq!(response.id.map(RawValue::get), Some("null"), "{}", frame);
             }
