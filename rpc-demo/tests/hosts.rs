@@ -479,38 +479,12 @@ impl Hosts {
     /// `rpc-demo ARGS` run to its end on `host`: whether it succeeded, its
     /// stdout, its stderr.
     fn run(&self, host: &str, args: &[&str]) -> (bool, String, String) {
-        let mut child = common::Running(
-            Command::new("ip")
-                .args(["netns", "exec", &self.ns(host), BIN])
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start rpc-demo"),
-        );
-        let mut out = child.0.stdout.take().expect("stdout");
-        let mut err = child.0.stderr.take().expect("stderr");
-        let readers = std::thread::spawn(move || {
-            let (mut o, mut e) = (String::new(), String::new());
-            let _ = out.read_to_string(&mut o);
-            let _ = err.read_to_string(&mut e);
-            (o, e)
-        });
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = child.0.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(
-                started.elapsed() < common::LIMIT,
-                "rpc-demo {args:?} on {host} did not finish within {:?}",
-                common::LIMIT
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let (stdout, stderr) = readers.join().expect("readers");
-        (status.success(), stdout, stderr)
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.ns(host), BIN])
+            .args(args);
+        let out = common::run_command(command, "", &format!("rpc-demo {args:?} on {host}"));
+        (out.status.success(), out.stdout, out.stderr)
     }
 
     /// `rpc-demo lookup Calculator` in the registry, run on `host`.

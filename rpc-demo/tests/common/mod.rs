@@ -85,14 +85,21 @@ pub struct Output {
 /// Runs `rpc-demo ARGS` with `input` on stdin; fails the test if it takes
 /// longer than the limit.
 pub fn run(args: &[&str], input: &str) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    run_command(command, input, &format!("rpc-demo {args:?}"))
+}
+
+/// Runs `command` to its end with `input` on stdin, collecting its output;
+/// fails the test, naming it `what`, if it takes longer than the limit.
+pub fn run_command(mut command: Command, input: &str, what: &str) -> Output {
     let mut child = Running(
-        Command::new(BIN)
-            .args(args)
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start rpc-demo"),
+            .unwrap_or_else(|e| panic!("start {what}: {e}")),
     );
     let mut stdin = child.0.stdin.take().expect("stdin");
     stdin.write_all(input.as_bytes()).expect("write stdin");
@@ -112,7 +119,7 @@ pub fn run(args: &[&str], input: &str) -> Output {
         }
         assert!(
             started.elapsed() < LIMIT,
-            "rpc-demo {args:?} did not finish within {LIMIT:?}"
+            "{what} did not finish within {LIMIT:?}"
         );
         std::thread::sleep(Duration::from_millis(10));
     };
